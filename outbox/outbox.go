@@ -1,0 +1,71 @@
+// Package outbox owns the transactional outbox: the outbox_events table,
+// Publish, which writes events inside a caller's transaction, and the Relay,
+// which hands committed events to a Publisher.
+//
+// It imports only bun and the Postgres driver: never asynq, Redis or the app.
+package outbox
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+//go:embed schema.sql
+var schema string
+
+// Schema returns the SQL that creates the outbox table, its indexes and the
+// notification trigger in the current schema. Applications run it once, as
+// one of their migrations.
+func Schema() string { return schema }
+
+// Message is one event in the outbox.
+type Message struct {
+	bun.BaseModel `bun:"table:outbox_events"`
+
+	// ID identifies the event; Publish assigns "evt_..." when it is empty.
+	ID string `bun:"id,pk"`
+	// Tenant is the application the event belongs to.
+	Tenant string `bun:"tenant,notnull"`
+	// Topic is the event type, such as "link.clicked".
+	Topic string `bun:"topic,notnull"`
+	// Payload is the event's JSON data.
+	Payload json.RawMessage `bun:"payload,type:jsonb,notnull"`
+	// CreatedAt is set by Postgres when the row is inserted.
+	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()"`
+}
+
+// ErrInvalidMessage is returned by Publish for a message missing a tenant,
+// a topic or a valid JSON payload.
+var ErrInvalidMessage = errors.New("invalid outbox message")
+
+// Publish writes msgs to the outbox inside tx, so that they become visible to
+// relays exactly when, and only if, tx commits. It assigns IDs to messages
+// that have none and fills in CreatedAt.
+func Publish(ctx context.Context, tx bun.Tx, msgs ...*Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	for _, m := range msgs {
+		switch {
+		case m.Tenant == "":
+			return fmt.Errorf("publish: %w: empty tenant", ErrInvalidMessage)
+		case m.Topic == "":
+			return fmt.Errorf("publish: %w: empty topic", ErrInvalidMessage)
+		case !json.Valid(m.Payload):
+			return fmt.Errorf("publish %s: %w: payload is not JSON", m.Topic, ErrInvalidMessage)
+		}
+		if m.ID == "" {
+			m.ID = NewID("evt")
+		}
+	}
+	if _, err := tx.NewInsert().Model(&msgs).Returning("created_at").Exec(ctx); err != nil {
+		return fmt.Errorf("publish %d events: %w", len(msgs), err)
+	}
+	return nil
+}
