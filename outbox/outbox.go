@@ -35,7 +35,7 @@ type Message struct {
 	// Topic is the event type, such as "link.clicked".
 	Topic string `bun:"topic,notnull"`
 	// Payload is the event's JSON data.
-	Payload json.RawMessage `bun:"payload,type:jsonb,notnull"`
+	Payload json.RawMessage `bun:"payload,type:json,notnull"`
 	// CreatedAt is set by Postgres when the row is inserted.
 	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()"`
 }

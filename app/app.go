@@ -1,0 +1,234 @@
+// Package app wires hookd together: configuration, the database and its
+// migrations, Redis, and the roles a process runs (api, relay, worker).
+// Nothing imports app except cmd/hookd.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hookd/hookd/app/api"
+	"github.com/hookd/hookd/app/links"
+	"github.com/hookd/hookd/app/registry"
+	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks"
+)
+
+// App is a configured hookd process: its connections, listeners and roles.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *bun.DB
+	rdb     *redis.Client
+	metrics *prometheus.Registry
+
+	apiLn, metricsLn net.Listener
+}
+
+// New connects to Postgres and Redis, applies migrations when cfg.Migrate is
+// set, and opens the listeners of cfg's roles. Run starts serving; Close
+// releases everything if Run is never called.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log, metrics: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if a.db, err = openDB(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	if a.rdb, err = openRedis(ctx, cfg.RedisURL); err != nil {
+		return nil, err
+	}
+	if cfg.Migrate {
+		if err := Migrate(ctx, a.db, log); err != nil {
+			return nil, err
+		}
+	}
+	if a.has(RoleAPI) {
+		if a.apiLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("listen on HOOKD_HTTP_ADDR: %w", err)
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("listen on HOOKD_METRICS_ADDR: %w", err)
+		}
+	}
+	a.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return a, nil
+}
+
+func openDB(ctx context.Context, url string) (*bun.DB, error) {
+	sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(url), pgdriver.WithApplicationName("hookd")))
+	sqldb.SetMaxOpenConns(32)
+	sqldb.SetMaxIdleConns(32)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("connect to postgres (HOOKD_DATABASE_URL): %w", err)
+	}
+	return db, nil
+}
+
+func openRedis(ctx context.Context, url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse HOOKD_REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("connect to redis (HOOKD_REDIS_URL): %w", err)
+	}
+	return rdb, nil
+}
+
+func (a *App) has(role string) bool { return slices.Contains(a.cfg.Roles, role) }
+
+// HTTPAddr returns the API's listen address, or "" without the api role.
+func (a *App) HTTPAddr() string {
+	if a.apiLn == nil {
+		return ""
+	}
+	return a.apiLn.Addr().String()
+}
+
+// MetricsAddr returns the metrics listen address, or "" when disabled.
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
+// Run runs the configured roles until ctx is done or one of them fails,
+// then shuts them down in order (intake first, workers drained) and closes
+// the connections.
+func (a *App) Run(ctx context.Context) error {
+	defer a.Close()
+	a.log.InfoContext(ctx, "hookd starting", a.cfg.masked()...)
+
+	queueCfg := a.cfg.Queue
+	queueCfg.Retry.Schedule = a.cfg.RetrySchedule
+	// The task lease must outlast the HTTP timeout, or asynq could hand a
+	// slow delivery to a second worker while the first still waits.
+	queueCfg.DeliverTimeout = a.cfg.DeliveryTimeout + 15*time.Second
+	client := asynq.NewClientFromRedisClient(a.rdb)
+	queue := tasks.NewQueue(client, queueCfg)
+	metrics := tasks.NewMetrics(a.metrics)
+
+	g, ctx := errgroup.WithContext(ctx)
+	if a.apiLn != nil {
+		reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets})
+		srv := api.New(reg, links.NewService(a.db), a.log, api.Config{
+			AdminAPIKey: a.cfg.AdminAPIKey,
+			Checks: map[string]api.CheckFunc{
+				"postgres": a.db.PingContext,
+				"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+			},
+		})
+		if a.cfg.AdminAPIKey == "" {
+			a.log.WarnContext(ctx, "HOOKD_ADMIN_API_KEY is empty: every /v1 request will be refused")
+		}
+		g.Go(func() error { return a.serveHTTP(ctx, "api", a.apiLn, srv.Handler()) })
+	}
+	if a.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{Registry: a.metrics}))
+		g.Go(func() error { return a.serveHTTP(ctx, "metrics", a.metricsLn, mux) })
+	}
+	if a.has(RoleRelay) {
+		relay := outbox.NewRelay(a.db, queue, a.log.With(slog.String("role", RoleRelay)), outbox.RelayConfig{})
+		g.Go(func() error { return relay.Run(ctx) })
+	}
+	if a.has(RoleWorker) {
+		log := a.log.With(slog.String("role", RoleWorker))
+		reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets})
+		fanout := tasks.NewFanout(a.db, queue, reg.Subscribers, metrics, log)
+		deliverer := tasks.NewDeliverer(a.db, reg.DeliveryEndpoint, metrics, log, tasks.DelivererConfig{
+			Timeout:             a.cfg.DeliveryTimeout,
+			AllowPrivateTargets: a.cfg.AllowPrivateTargets,
+			UserAgent:           "hookd/" + Version(),
+		})
+		worker := tasks.NewWorker(a.rdb, fanout, deliverer, log, tasks.WorkerConfig{
+			Queue:           queueCfg,
+			Concurrency:     a.cfg.Concurrency,
+			ShutdownTimeout: a.cfg.ShutdownTimeout,
+		})
+		g.Go(func() error { return worker.Run(ctx) })
+	}
+	err := g.Wait()
+	if cerr := client.Close(); cerr != nil && !errors.Is(cerr, redis.ErrClosed) {
+		a.log.WarnContext(ctx, "close asynq client", slog.Any("err", cerr))
+	}
+	a.log.InfoContext(context.WithoutCancel(ctx), "hookd stopped")
+	return err
+}
+
+// serveHTTP serves h on ln until ctx is done, then shuts down gracefully.
+func (a *App) serveHTTP(ctx context.Context, name string, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.InfoContext(ctx, "listening", slog.String("server", name), slog.String("addr", ln.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s server: %w", name, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("%s server shutdown: %w", name, err)
+	}
+	return nil
+}
+
+// Close closes the listeners and connections. Run calls it on return.
+func (a *App) Close() {
+	for _, ln := range []net.Listener{a.apiLn, a.metricsLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	if a.rdb != nil {
+		_ = a.rdb.Close()
+	}
+	if a.db != nil {
+		_ = a.db.Close()
+	}
+}

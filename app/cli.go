@@ -1,0 +1,103 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+)
+
+const usage = `hookd delivers webhooks reliably.
+
+Usage:
+  hookd serve [flags]     run the roles (api, relay, worker; all by default)
+  hookd migrate [flags]   apply database migrations and exit
+  hookd version           print the version
+
+Run "hookd serve -h" for the flags; each has a HOOKD_* environment variable.
+`
+
+// Main runs the hookd command line: args are the arguments after the
+// program name, getenv reads the environment. Output meant for the user goes
+// to stdout; logs go to log.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
+	err := run(ctx, args, getenv, stdout, log)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the flag package printed the help
+	}
+	return err
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return errors.New("no command given")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		cfg, err := configFor(cmd, args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		a, err := New(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		return a.Run(ctx)
+	case "migrate":
+		cfg, err := configFor(cmd, args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		db, err := openDB(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return Migrate(ctx, db, log)
+	case "version":
+		fmt.Fprintln(stdout, "hookd", Version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stdout, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func configFor(cmd string, args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("hookd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(out)
+	cfg, rest, err := parseConfig(fs, args, getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	if len(rest) > 0 {
+		return Config{}, fmt.Errorf("%s: unexpected arguments %q", cmd, rest)
+	}
+	return cfg, nil
+}
+
+// Version returns hookd's version from the build information: the module
+// version, or the VCS revision of a development build.
+func Version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "devel-" + s.Value[:12]
+		}
+	}
+	return "devel"
+}

@@ -1,0 +1,216 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookd/hookd/tasks"
+)
+
+// Roles a process can run.
+const (
+	RoleAPI    = "api"
+	RoleRelay  = "relay"
+	RoleWorker = "worker"
+)
+
+// AllRoles are the roles `hookd serve` runs by default.
+func AllRoles() []string { return []string{RoleAPI, RoleRelay, RoleWorker} }
+
+// Config is hookd's configuration, read from HOOKD_* environment variables
+// and overridden by flags.
+type Config struct {
+	DatabaseURL         string
+	RedisURL            string
+	HTTPAddr            string
+	MetricsAddr         string
+	AdminAPIKey         string
+	AllowPrivateTargets bool
+	Roles               []string
+	Migrate             bool
+	RetrySchedule       []time.Duration
+	DeliveryTimeout     time.Duration
+	Concurrency         int
+	ShutdownTimeout     time.Duration
+
+	// Queue overrides the task queue names (tests use their own).
+	Queue tasks.QueueConfig
+}
+
+// setting is one configuration entry: its environment variable, its flag,
+// its default and where it goes.
+type setting struct {
+	env, flag, def, usage string
+	set                   func(c *Config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"HOOKD_DATABASE_URL", "database-url", "postgres://hookd:hookd@127.0.0.1:5432/hookd?sslmode=disable",
+			"Postgres URL", func(c *Config, v string) error {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+					return errors.New("want postgres://user:password@host:port/database")
+				}
+				c.DatabaseURL = v
+				return nil
+			}},
+		{"HOOKD_REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0",
+			"Redis URL", func(c *Config, v string) error {
+				if _, err := redis.ParseURL(v); err != nil {
+					return err
+				}
+				c.RedisURL = v
+				return nil
+			}},
+		{"HOOKD_HTTP_ADDR", "http-addr", "127.0.0.1:8080",
+			"API listen address", func(c *Config, v string) error { return setAddr(&c.HTTPAddr, v) }},
+		{"HOOKD_METRICS_ADDR", "metrics-addr", "127.0.0.1:9464",
+			"Prometheus /metrics listen address; empty disables it", func(c *Config, v string) error {
+				if v == "" {
+					c.MetricsAddr = ""
+					return nil
+				}
+				return setAddr(&c.MetricsAddr, v)
+			}},
+		{"HOOKD_ADMIN_API_KEY", "admin-api-key", "",
+			"admin API key for /v1 (Authorization: Bearer ...); empty refuses every /v1 request",
+			func(c *Config, v string) error {
+				if v != "" && len(v) < 8 {
+					return errors.New("want at least 8 characters")
+				}
+				c.AdminAPIKey = v
+				return nil
+			}},
+		{"HOOKD_ALLOW_PRIVATE_TARGETS", "allow-private-targets", "false",
+			"allow endpoints on loopback, private and link-local addresses", func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				c.AllowPrivateTargets = b
+				return err
+			}},
+		{"HOOKD_ROLES", "roles", strings.Join(AllRoles(), ","),
+			"comma-separated roles to run: api, relay, worker", func(c *Config, v string) error {
+				c.Roles = nil
+				for r := range strings.SplitSeq(v, ",") {
+					r = strings.TrimSpace(r)
+					if !slices.Contains(AllRoles(), r) {
+						return fmt.Errorf("unknown role %q (want api, relay or worker)", r)
+					}
+					if !slices.Contains(c.Roles, r) {
+						c.Roles = append(c.Roles, r)
+					}
+				}
+				return nil
+			}},
+		{"HOOKD_MIGRATE", "migrate", "true",
+			"apply database migrations when serve starts", func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				c.Migrate = b
+				return err
+			}},
+		{"HOOKD_RETRY_SCHEDULE", "retry-schedule", "5s,5m,30m,2h,5h,10h,10h",
+			"delays before each delivery retry (comma-separated Go durations)", func(c *Config, v string) error {
+				s, err := tasks.ParseRetrySchedule(v)
+				c.RetrySchedule = s
+				return err
+			}},
+		{"HOOKD_DELIVERY_TIMEOUT", "delivery-timeout", "15s",
+			"total timeout of one delivery attempt", func(c *Config, v string) error {
+				return setDuration(&c.DeliveryTimeout, v)
+			}},
+		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", "50",
+			"tasks a worker processes at once", func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err == nil && n < 1 {
+					err = errors.New("want a positive number")
+				}
+				c.Concurrency = n
+				return err
+			}},
+		{"HOOKD_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s",
+			"how long in-flight work may finish after SIGTERM", func(c *Config, v string) error {
+				return setDuration(&c.ShutdownTimeout, v)
+			}},
+	}
+}
+
+func setAddr(dst *string, v string) error {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return err
+	}
+	*dst = v
+	return nil
+}
+
+func setDuration(dst *time.Duration, v string) error {
+	d, err := time.ParseDuration(v)
+	if err == nil && d <= 0 {
+		err = errors.New("want a positive duration")
+	}
+	*dst = d
+	return err
+}
+
+// parseConfig builds a Config from the environment (through getenv) and
+// then from flags in args, validating each value. Errors name the variable
+// or flag at fault. It returns the arguments left after the flags.
+func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, []string, error) {
+	var c Config
+	all := settings()
+	for _, s := range all {
+		v, fromEnv := s.def, false
+		if e := getenv(s.env); e != "" {
+			v, fromEnv = e, true
+		}
+		if err := s.set(&c, v); err != nil {
+			if fromEnv {
+				return Config{}, nil, fmt.Errorf("invalid %s=%q: %w", s.env, v, err)
+			}
+			return Config{}, nil, fmt.Errorf("invalid default of %s: %w", s.env, err)
+		}
+		fs.Func(s.flag, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def), func(v string) error {
+			if err := s.set(&c, v); err != nil {
+				return fmt.Errorf("%s: %w", s.env, err)
+			}
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	return c, fs.Args(), nil
+}
+
+// masked returns the configuration as log attributes, secrets hidden.
+func (c Config) masked() []any {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "****"
+	}
+	dbURL := c.DatabaseURL
+	if u, err := url.Parse(dbURL); err == nil {
+		dbURL = u.Redacted()
+	}
+	redisURL := c.RedisURL
+	if u, err := url.Parse(redisURL); err == nil {
+		redisURL = u.Redacted()
+	}
+	return []any{
+		"database_url", dbURL, "redis_url", redisURL,
+		"http_addr", c.HTTPAddr, "metrics_addr", c.MetricsAddr,
+		"admin_api_key", mask(c.AdminAPIKey), "allow_private_targets", c.AllowPrivateTargets,
+		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
+		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency,
+	}
+}

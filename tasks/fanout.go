@@ -1,0 +1,87 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/hookd/hookd/outbox"
+)
+
+// SubscribersFunc returns the IDs of the enabled endpoints of an app that
+// subscribe to an event type.
+type SubscribersFunc func(ctx context.Context, appID, eventType string) ([]string, error)
+
+// Fanout handles TypeFanout tasks: it writes one delivery row per subscribed
+// endpoint (unique per event and endpoint) and enqueues one delivery task per
+// pending row. Running it twice for one event changes nothing.
+type Fanout struct {
+	db          *bun.DB
+	queue       *Queue
+	subscribers SubscribersFunc
+	log         *slog.Logger
+	metrics     *Metrics
+}
+
+// NewFanout returns a fan-out handler.
+func NewFanout(db *bun.DB, queue *Queue, subscribers SubscribersFunc, metrics *Metrics, log *slog.Logger) *Fanout {
+	return &Fanout{db: db, queue: queue, subscribers: subscribers, metrics: metrics, log: log}
+}
+
+// ProcessTask implements asynq.Handler.
+func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var ev FanoutPayload
+	if err := json.Unmarshal(t.Payload(), &ev); err != nil {
+		return fmt.Errorf("decode fan-out payload: %w: %w", err, asynq.SkipRetry)
+	}
+	endpoints, err := f.subscribers(ctx, ev.AppID, ev.Type)
+	if err != nil {
+		return fmt.Errorf("find subscribers of %s: %w", ev.EventID, err)
+	}
+	f.metrics.eventsFannedOut.Inc()
+	if len(endpoints) == 0 {
+		return nil
+	}
+
+	rows := make([]Delivery, len(endpoints))
+	for i, ep := range endpoints {
+		rows[i] = Delivery{
+			ID:         outbox.NewID("dlv"),
+			EventID:    ev.EventID,
+			EndpointID: ep,
+			AppID:      ev.AppID,
+			EventType:  ev.Type,
+		}
+	}
+	if _, err := f.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Exec(ctx); err != nil {
+		return fmt.Errorf("insert deliveries of %s: %w", ev.EventID, err)
+	}
+	// Read back rather than trust the insert: a previous run may have
+	// created some rows, with other IDs.
+	var pending []Delivery
+	err = f.db.NewSelect().Model(&pending).Column("id", "endpoint_id").
+		Where("event_id = ?", ev.EventID).
+		Where("status = ?", StatusPending).
+		Scan(ctx)
+	if err != nil {
+		return fmt.Errorf("read deliveries of %s: %w", ev.EventID, err)
+	}
+
+	body, err := json.Marshal(Webhook{Type: ev.Type, Timestamp: ev.CreatedAt.UTC(), Data: ev.Data})
+	if err != nil {
+		return fmt.Errorf("encode webhook %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
+	}
+	payloads := make([]DeliverPayload, len(pending))
+	for i, d := range pending {
+		payloads[i] = DeliverPayload{DeliveryID: d.ID, EventID: ev.EventID, EndpointID: d.EndpointID, Body: body}
+	}
+	if err := f.queue.EnqueueDeliveries(ctx, payloads); err != nil {
+		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
+	}
+	f.metrics.deliveriesCreated.Add(float64(len(payloads)))
+	return nil
+}

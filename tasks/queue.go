@@ -1,0 +1,115 @@
+package tasks
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hookd/hookd/outbox"
+)
+
+// QueueConfig names the queues and sets the options of enqueued tasks.
+// Zero values take the defaults.
+type QueueConfig struct {
+	// Events is the fan-out queue (default "events").
+	Events string
+	// Deliveries is the delivery queue (default "deliveries").
+	Deliveries string
+	// Retry is the delivery retry policy; it sets each delivery's MaxRetry.
+	Retry RetryPolicy
+	// DeliverTimeout bounds one delivery task; it must exceed the HTTP
+	// total timeout, or asynq could run a delivery twice at once
+	// (default 30s).
+	DeliverTimeout time.Duration
+	// Retention keeps a finished task's ID in Redis, so that a late
+	// duplicate enqueue is refused rather than run (default 24h).
+	Retention time.Duration
+}
+
+func (c QueueConfig) withDefaults() QueueConfig {
+	c.Events = cmp.Or(c.Events, QueueEvents)
+	c.Deliveries = cmp.Or(c.Deliveries, QueueDeliveries)
+	c.Retry = c.Retry.withDefaults()
+	c.DeliverTimeout = cmp.Or(c.DeliverTimeout, 30*time.Second)
+	c.Retention = cmp.Or(c.Retention, 24*time.Hour)
+	return c
+}
+
+// fanoutMaxRetry bounds fan-out retries; fan-out only fails when Postgres or
+// Redis does.
+const fanoutMaxRetry = 25
+
+// Queue enqueues hookd's tasks. Every task's ID is the ID of the row it
+// stands for, so enqueuing twice is harmless: the second is a conflict,
+// which Queue treats as success. Queue is the outbox's Publisher.
+type Queue struct {
+	client *asynq.Client
+	cfg    QueueConfig
+}
+
+// NewQueue returns a Queue enqueuing through client.
+func NewQueue(client *asynq.Client, cfg QueueConfig) *Queue {
+	return &Queue{client: client, cfg: cfg.withDefaults()}
+}
+
+// Publish enqueues one fan-out task per event, with the event's ID as the
+// task ID.
+func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
+	for _, m := range batch {
+		payload, err := json.Marshal(FanoutPayload{
+			EventID:   m.ID,
+			AppID:     m.Tenant,
+			Type:      m.Topic,
+			Data:      m.Payload,
+			CreatedAt: m.CreatedAt,
+		})
+		if err != nil {
+			return fmt.Errorf("encode event %s: %w", m.ID, err)
+		}
+		task := asynq.NewTask(TypeFanout, payload,
+			asynq.TaskID(m.ID),
+			asynq.Queue(q.cfg.Events),
+			asynq.MaxRetry(fanoutMaxRetry),
+			asynq.Retention(q.cfg.Retention),
+		)
+		if err := q.enqueue(ctx, task); err != nil {
+			return fmt.Errorf("enqueue fan-out of %s: %w", m.ID, err)
+		}
+	}
+	return nil
+}
+
+// EnqueueDeliveries enqueues one delivery task per payload, with the
+// delivery's ID as the task ID.
+func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) error {
+	for _, p := range ps {
+		payload, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
+		}
+		task := asynq.NewTask(TypeDeliver, payload,
+			asynq.TaskID(p.DeliveryID),
+			asynq.Queue(q.cfg.Deliveries),
+			asynq.MaxRetry(q.cfg.Retry.MaxRetry()),
+			asynq.Timeout(q.cfg.DeliverTimeout),
+			asynq.Retention(q.cfg.Retention),
+		)
+		if err := q.enqueue(ctx, task); err != nil {
+			return fmt.Errorf("enqueue delivery %s: %w", p.DeliveryID, err)
+		}
+	}
+	return nil
+}
+
+func (q *Queue) enqueue(ctx context.Context, task *asynq.Task) error {
+	_, err := q.client.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil // already enqueued, or done within the retention period
+	}
+	return err
+}

@@ -1,0 +1,53 @@
+// Package tasks owns hookd's asynq tasks: their type names and payloads, the
+// Queue that enqueues them (and is the outbox's Publisher), the fan-out and
+// delivery handlers, signing, the retry policy, the deliveries tables and the
+// worker that serves them.
+//
+// It never imports the app: it reads endpoints through the small function
+// types it declares (SubscribersFunc, EndpointFunc).
+package tasks
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Task type names.
+const (
+	// TypeFanout turns one event into one delivery per subscribed endpoint.
+	TypeFanout = "event:fanout"
+	// TypeDeliver POSTs one event to one endpoint.
+	TypeDeliver = "webhook:deliver"
+)
+
+// Default queue names.
+const (
+	QueueEvents     = "events"
+	QueueDeliveries = "deliveries"
+)
+
+// FanoutPayload is the payload of a TypeFanout task: the event as the
+// outbox holds it.
+type FanoutPayload struct {
+	EventID   string          `json:"event_id"`
+	AppID     string          `json:"app_id"`
+	Type      string          `json:"type"`
+	Data      json.RawMessage `json:"data"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// DeliverPayload is the payload of a TypeDeliver task. Body is the exact
+// webhook body, encoded once per event by the fan-out.
+type DeliverPayload struct {
+	DeliveryID string          `json:"delivery_id"`
+	EventID    string          `json:"event_id"`
+	EndpointID string          `json:"endpoint_id"`
+	Body       json.RawMessage `json:"body"`
+}
+
+// Webhook is the body POSTed to endpoints.
+type Webhook struct {
+	Type      string          `json:"type"`
+	Timestamp time.Time       `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+}

@@ -1,0 +1,84 @@
+package tasks
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// WorkerConfig tunes a Worker. Zero values take the defaults.
+type WorkerConfig struct {
+	// Queue names the queues to serve and carries the retry policy.
+	Queue QueueConfig
+	// Concurrency is the number of tasks processed at once (default 50;
+	// deliveries mostly wait on the network).
+	Concurrency int
+	// TaskCheckInterval is how long an idle worker waits before looking at
+	// its queues again (default 20ms; asynq's own default of 1s would add
+	// up to a second per hop).
+	TaskCheckInterval time.Duration
+	// DelayedTaskCheckInterval is how often due retries are moved to their
+	// queue (default 100ms).
+	DelayedTaskCheckInterval time.Duration
+	// ShutdownTimeout is how long in-flight tasks may run after shutdown
+	// begins before they are handed back to the queue (default 20s).
+	ShutdownTimeout time.Duration
+}
+
+// Worker serves fan-out and delivery tasks.
+type Worker struct {
+	srv *asynq.Server
+	mux *asynq.ServeMux
+}
+
+// NewWorker returns a Worker processing tasks from rdb's queues. It does not
+// close rdb.
+func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, log *slog.Logger, cfg WorkerConfig) *Worker {
+	cfg.Queue = cfg.Queue.withDefaults()
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 50)
+	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 20*time.Millisecond)
+	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, 100*time.Millisecond)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 20*time.Second)
+
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency: cfg.Concurrency,
+		// Fan-outs are short and gate every delivery of an event: prefer them.
+		Queues:                   map[string]int{cfg.Queue.Events: 2, cfg.Queue.Deliveries: 5},
+		RetryDelayFunc:           cfg.Queue.Retry.retryDelay,
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   asynqLogger{log},
+		LogLevel:                 asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			id, _ := asynq.GetTaskID(ctx)
+			attrs := []any{slog.String("task_type", t.Type()), slog.String("task_id", id), slog.Any("err", err)}
+			if isLastTry(ctx) || errors.Is(err, asynq.SkipRetry) {
+				log.WarnContext(ctx, "task dead-lettered", attrs...)
+				return
+			}
+			log.InfoContext(ctx, "task failed; will retry", attrs...)
+		}),
+	})
+	mux := asynq.NewServeMux()
+	mux.Handle(TypeFanout, fanout)
+	mux.Handle(TypeDeliver, deliverer)
+	return &Worker{srv: srv, mux: mux}
+}
+
+// Run processes tasks until ctx is done, then stops taking new ones and
+// waits up to ShutdownTimeout for those in flight.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.srv.Start(w.mux); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	<-ctx.Done()
+	w.srv.Shutdown()
+	return nil
+}
