@@ -71,6 +71,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 }
 
+// ParseConfig reads the configuration of "hookd serve" from the environment
+// (through getenv) and from flags in args, as the command line does.
+func ParseConfig(getenv func(string) string, args ...string) (Config, error) {
+	return configFor("serve", args, getenv, io.Discard)
+}
+
 func configFor(cmd string, args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("hookd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(out)

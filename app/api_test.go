@@ -1,0 +1,140 @@
+package app_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// problemOf sends a raw request and returns the status and decoded problem.
+func (h *harness) raw(method, path, auth, contentType, body string) (int, map[string]any, http.Header) {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(h.t.Context(), method, h.base+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out, resp.Header
+}
+
+func TestAPIAuthentication(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	for name, auth := range map[string]string{
+		"NoKey":       "",
+		"WrongKey":    "Bearer not-the-key",
+		"NotBearer":   "Basic " + adminKey,
+		"EmptyBearer": "Bearer ",
+	} {
+		code, p, hdr := h.raw(http.MethodPost, "/v1/apps", auth, "application/json", `{"name":"x"}`)
+		if code != http.StatusUnauthorized || hdr.Get("Content-Type") != "application/problem+json" || p["status"] != float64(401) {
+			t.Errorf("%s: POST /v1/apps = %d %s %v, want 401 problem+json", name, code, hdr.Get("Content-Type"), p)
+		}
+	}
+	if n := h.count(`SELECT count(*) FROM applications`); n != 0 {
+		t.Errorf("unauthorized requests created %d apps", n)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		code, body, _ := h.raw(http.MethodGet, path, "", "", "")
+		if code != http.StatusOK {
+			t.Errorf("GET %s = %d %v, want 200", path, code, body)
+		}
+	}
+	code, body, _ := h.raw(http.MethodGet, "/readyz", "", "", "")
+	if checks, _ := body["checks"].(map[string]any); code != http.StatusOK || checks["postgres"] != "ok" || checks["redis"] != "ok" {
+		t.Errorf("GET /readyz = %d %v, want postgres and redis ok", code, body)
+	}
+}
+
+func TestAPIRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	auth := "Bearer " + adminKey
+	for _, tc := range []struct {
+		name, path, contentType, body string
+		status                        int
+		field                         string
+	}{
+		{"UnknownField", "/v1/apps", "application/json", `{"name":"a","nmae":"b"}`, 400, ""},
+		{"WrongType", "/v1/apps", "application/json", `{"name":42}`, 400, "name"},
+		{"NotJSON", "/v1/apps", "application/json", `{"name":`, 400, ""},
+		{"Empty", "/v1/apps", "application/json", ``, 400, ""},
+		{"Trailing", "/v1/apps", "application/json", `{"name":"a"} {}`, 400, ""},
+		{"FormEncoded", "/v1/apps", "application/x-www-form-urlencoded", `name=a`, 415, ""},
+		{"TooLarge", "/v1/apps", "application/json", `{"name":"` + strings.Repeat("a", 2<<20) + `"}`, 413, ""},
+		{"BlankName", "/v1/apps", "application/json", `{"name":"  "}`, 422, "name"},
+		{"RelativeURL", "/v1/apps/" + appID + "/endpoints", "", `{"url":"/hook"}`, 422, "url"},
+		{"FTPURL", "/v1/apps/" + appID + "/endpoints", "", `{"url":"ftp://example.com/"}`, 422, "url"},
+		{"Credentials", "/v1/apps/" + appID + "/endpoints", "", `{"url":"https://u:p@example.com/"}`, 422, "url"},
+		{"BadEventType", "/v1/apps/" + appID + "/endpoints", "", `{"url":"https://example.com/","event_types":["a b"]}`, 422, "event_types"},
+		{"EndpointOfMissingApp", "/v1/apps/app_missing/endpoints", "", `{"url":"https://example.com/"}`, 404, ""},
+		{"LinkOfMissingApp", "/v1/apps/app_missing/links", "", `{"url":"https://example.com/"}`, 404, ""},
+		{"LinkBadCode", "/v1/apps/" + appID + "/links", "", `{"url":"https://example.com/","code":"a/b"}`, 422, "code"},
+		{"LinkBadURL", "/v1/apps/" + appID + "/links", "", `{"url":"javascript:alert(1)"}`, 422, "url"},
+	} {
+		code, p, hdr := h.raw(http.MethodPost, tc.path, auth, tc.contentType, tc.body)
+		if code != tc.status || hdr.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: status %d %s %v, want %d problem+json", tc.name, code, hdr.Get("Content-Type"), p, tc.status)
+			continue
+		}
+		if p["type"] == "" || p["detail"] == "" || p["status"] != float64(tc.status) {
+			t.Errorf("%s: incomplete problem %v", tc.name, p)
+		}
+		if tc.field != "" && p["field"] != tc.field {
+			t.Errorf("%s: field = %v, want %s", tc.name, p["field"], tc.field)
+		}
+	}
+	if n := h.count(`SELECT count(*) FROM applications`); n != 1 {
+		t.Errorf("%d apps after bad requests, want 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM endpoints`) + h.count(`SELECT count(*) FROM links`); n != 0 {
+		t.Errorf("bad requests created %d endpoints and links", n)
+	}
+
+	// A taken code is a conflict.
+	h.mustCreate("/v1/apps/"+appID+"/links", map[string]any{"url": "https://example.com", "code": "taken"})
+	if code, p, _ := h.raw(http.MethodPost, "/v1/apps/"+appID+"/links", auth, "", `{"url":"https://example.com","code":"taken"}`); code != http.StatusConflict {
+		t.Errorf("duplicate code = %d %v, want 409", code, p)
+	}
+	if code, _, _ := h.raw(http.MethodGet, "/v1/apps/app_missing", auth, "", ""); code != http.StatusNotFound {
+		t.Errorf("GET missing app = %d, want 404", code)
+	}
+}
+
+func TestPrivateTargetsRefusedUnlessAllowed(t *testing.T) {
+	t.Parallel()
+	h := start(t, map[string]string{"HOOKD_ALLOW_PRIVATE_TARGETS": "false"})
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	auth := "Bearer " + adminKey
+	for _, u := range []string{
+		"http://127.0.0.1:9000/hook",
+		"http://localhost/hook",
+		"http://10.1.2.3/",
+		"http://192.168.0.1/",
+		"http://169.254.169.254/latest/meta-data/",
+		"http://[::1]/",
+		"http://[fd00:ec2::254]/",
+		"http://0.0.0.0/",
+	} {
+		code, p, _ := h.raw(http.MethodPost, "/v1/apps/"+appID+"/endpoints", auth, "", `{"url":"`+u+`"}`)
+		if code != http.StatusUnprocessableEntity || p["field"] != "url" {
+			t.Errorf("endpoint %s = %d %v, want 422 on url", u, code, p)
+		}
+	}
+	// A public address is fine.
+	h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": "https://93.184.215.14/hook"})
+}

@@ -1,0 +1,69 @@
+package app_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hookd/hookd/app"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseConfigDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.ParseConfig(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabaseURL != "postgres://hookd:hookd@127.0.0.1:5432/hookd?sslmode=disable" ||
+		cfg.RedisURL != "redis://127.0.0.1:6379/0" || cfg.AllowPrivateTargets || !cfg.Migrate ||
+		cfg.DeliveryTimeout != 15*time.Second || len(cfg.RetrySchedule) != 7 {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+	if diff := cmp.Diff(app.AllRoles(), cfg.Roles); diff != "" {
+		t.Errorf("default roles (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseConfigFlagsOverrideEnv(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.ParseConfig(env(map[string]string{
+		"HOOKD_ROLES":                 "api",
+		"HOOKD_ALLOW_PRIVATE_TARGETS": "true",
+	}), "--roles=relay,worker", "--http-addr=0.0.0.0:9999")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"relay", "worker"}, cfg.Roles); diff != "" {
+		t.Errorf("roles (-want +got):\n%s", diff)
+	}
+	if cfg.HTTPAddr != "0.0.0.0:9999" || !cfg.AllowPrivateTargets {
+		t.Errorf("got %+v", cfg)
+	}
+}
+
+func TestParseConfigNamesTheBadVariable(t *testing.T) {
+	t.Parallel()
+	for name, value := range map[string]string{
+		"HOOKD_DATABASE_URL":          "mysql://localhost/x",
+		"HOOKD_REDIS_URL":             "http://localhost",
+		"HOOKD_HTTP_ADDR":             "8080",
+		"HOOKD_ADMIN_API_KEY":         "short",
+		"HOOKD_ALLOW_PRIVATE_TARGETS": "maybe",
+		"HOOKD_ROLES":                 "api,cron",
+		"HOOKD_RETRY_SCHEDULE":        "5s,later",
+		"HOOKD_DELIVERY_TIMEOUT":      "-1s",
+		"HOOKD_WORKER_CONCURRENCY":    "0",
+	} {
+		_, err := app.ParseConfig(env(map[string]string{name: value}))
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: error %v does not name the variable", name, value, err)
+		}
+	}
+	if _, err := app.ParseConfig(env(nil), "--roles=nope"); err == nil || !strings.Contains(err.Error(), "HOOKD_ROLES") {
+		t.Errorf("bad --roles: error %v does not name HOOKD_ROLES", err)
+	}
+}

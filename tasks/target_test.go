@@ -1,0 +1,65 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestIsPublic(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"93.184.215.14":        true,
+		"2606:4700::1111":      true,
+		"127.0.0.1":            false,
+		"127.1.2.3":            false,
+		"::1":                  false,
+		"10.0.0.1":             false,
+		"172.16.5.4":           false,
+		"192.168.1.1":          false,
+		"169.254.169.254":      false, // cloud metadata
+		"fd00:ec2::254":        false, // cloud metadata, IPv6
+		"fe80::1":              false,
+		"0.0.0.0":              false,
+		"::":                   false,
+		"224.0.0.1":            false,
+		"ff02::1":              false,
+		"100.64.0.1":           false,
+		"255.255.255.255":      false,
+		"::ffff:127.0.0.1":     false, // IPv4-mapped loopback
+		"::ffff:93.184.215.14": true,
+	} {
+		if got := IsPublic(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("IsPublic(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// TestGuardedDialerRefusesAfterResolution dials a live loopback server by
+// name and by address: the guard must refuse both, and allow them when
+// private targets are allowed.
+func TestGuardedDialerRefusesAfterResolution(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := guardedDialer(time.Second, false).DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+		cancel()
+		if !errors.Is(err, ErrForbiddenTarget) {
+			t.Errorf("dial %s with private targets refused = %v, want ErrForbiddenTarget", host, err)
+		}
+	}
+	conn, err := guardedDialer(time.Second, true).DialContext(t.Context(), "tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		t.Fatalf("dial with private targets allowed: %v", err)
+	}
+	_ = conn.Close()
+}
