@@ -117,7 +117,7 @@ func settings() []setting {
 				c.Migrate = b
 				return err
 			}},
-		{"HOOKD_RETRY_SCHEDULE", "retry-schedule", "5s,5m,30m,2h,5h,10h,10h",
+		{"HOOKD_RETRY_SCHEDULE", "retry-schedule", formatDurations(tasks.DefaultRetrySchedule()),
 			"delays before each delivery retry (comma-separated Go durations)", func(c *Config, v string) error {
 				s, err := tasks.ParseRetrySchedule(v)
 				c.RetrySchedule = s
@@ -141,6 +141,15 @@ func settings() []setting {
 				return setDuration(&c.ShutdownTimeout, v)
 			}},
 	}
+}
+
+// formatDurations writes ds as ParseRetrySchedule reads them, e.g. "5s,5m0s".
+func formatDurations(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 func setAddr(dst *string, v string) error {
