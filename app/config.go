@@ -93,9 +93,7 @@ func settings() []setting {
 			}},
 		{"HOOKD_ALLOW_PRIVATE_TARGETS", "allow-private-targets", "false",
 			"allow endpoints on loopback, private and link-local addresses", func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				c.AllowPrivateTargets = b
-				return err
+				return setBool(&c.AllowPrivateTargets, v)
 			}},
 		{"HOOKD_ROLES", "roles", strings.Join(AllRoles(), ","),
 			"comma-separated roles to run: api, relay, worker", func(c *Config, v string) error {
@@ -113,9 +111,7 @@ func settings() []setting {
 			}},
 		{"HOOKD_MIGRATE", "migrate", "true",
 			"apply database migrations when serve starts", func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				c.Migrate = b
-				return err
+				return setBool(&c.Migrate, v)
 			}},
 		{"HOOKD_RETRY_SCHEDULE", "retry-schedule", formatDurations(tasks.DefaultRetrySchedule()),
 			"delays before each delivery retry (comma-separated Go durations)", func(c *Config, v string) error {
@@ -160,6 +156,12 @@ func setAddr(dst *string, v string) error {
 	return nil
 }
 
+func setBool(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	*dst = b
+	return err
+}
+
 func setDuration(dst *time.Duration, v string) error {
 	d, err := time.ParseDuration(v)
 	if err == nil && d <= 0 {
@@ -186,12 +188,18 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 			}
 			return Config{}, nil, fmt.Errorf("invalid default of %s: %w", s.env, err)
 		}
-		fs.Func(s.flag, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def), func(v string) error {
+		set := func(v string) error {
 			if err := s.set(&c, v); err != nil {
 				return fmt.Errorf("%s: %w", s.env, err)
 			}
 			return nil
-		})
+		}
+		usage := fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def)
+		if _, err := strconv.ParseBool(s.def); err == nil {
+			fs.BoolFunc(s.flag, usage, set) // --flag alone means true
+		} else {
+			fs.Func(s.flag, usage, set)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, nil, err

@@ -33,15 +33,24 @@ func TestParseConfigFlagsOverrideEnv(t *testing.T) {
 	cfg, err := app.ParseConfig(env(map[string]string{
 		"HOOKD_ROLES":                 "api",
 		"HOOKD_ALLOW_PRIVATE_TARGETS": "true",
-	}), "--roles=relay,worker", "--http-addr=0.0.0.0:9999")
+		"HOOKD_MIGRATE":               "true",
+	}), "--roles=relay,worker", "--http-addr=0.0.0.0:9999", "--migrate=false")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"relay", "worker"}, cfg.Roles); diff != "" {
 		t.Errorf("roles (-want +got):\n%s", diff)
 	}
-	if cfg.HTTPAddr != "0.0.0.0:9999" || !cfg.AllowPrivateTargets {
+	if cfg.HTTPAddr != "0.0.0.0:9999" || !cfg.AllowPrivateTargets || cfg.Migrate {
 		t.Errorf("got %+v", cfg)
+	}
+}
+
+func TestParseConfigBoolFlagAlone(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.ParseConfig(env(nil), "--allow-private-targets")
+	if err != nil || !cfg.AllowPrivateTargets {
+		t.Errorf("--allow-private-targets alone: %+v, %v; want true", cfg.AllowPrivateTargets, err)
 	}
 }
 
