@@ -85,6 +85,11 @@ func TestAPIRejectsBadInput(t *testing.T) {
 		{"LinkOfMissingApp", "/v1/apps/app_missing/links", "", `{"url":"https://example.com/"}`, 404, ""},
 		{"LinkBadCode", "/v1/apps/" + appID + "/links", "", `{"url":"https://example.com/","code":"a/b"}`, 422, "code"},
 		{"LinkBadURL", "/v1/apps/" + appID + "/links", "", `{"url":"javascript:alert(1)"}`, 422, "url"},
+		{"NULInName", "/v1/apps", "", `{"name":"a\u0000b"}`, 422, "name"},
+		{"NULInDescription", "/v1/apps/" + appID + "/endpoints", "", `{"url":"https://example.com/","description":"a\u0000"}`, 422, "description"},
+		{"NULInEventType", "/v1/apps/" + appID + "/endpoints", "", `{"url":"https://example.com/","event_types":["a\u0000"]}`, 422, "event_types"},
+		{"NULInLinkURL", "/v1/apps/" + appID + "/links", "", `{"url":"https://example.com/\u0000"}`, 422, "url"},
+		{"NULInAppID", "/v1/apps/app%00/links", "", `{"url":"https://example.com/"}`, 404, ""},
 	} {
 		code, p, hdr := h.raw(http.MethodPost, tc.path, auth, tc.contentType, tc.body)
 		if code != tc.status || hdr.Get("Content-Type") != "application/problem+json" {
@@ -110,8 +115,10 @@ func TestAPIRejectsBadInput(t *testing.T) {
 	if code, p, _ := h.raw(http.MethodPost, "/v1/apps/"+appID+"/links", auth, "", `{"url":"https://example.com","code":"taken"}`); code != http.StatusConflict {
 		t.Errorf("duplicate code = %d %v, want 409", code, p)
 	}
-	if code, _, _ := h.raw(http.MethodGet, "/v1/apps/app_missing", auth, "", ""); code != http.StatusNotFound {
-		t.Errorf("GET missing app = %d, want 404", code)
+	for _, path := range []string{"/v1/apps/app_missing", "/v1/apps/%00", "/r/%00", "/r/a%0Ab"} {
+		if code, _, _ := h.raw(http.MethodGet, path, auth, "", ""); code != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404", path, code)
+		}
 	}
 }
 

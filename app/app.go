@@ -6,7 +6,6 @@ package app
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -184,10 +183,8 @@ func (a *App) Run(ctx context.Context) error {
 		})
 		g.Go(func() error { return worker.Run(ctx) })
 	}
+	// The asynq client shares a.rdb, which Close closes: nothing to close here.
 	err := g.Wait()
-	if cerr := client.Close(); cerr != nil && !errors.Is(cerr, redis.ErrClosed) {
-		a.log.WarnContext(ctx, "close asynq client", slog.Any("err", cerr))
-	}
 	a.log.InfoContext(context.WithoutCancel(ctx), "hookd stopped")
 	return err
 }

@@ -67,7 +67,7 @@ func settings() []setting {
 		{"HOOKD_REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0",
 			"Redis URL", func(c *Config, v string) error {
 				if _, err := redis.ParseURL(v); err != nil {
-					return err
+					return errors.New("want redis://[user:password@]host:port/db")
 				}
 				c.RedisURL = v
 				return nil
@@ -75,8 +75,8 @@ func settings() []setting {
 		{"HOOKD_HTTP_ADDR", "http-addr", "127.0.0.1:8080",
 			"API listen address", func(c *Config, v string) error { return setAddr(&c.HTTPAddr, v) }},
 		{"HOOKD_METRICS_ADDR", "metrics-addr", "127.0.0.1:9464",
-			"Prometheus /metrics listen address; empty disables it", func(c *Config, v string) error {
-				if v == "" {
+			"Prometheus /metrics listen address; \"off\" disables it", func(c *Config, v string) error {
+				if v == "off" {
 					c.MetricsAddr = ""
 					return nil
 				}
@@ -175,27 +175,44 @@ func setDuration(dst *time.Duration, v string) error {
 // then from flags in args, validating each value. Errors name the variable
 // or flag at fault. It returns the arguments left after the flags.
 func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, []string, error) {
+	// Secret settings may hold credentials: their values never appear in
+	// errors. Boolean ones may be given alone (--migrate means true).
+	secretSettings := []string{"HOOKD_DATABASE_URL", "HOOKD_REDIS_URL", "HOOKD_ADMIN_API_KEY"}
+	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE"}
 	var c Config
-	all := settings()
-	for _, s := range all {
+	type deferred struct {
+		s setting
+		v string
+	}
+	var secretFlags []deferred
+	for _, s := range settings() {
+		secret := slices.Contains(secretSettings, s.env)
 		v, fromEnv := s.def, false
 		if e := getenv(s.env); e != "" {
 			v, fromEnv = e, true
 		}
 		if err := s.set(&c, v); err != nil {
-			if fromEnv {
-				return Config{}, nil, fmt.Errorf("invalid %s=%q: %w", s.env, v, err)
+			switch {
+			case !fromEnv:
+				return Config{}, nil, fmt.Errorf("invalid default of %s: %w", s.env, err)
+			case secret:
+				return Config{}, nil, fmt.Errorf("invalid %s (value hidden): %w", s.env, err)
 			}
-			return Config{}, nil, fmt.Errorf("invalid default of %s: %w", s.env, err)
+			return Config{}, nil, fmt.Errorf("invalid %s=%q: %w", s.env, v, err)
 		}
 		set := func(v string) error {
+			if secret {
+				// Checked after parsing: the flag package would print the value.
+				secretFlags = append(secretFlags, deferred{s, v})
+				return nil
+			}
 			if err := s.set(&c, v); err != nil {
 				return fmt.Errorf("%s: %w", s.env, err)
 			}
 			return nil
 		}
 		usage := fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def)
-		if _, err := strconv.ParseBool(s.def); err == nil {
+		if slices.Contains(booleanSettings, s.env) {
 			fs.BoolFunc(s.flag, usage, set) // --flag alone means true
 		} else {
 			fs.Func(s.flag, usage, set)
@@ -203,6 +220,14 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, nil, err
+	}
+	for _, d := range secretFlags {
+		if err := d.s.set(&c, d.v); err != nil {
+			return Config{}, nil, fmt.Errorf("invalid --%s (%s; value hidden): %w", d.s.flag, d.s.env, err)
+		}
+	}
+	if c.ShutdownTimeout < c.DeliveryTimeout {
+		return Config{}, nil, fmt.Errorf("invalid HOOKD_SHUTDOWN_TIMEOUT: %s is shorter than HOOKD_DELIVERY_TIMEOUT (%s), so shutdown would cut deliveries short", c.ShutdownTimeout, c.DeliveryTimeout)
 	}
 	return c, fs.Args(), nil
 }

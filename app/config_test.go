@@ -46,6 +46,37 @@ func TestParseConfigFlagsOverrideEnv(t *testing.T) {
 	}
 }
 
+func TestParseConfigHidesSecrets(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret-Passw0rd"
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{env: map[string]string{"HOOKD_DATABASE_URL": "mysql://u:" + secret + "@h/db"}},
+		{env: map[string]string{"HOOKD_REDIS_URL": "redis://:" + secret + "#@h:1/0x"}},
+		{args: []string{"--redis-url=redis://:" + secret + "#@h:1/0x"}},
+		{args: []string{"--database-url=mysql://u:" + secret + "@h/db"}},
+	} {
+		_, err := app.ParseConfig(env(tc.env), tc.args...)
+		if err == nil || strings.Contains(err.Error(), secret) {
+			t.Errorf("%v %v: error %v, want one without the secret", tc.env, tc.args, err)
+		}
+	}
+}
+
+func TestParseConfigChecksTimeouts(t *testing.T) {
+	t.Parallel()
+	_, err := app.ParseConfig(env(map[string]string{"HOOKD_DELIVERY_TIMEOUT": "30s", "HOOKD_SHUTDOWN_TIMEOUT": "10s"}))
+	if err == nil || !strings.Contains(err.Error(), "HOOKD_SHUTDOWN_TIMEOUT") {
+		t.Errorf("shutdown timeout shorter than delivery timeout: %v", err)
+	}
+	cfg, err := app.ParseConfig(env(map[string]string{"HOOKD_METRICS_ADDR": "off"}))
+	if err != nil || cfg.MetricsAddr != "" {
+		t.Errorf("HOOKD_METRICS_ADDR=off: %q, %v; want disabled", cfg.MetricsAddr, err)
+	}
+}
+
 func TestParseConfigBoolFlagAlone(t *testing.T) {
 	t.Parallel()
 	cfg, err := app.ParseConfig(env(nil), "--allow-private-targets")

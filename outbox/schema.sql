@@ -13,11 +13,11 @@ CREATE TABLE outbox_events (
 CREATE INDEX outbox_events_unpublished ON outbox_events (seq) WHERE published_at IS NULL;
 CREATE INDEX outbox_events_tenant_created ON outbox_events (tenant, created_at);
 
--- One notification per inserting statement wakes the relays of this schema;
+-- One notification per inserting statement, naming the schema, wakes its relays;
 -- Postgres delivers it on commit only and folds duplicates within a transaction.
 CREATE FUNCTION outbox_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify(TG_TABLE_SCHEMA || '.outbox_events', '');
+    PERFORM pg_notify('outbox_events', TG_TABLE_SCHEMA);
     RETURN NULL;
 END
 $$;

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -121,6 +122,8 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("read endpoint %s: %w", p.EndpointID, err)
 	case ep.Disabled:
 		return d.fail(ctx, p, "endpoint disabled")
+	case len(ep.Keys) == 0:
+		return fmt.Errorf("deliver %s: endpoint %s has no live signing secret", p.DeliveryID, ep.ID) // never send unsigned
 	}
 
 	a := d.send(ctx, ep, p)
@@ -139,11 +142,8 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := d.record(ctx, a, next); err != nil {
 		return err
 	}
-	switch next {
-	case StatusSucceeded:
+	if next == StatusSucceeded {
 		return nil
-	case StatusFailed:
-		d.metrics.deadLetters.Inc()
 	}
 	return fmt.Errorf("deliver %s to %s: %s", p.DeliveryID, ep.ID, describe(a))
 }
@@ -167,6 +167,12 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) *At
 
 	resp, err := d.client.Do(req)
 	if err != nil {
+		// Drop the *url.Error wrapper: the endpoint URL can itself be a
+		// credential (chat webhooks), so it stays out of logs and attempts.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
 		a.Error = ptr(err.Error())
 		return a
 	}
@@ -218,19 +224,41 @@ func (d *Deliverer) record(ctx context.Context, a *Attempt, status string) error
 // fail marks a delivery failed without an attempt, for a reason that no
 // retry can change.
 func (d *Deliverer) fail(ctx context.Context, p DeliverPayload, reason string) error {
+	if err := d.markFailed(ctx, p.DeliveryID, reason); err != nil {
+		return err
+	}
+	return fmt.Errorf("deliver %s: %s: %w", p.DeliveryID, reason, asynq.SkipRetry)
+}
+
+// markFailed moves a pending delivery to failed. It changes nothing for a
+// delivery already failed or succeeded.
+func (d *Deliverer) markFailed(ctx context.Context, deliveryID, reason string) error {
 	_, err := d.db.NewUpdate().Model((*Delivery)(nil)).
 		Set("status = ?", StatusFailed).
 		Set("last_error = ?", reason).
 		Set("updated_at = clock_timestamp()").
 		Set("failed_at = clock_timestamp()").
-		Where("id = ?", p.DeliveryID).
+		Where("id = ?", deliveryID).
 		Where("status = ?", StatusPending).
 		Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("mark delivery %s failed: %w", p.DeliveryID, err)
+		return fmt.Errorf("mark delivery %s failed: %w", deliveryID, err)
 	}
+	return nil
+}
+
+// deadLettered mirrors in Postgres a delivery task that asynq is about to
+// archive, whatever made its last try fail (even a failure to read or write
+// Postgres inside the handler), and counts it.
+func (d *Deliverer) deadLettered(ctx context.Context, t *asynq.Task, cause error) error {
 	d.metrics.deadLetters.Inc()
-	return fmt.Errorf("deliver %s: %s: %w", p.DeliveryID, reason, asynq.SkipRetry)
+	var p DeliverPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("decode delivery payload: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return d.markFailed(ctx, p.DeliveryID, cause.Error())
 }
 
 // isLastTry reports whether the running task has no retries left.

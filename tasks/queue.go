@@ -26,7 +26,7 @@ type QueueConfig struct {
 	// total timeout, or asynq could run a delivery twice at once
 	// (default 30s).
 	DeliverTimeout time.Duration
-	// Retention keeps a finished task's ID in Redis, so that a late
+	// Retention keeps a finished fan-out's ID in Redis, so that a late
 	// duplicate enqueue is refused rather than run (default 24h).
 	Retention time.Duration
 }
@@ -40,9 +40,11 @@ func (c QueueConfig) withDefaults() QueueConfig {
 	return c
 }
 
-// fanoutMaxRetry bounds fan-out retries; fan-out only fails when Postgres or
-// Redis does.
-const fanoutMaxRetry = 25
+// fanoutMaxRetry is high enough never to be reached in practice (a retry a
+// minute for two months): a fan-out only fails while Postgres or Redis does,
+// and an archived fan-out would lose an event whose outbox row is already
+// marked published.
+const fanoutMaxRetry = 100_000
 
 // Queue enqueues hookd's tasks. Every task's ID is the ID of the row it
 // stands for, so enqueuing twice is harmless: the second is a conflict,
@@ -97,7 +99,8 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 			asynq.Queue(q.cfg.Deliveries),
 			asynq.MaxRetry(q.cfg.Retry.MaxRetry()),
 			asynq.Timeout(q.cfg.DeliverTimeout),
-			asynq.Retention(q.cfg.Retention),
+			// No retention: a finished delivery's body would sit in Redis
+			// for nothing, since the handler skips succeeded deliveries.
 		)
 		if err := q.enqueue(ctx, task); err != nil {
 			return fmt.Errorf("enqueue delivery %s: %w", p.DeliveryID, err)

@@ -26,7 +26,16 @@ var nonPublic = [...]netip.Prefix{
 	netip.MustParsePrefix("fd00:ec2::/32"),  // cloud metadata (inside fc00::/7 too)
 	netip.MustParsePrefix("2001:db8::/32"),  // documentation
 	netip.MustParsePrefix("100::/64"),       // discard-only
+	netip.MustParsePrefix("::/96"),          // IPv4-compatible (deprecated)
+	netip.MustParsePrefix("fec0::/10"),      // site-local (deprecated)
 }
+
+// IPv6 ranges that carry an IPv4 address, which must be public too: NAT64
+// (in the last 32 bits) and 6to4 (in bits 16 to 48).
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
 
 // IsPublic reports whether addr may be a webhook target when private targets
 // are not allowed: it refuses loopback, private, link-local (which holds the
@@ -43,6 +52,13 @@ func IsPublic(addr netip.Addr) bool {
 		if p.Contains(addr) {
 			return false
 		}
+	}
+	b := addr.As16()
+	switch {
+	case nat64.Contains(addr):
+		return IsPublic(netip.AddrFrom4([4]byte(b[12:16])))
+	case sixToFour.Contains(addr):
+		return IsPublic(netip.AddrFrom4([4]byte(b[2:6])))
 	}
 	return true
 }

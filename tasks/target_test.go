@@ -33,6 +33,11 @@ func TestIsPublic(t *testing.T) {
 		"255.255.255.255":      false,
 		"::ffff:127.0.0.1":     false, // IPv4-mapped loopback
 		"::ffff:93.184.215.14": true,
+		"64:ff9b::a9fe:a9fe":   false, // metadata through NAT64
+		"64:ff9b::5db8:d70e":   true,  // 93.184.215.14 through NAT64
+		"2002:7f00:1::1":       false, // 6to4 of 127.0.0.1
+		"::7f00:1":             false, // IPv4-compatible 127.0.0.1
+		"fec0::1":              false, // site-local
 	} {
 		if got := IsPublic(netip.MustParseAddr(addr)); got != want {
 			t.Errorf("IsPublic(%s) = %v, want %v", addr, got, want)

@@ -49,7 +49,7 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
 		// Fan-outs are short and gate every delivery of an event: prefer them.
-		Queues:                   map[string]int{cfg.Queue.Events: 2, cfg.Queue.Deliveries: 5},
+		Queues:                   map[string]int{cfg.Queue.Events: 5, cfg.Queue.Deliveries: 2},
 		RetryDelayFunc:           cfg.Queue.Retry.retryDelay,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
@@ -61,6 +61,11 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 			attrs := []any{slog.String("task_type", t.Type()), slog.String("task_id", id), slog.Any("err", err)}
 			if isLastTry(ctx) || errors.Is(err, asynq.SkipRetry) {
 				log.WarnContext(ctx, "task dead-lettered", attrs...)
+				if t.Type() == TypeDeliver {
+					if err := deliverer.deadLettered(ctx, t, err); err != nil {
+						log.ErrorContext(ctx, "mirror dead letter in postgres", slog.String("task_id", id), slog.Any("err", err))
+					}
+				}
 				return
 			}
 			log.InfoContext(ctx, "task failed; will retry", attrs...)

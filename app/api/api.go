@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hookd/hookd/app/links"
 	"github.com/hookd/hookd/app/registry"
@@ -64,7 +65,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusNotFound, "not-found", "no such route"))
 	})
-	return s.recoverPanics(mux)
+	return s.recoverPanics(rejectControlPaths(mux))
+}
+
+// rejectControlPaths answers 404 for paths holding control characters (a
+// %00 in an ID, say): no resource is named so, and Postgres refuses NUL.
+func rejectControlPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.ContainsFunc(r.URL.Path, unicode.IsControl) {
+			writeProblem(w, problem(http.StatusNotFound, "not-found", "no such resource"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // authenticate lets through requests bearing the admin API key.

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -84,8 +85,8 @@ func New(db *bun.DB, cfg Config) *Registry {
 // CreateApp creates an application.
 func (r *Registry) CreateApp(ctx context.Context, name string) (App, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 {
-		return App{}, resource.Invalid("name", "must be 1 to 200 characters")
+	if name == "" || len(name) > 200 || strings.ContainsFunc(name, unicode.IsControl) {
+		return App{}, resource.Invalid("name", "must be 1 to 200 characters, without control characters")
 	}
 	a := App{ID: outbox.NewID("app"), Name: name}
 	if _, err := r.db.NewInsert().Model(&a).Returning("created_at, updated_at").Exec(ctx); err != nil {
@@ -117,12 +118,12 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 	if err := r.validateURL(ctx, in.URL); err != nil {
 		return Endpoint{}, "", err
 	}
-	if len(in.Description) > 1000 {
-		return Endpoint{}, "", resource.Invalid("description", "must be at most 1000 characters")
+	if len(in.Description) > 1000 || strings.ContainsRune(in.Description, 0) {
+		return Endpoint{}, "", resource.Invalid("description", "must be at most 1000 characters, without NUL")
 	}
 	types := make([]string, 0, len(in.EventTypes))
 	for _, t := range in.EventTypes {
-		if t == "" || len(t) > 200 || strings.ContainsAny(t, " \t\r\n") {
+		if t == "" || len(t) > 200 || strings.ContainsFunc(t, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
 			return Endpoint{}, "", resource.Invalid("event_types", "%q is not an event type name", t)
 		}
 		types = append(types, t)
