@@ -458,3 +458,66 @@ func TestUnknownCodeIs404AndPublishesNothing(t *testing.T) {
 		t.Errorf("%d clicks stored for an unknown code", n)
 	}
 }
+
+// TestDialTimeGuardRefusesPrivateTargets plants an endpoint whose URL points
+// at loopback, as a DNS answer changed after creation would: with private
+// targets disallowed, the deliverer must refuse to connect and record why.
+func TestDialTimeGuardRefusesPrivateTargets(t *testing.T) {
+	t.Parallel()
+	h := start(t, map[string]string{"HOOKD_ALLOW_PRIVATE_TARGETS": "false"})
+	recv := newReceiver(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	epID := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": "https://93.184.215.14/hook"}).ID
+	if _, err := h.db.NewRaw(`UPDATE endpoints SET url = ? WHERE id = ?`, recv.URL, epID).Exec(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	link := h.mustCreate("/v1/apps/"+appID+"/links", map[string]any{"url": "https://example.com"})
+	h.click(link.Code)
+
+	waitFor(t, "the refused attempts to dead-letter", func() bool {
+		return h.count(`SELECT count(*) FROM deliveries WHERE status = 'failed'`) == 1
+	})
+	if n := h.count(`SELECT count(*) FROM delivery_attempts WHERE error LIKE '%forbidden target address%' AND status_code IS NULL`); n != 3 {
+		t.Errorf("%d attempts record the refusal, want 3", n)
+	}
+	if n := len(recv.got()); n != 0 {
+		t.Errorf("the private receiver got %d requests", n)
+	}
+}
+
+// TestHangingEndpointTimesOutAndRetries holds the first request past the
+// delivery timeout: the attempt must end at the timeout and the retry
+// succeed.
+func TestHangingEndpointTimesOutAndRetries(t *testing.T) {
+	t.Parallel()
+	h := start(t, map[string]string{"HOOKD_DELIVERY_TIMEOUT": "500ms"})
+	release := make(chan struct{})
+	recv := newReceiver(t, func(n int) int {
+		if n == 0 {
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		return http.StatusOK
+	})
+	t.Cleanup(func() { close(release) }) // before the receiver's Close waits for it
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
+	link := h.mustCreate("/v1/apps/"+appID+"/links", map[string]any{"url": "https://example.com"})
+	h.click(link.Code)
+
+	waitFor(t, "the retry to succeed", func() bool {
+		return h.count(`SELECT count(*) FROM deliveries WHERE status = 'succeeded' AND attempts = 2`) == 1
+	})
+	var first struct {
+		DurationMS float64 `bun:"duration_ms"`
+		Error      string  `bun:"error"`
+	}
+	if err := h.db.NewRaw(`SELECT duration_ms, error FROM delivery_attempts ORDER BY id LIMIT 1`).Scan(t.Context(), &first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Error == "" || first.DurationMS < 400 || first.DurationMS > 3000 {
+		t.Errorf("first attempt took %.0fms with error %q; want a timeout after about 500ms", first.DurationMS, first.Error)
+	}
+}
