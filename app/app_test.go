@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,17 +60,9 @@ type harness struct {
 // start runs hookd with test defaults; env overrides HOOKD_* variables.
 func start(t *testing.T, env map[string]string) *harness {
 	t.Helper()
-	_, schema := outboxtest.Schema(t)
-	dbURL, err := url.Parse(outboxtest.DatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := dbURL.Query()
-	q.Set("search_path", schema)
-	dbURL.RawQuery = q.Encode()
-
+	dbURL := outboxtest.SchemaURL(t)
 	vars := map[string]string{
-		"HOOKD_DATABASE_URL":          dbURL.String(),
+		"HOOKD_DATABASE_URL":          dbURL,
 		"HOOKD_REDIS_URL":             testRedisURL(t),
 		"HOOKD_HTTP_ADDR":             "127.0.0.1:0",
 		"HOOKD_METRICS_ADDR":          "127.0.0.1:0",
@@ -86,8 +79,10 @@ func start(t *testing.T, env map[string]string) *harness {
 	if err != nil {
 		t.Fatalf("ParseConfig: %v", err)
 	}
-	cfg.Queue.Events = schema + ":events"
-	cfg.Queue.Deliveries = schema + ":deliveries"
+	// Queues of their own: tests share one Redis database.
+	prefix := "test-" + rand.Text()[:12]
+	cfg.Queue.Events = prefix + ":events"
+	cfg.Queue.Deliveries = prefix + ":deliveries"
 
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := app.New(t.Context(), cfg, log)

@@ -67,11 +67,7 @@ func TestVersionAndBadConfig(t *testing.T) {
 func TestServe(t *testing.T) {
 	t.Parallel()
 	bin := build(t)
-	_, schema := outboxtest.Schema(t)
-	dbURL, _ := url.Parse(outboxtest.DatabaseURL())
-	q := dbURL.Query()
-	q.Set("search_path", schema)
-	dbURL.RawQuery = q.Encode()
+	dbURL := outboxtest.SchemaURL(t)
 	redisURL, _ := url.Parse(cmp.Or(os.Getenv("HOOKD_TEST_REDIS_URL"), "redis://127.0.0.1:6379"))
 	redisURL.Path = fmt.Sprintf("/%d", redisDB)
 	opt, _ := redis.ParseURL(redisURL.String())
@@ -97,7 +93,7 @@ func TestServe(t *testing.T) {
 	const key = "binary-test-key"
 	cmd := exec.Command(bin, "serve", "--http-addr=127.0.0.1:0", "--metrics-addr=127.0.0.1:0")
 	cmd.Env = append(os.Environ(),
-		"HOOKD_DATABASE_URL="+dbURL.String(),
+		"HOOKD_DATABASE_URL="+dbURL,
 		"HOOKD_REDIS_URL="+redisURL.String(),
 		"HOOKD_ADMIN_API_KEY="+key,
 		"HOOKD_ALLOW_PRIVATE_TARGETS=true",

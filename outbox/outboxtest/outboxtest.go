@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -65,6 +66,22 @@ func Schema(t testing.TB) (*bun.DB, string) {
 		_ = admin.Close()
 	})
 	return db, name
+}
+
+// SchemaURL creates an empty schema as Schema does and returns a database
+// URL whose connections use it, for code that opens its own connections
+// (an app under test, a subprocess).
+func SchemaURL(t testing.TB) string {
+	t.Helper()
+	_, name := Schema(t)
+	u, err := url.Parse(DatabaseURL())
+	if err != nil {
+		t.Fatalf("parse HOOKD_TEST_DATABASE_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // DB returns a DB on a fresh schema holding the outbox table.
