@@ -29,8 +29,10 @@ type RelayConfig struct {
 	// notification wakes it (default 1s). Notifications set the pace;
 	// polling only covers missed ones.
 	PollInterval time.Duration
-	// ErrorBackoff is the pause after a failed batch (default 500ms).
-	ErrorBackoff time.Duration
+	// ErrorBackoff is the pause after a failed batch (default 500ms); it
+	// doubles with each further failure, up to MaxErrorBackoff (default 30s).
+	ErrorBackoff    time.Duration
+	MaxErrorBackoff time.Duration
 }
 
 // Relay moves committed events from the outbox to a Publisher. Any number of
@@ -49,6 +51,7 @@ func NewRelay(db *bun.DB, pub Publisher, log *slog.Logger, cfg RelayConfig) *Rel
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 100)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.ErrorBackoff = cmp.Or(cfg.ErrorBackoff, 500*time.Millisecond)
+	cfg.MaxErrorBackoff = max(cmp.Or(cfg.MaxErrorBackoff, 30*time.Second), cfg.ErrorBackoff)
 	return &Relay{db: db, pub: pub, log: log, cfg: cfg}
 }
 
@@ -104,18 +107,22 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
+	backoff := r.cfg.ErrorBackoff
 	for {
 		n, err := r.RelayBatch(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			r.log.WarnContext(ctx, "relay batch failed", slog.Any("err", err))
-			if !sleep(ctx, r.cfg.ErrorBackoff) {
+			r.log.WarnContext(ctx, "relay batch failed", slog.Any("err", err), slog.Duration("retry_in", backoff))
+			if !sleep(ctx, backoff) {
 				return nil
 			}
+			backoff = min(2*backoff, r.cfg.MaxErrorBackoff)
 			continue
-		case n == r.cfg.BatchSize:
+		}
+		backoff = r.cfg.ErrorBackoff
+		if n == r.cfg.BatchSize {
 			continue // more are likely waiting
 		}
 		select {

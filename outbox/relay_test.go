@@ -35,6 +35,12 @@ func (p *recordingPublisher) Publish(_ context.Context, batch []outbox.Message) 
 	return nil
 }
 
+func (p *recordingPublisher) setErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
 func (p *recordingPublisher) published() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -163,6 +169,30 @@ func TestRelay(t *testing.T) {
 		}
 		if len(got) != total {
 			t.Errorf("published %d events, want %d", len(got), total)
+		}
+	})
+
+	t.Run("RunBacksOffAndRecovers", func(t *testing.T) {
+		t.Parallel()
+		relay, b := setup(t, outbox.RelayConfig{ErrorBackoff: 5 * time.Millisecond, MaxErrorBackoff: 20 * time.Millisecond})
+		b.pub.setErr(errors.New("redis down"))
+		want := outboxtest.Seed(t, b.db, "app_1", "link.clicked", 3)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- relay.Run(ctx) }()
+
+		time.Sleep(200 * time.Millisecond) // several failed passes
+		b.pub.setErr(nil)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(b.pub.published()) < len(want) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if diff := cmp.Diff(want, b.pub.published()); diff != "" {
+			t.Errorf("published IDs after recovery (-want +got):\n%s", diff)
 		}
 	})
 
