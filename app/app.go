@@ -143,9 +143,9 @@ func (a *App) Run(ctx context.Context) error {
 	queue := tasks.NewQueue(client, queueCfg)
 	metrics := tasks.NewMetrics(a.metrics)
 
+	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets})
 	g, ctx := errgroup.WithContext(ctx)
 	if a.apiLn != nil {
-		reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets})
 		srv := api.New(reg, links.NewService(a.db), a.log, api.Config{
 			AdminAPIKey: a.cfg.AdminAPIKey,
 			Checks: map[string]api.CheckFunc{
@@ -169,7 +169,6 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.has(RoleWorker) {
 		log := a.log.With(slog.String("role", RoleWorker))
-		reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets})
 		fanout := tasks.NewFanout(a.db, queue, reg.Subscribers, metrics, log)
 		deliverer := tasks.NewDeliverer(a.db, reg.DeliveryEndpoint, metrics, log, tasks.DelivererConfig{
 			Timeout:             a.cfg.DeliveryTimeout,
