@@ -17,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/outbox"
@@ -90,15 +89,15 @@ func (s *Service) Create(ctx context.Context, appID, rawURL, code string) (Link,
 		}
 		l := Link{ID: outbox.NewID("lnk"), AppID: appID, Code: code, URL: rawURL}
 		_, err = s.db.NewInsert().Model(&l).Returning("created_at").Exec(ctx)
-		var pgErr pgdriver.Error
+		state := resource.SQLState(err)
 		switch {
 		case err == nil:
 			return l, nil
-		case errors.As(err, &pgErr) && pgErr.Field('C') == "23503": // foreign_key_violation
+		case state == resource.CodeForeignKeyViolation:
 			return Link{}, fmt.Errorf("create link: app %s: %w", appID, resource.ErrNotFound)
-		case errors.As(err, &pgErr) && pgErr.Field('C') == "23505" && random: // unique_violation
+		case state == resource.CodeUniqueViolation && random:
 			continue // another random code
-		case errors.As(err, &pgErr) && pgErr.Field('C') == "23505":
+		case state == resource.CodeUniqueViolation:
 			return Link{}, fmt.Errorf("create link: code %q is taken: %w", code, resource.ErrConflict)
 		default:
 			return Link{}, fmt.Errorf("create link: %w", err)

@@ -16,7 +16,6 @@ import (
 	"unicode"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/outbox"
@@ -132,8 +131,7 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 	secret := signature.NewSecret()
 	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(&ep).Returning("created_at, updated_at").Exec(ctx); err != nil {
-			var pgErr pgdriver.Error
-			if errors.As(err, &pgErr) && pgErr.Field('C') == "23503" { // foreign_key_violation
+			if resource.SQLState(err) == resource.CodeForeignKeyViolation {
 				return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
 			}
 			return err

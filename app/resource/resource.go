@@ -6,7 +6,25 @@ package resource
 import (
 	"errors"
 	"fmt"
+
+	"github.com/uptrace/bun/driver/pgdriver"
 )
+
+// SQLSTATE codes the stores translate.
+const (
+	CodeForeignKeyViolation = "23503"
+	CodeUniqueViolation     = "23505"
+)
+
+// SQLState returns the SQLSTATE code of a Postgres error, or "" for any
+// other error. Stores use it to translate driver errors at their boundary.
+func SQLState(err error) string {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		return pgErr.Field('C')
+	}
+	return ""
+}
 
 // ErrNotFound means the resource does not exist (or is not visible to the
 // caller).
