@@ -27,6 +27,8 @@ import (
 type Endpoint struct {
 	ID  string
 	URL string
+	// Headers are sent with every delivery, before hookd's own.
+	Headers map[string]string
 	// Keys sign each delivery; more than one while a secret is rotated.
 	Keys     [][]byte
 	Disabled bool
@@ -107,7 +109,9 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	err := d.db.NewSelect().Model((*Delivery)(nil)).Column("status").Where("id = ?", p.DeliveryID).Scan(ctx, &status)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("delivery %s gone: %w", p.DeliveryID, asynq.SkipRetry)
+		// Its endpoint or app was deleted: nothing is owed to anyone.
+		d.log.InfoContext(ctx, "delivery dropped: its row is gone", slog.String("delivery_id", p.DeliveryID))
+		return nil
 	case err != nil:
 		return fmt.Errorf("read delivery %s: %w", p.DeliveryID, err)
 	case status == StatusSucceeded:
@@ -158,6 +162,9 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) *At
 	if err != nil {
 		a.Error = ptr(fmt.Sprintf("build request: %v", err))
 		return a
+	}
+	for name, value := range ep.Headers {
+		req.Header.Set(name, value)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.cfg.UserAgent)

@@ -13,8 +13,8 @@ import (
 )
 
 // SubscribersFunc returns the IDs of the enabled endpoints of an app that
-// subscribe to an event type.
-type SubscribersFunc func(ctx context.Context, appID, eventType string) ([]string, error)
+// subscribe to an event type and whose filters accept its payload.
+type SubscribersFunc func(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]string, error)
 
 // Fanout handles TypeFanout tasks: it writes one delivery row per subscribed
 // endpoint (unique per event and endpoint) and enqueues one delivery task per
@@ -38,7 +38,7 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &ev); err != nil {
 		return fmt.Errorf("decode fan-out payload: %w: %w", err, asynq.SkipRetry)
 	}
-	endpoints, err := f.subscribers(ctx, ev.AppID, ev.Type)
+	endpoints, err := f.subscribers(ctx, ev.AppID, ev.Type, ev.Data)
 	if err != nil {
 		return fmt.Errorf("find subscribers of %s: %w", ev.EventID, err)
 	}

@@ -1,6 +1,7 @@
-// Package registry owns the webhook registry: applications (tenants) and
-// their endpoints, subscriptions and signing secrets. It serves the fan-out
-// and the deliverer through Subscribers and DeliveryEndpoint.
+// Package registry owns the webhook registry: applications (tenants), their
+// endpoints, subscriptions and signing secrets, and the API keys that reach
+// them. It serves the fan-out and the deliverer through Subscribers and
+// DeliveryEndpoint. It must not import the api package.
 package registry
 
 import (
@@ -9,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -19,43 +18,7 @@ import (
 
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/outbox"
-	"github.com/hookd/hookd/tasks"
-	"github.com/hookd/hookd/tasks/signature"
 )
-
-// App is a tenant: the owner of endpoints and events.
-type App struct {
-	bun.BaseModel `bun:"table:applications"`
-
-	ID        string    `bun:"id,pk" json:"id"`
-	Name      string    `bun:"name,notnull" json:"name"`
-	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
-	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
-}
-
-// Endpoint is a URL that receives an app's events.
-type Endpoint struct {
-	bun.BaseModel `bun:"table:endpoints"`
-
-	ID          string    `bun:"id,pk" json:"id"`
-	AppID       string    `bun:"app_id,notnull" json:"app_id"`
-	URL         string    `bun:"url,notnull" json:"url"`
-	Description string    `bun:"description,notnull" json:"description"`
-	EventTypes  []string  `bun:"event_types,array,notnull" json:"event_types"`
-	Disabled    bool      `bun:"disabled,notnull" json:"disabled"`
-	CreatedAt   time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
-	UpdatedAt   time.Time `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
-}
-
-type endpointSecret struct {
-	bun.BaseModel `bun:"table:endpoint_secrets"`
-
-	ID         int64      `bun:"id,pk,autoincrement"`
-	EndpointID string     `bun:"endpoint_id,notnull"`
-	Secret     string     `bun:"secret,notnull"`
-	CreatedAt  time.Time  `bun:"created_at,nullzero,notnull,default:clock_timestamp()"`
-	ExpiresAt  *time.Time `bun:"expires_at"`
-}
 
 // Config tunes a Registry.
 type Config struct {
@@ -67,7 +30,7 @@ type Config struct {
 	Resolver *net.Resolver
 }
 
-// Registry stores applications and endpoints.
+// Registry stores applications, endpoints and API keys.
 type Registry struct {
 	db  *bun.DB
 	cfg Config
@@ -81,13 +44,39 @@ func New(db *bun.DB, cfg Config) *Registry {
 	return &Registry{db: db, cfg: cfg}
 }
 
+// App is a tenant: the owner of endpoints and events.
+type App struct {
+	bun.BaseModel `bun:"table:applications"`
+
+	ID        string            `bun:"id,pk" json:"id"`
+	Name      string            `bun:"name,notnull" json:"name"`
+	Metadata  map[string]string `bun:"metadata,type:jsonb,notnull" json:"metadata"`
+	CreatedAt time.Time         `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
+	UpdatedAt time.Time         `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
+}
+
+// AppInput is what a caller sets on a new application.
+type AppInput struct {
+	Name     string
+	Metadata map[string]string
+}
+
+// AppPatch changes the fields that are not nil.
+type AppPatch struct {
+	Name     *string
+	Metadata *map[string]string
+}
+
 // CreateApp creates an application.
-func (r *Registry) CreateApp(ctx context.Context, name string) (App, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 || strings.ContainsFunc(name, unicode.IsControl) {
-		return App{}, resource.Invalid("name", "must be 1 to 200 characters, without control characters")
+func (r *Registry) CreateApp(ctx context.Context, in AppInput) (App, error) {
+	name, err := validName(in.Name)
+	if err != nil {
+		return App{}, err
 	}
-	a := App{ID: outbox.NewID("app"), Name: name}
+	if err := validMetadata(in.Metadata); err != nil {
+		return App{}, err
+	}
+	a := App{ID: outbox.NewID("app"), Name: name, Metadata: orEmpty(in.Metadata)}
 	if _, err := r.db.NewInsert().Model(&a).Returning("created_at, updated_at").Exec(ctx); err != nil {
 		return App{}, fmt.Errorf("create app: %w", err)
 	}
@@ -103,133 +92,104 @@ func (r *Registry) App(ctx context.Context, id string) (App, error) {
 	return a, nil
 }
 
-// EndpointInput is what a caller sets on a new endpoint.
-type EndpointInput struct {
-	URL         string
-	Description string
-	// EventTypes subscribes the endpoint to these types; empty means all.
-	EventTypes []string
+// Apps lists applications, newest first. A non-empty only restricts the
+// list to that one application (the view of an app-scoped API key).
+func (r *Registry) Apps(ctx context.Context, only string, q resource.PageQuery) (resource.Page[App], error) {
+	after, err := q.Key()
+	if err != nil {
+		return resource.Page[App]{}, err
+	}
+	var apps []App
+	sel := r.db.NewSelect().Model(&apps).OrderExpr("id DESC").Limit(q.Fetch())
+	if only != "" {
+		sel.Where("id = ?", only)
+	}
+	if after != "" {
+		sel.Where("id < ?", after)
+	}
+	if err := sel.Scan(ctx); err != nil {
+		return resource.Page[App]{}, fmt.Errorf("list apps: %w", err)
+	}
+	return resource.NewPage(q, apps, func(a App) string { return a.ID }), nil
 }
 
-// CreateEndpoint validates in and creates an endpoint of app appID with a new
-// signing secret, which it returns in its "whsec_" form.
-func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in EndpointInput) (Endpoint, string, error) {
-	if err := r.validateURL(ctx, in.URL); err != nil {
-		return Endpoint{}, "", err
-	}
-	if len(in.Description) > 1000 || strings.ContainsRune(in.Description, 0) {
-		return Endpoint{}, "", resource.Invalid("description", "must be at most 1000 characters, without NUL")
-	}
-	types := make([]string, 0, len(in.EventTypes))
-	for _, t := range in.EventTypes {
-		if t == "" || len(t) > 200 || strings.ContainsFunc(t, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
-			return Endpoint{}, "", resource.Invalid("event_types", "%q is not an event type name", t)
+// UpdateApp applies p to application id.
+func (r *Registry) UpdateApp(ctx context.Context, id string, p AppPatch) (App, error) {
+	upd := r.db.NewUpdate().Model((*App)(nil)).Where("id = ?", id).Set("updated_at = clock_timestamp()")
+	if p.Name != nil {
+		name, err := validName(*p.Name)
+		if err != nil {
+			return App{}, err
 		}
-		types = append(types, t)
+		upd.Set("name = ?", name)
 	}
-	ep := Endpoint{ID: outbox.NewID("ep"), AppID: appID, URL: in.URL, Description: in.Description, EventTypes: types}
-	secret := signature.NewSecret()
-	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewInsert().Model(&ep).Returning("created_at, updated_at").Exec(ctx); err != nil {
-			if resource.SQLState(err) == resource.CodeForeignKeyViolation {
-				return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
-			}
-			return err
+	if p.Metadata != nil {
+		if err := validMetadata(*p.Metadata); err != nil {
+			return App{}, err
 		}
-		_, err := tx.NewInsert().Model(&endpointSecret{EndpointID: ep.ID, Secret: secret}).Exec(ctx)
-		return err
+		upd.Set("metadata = ?", orEmpty(*p.Metadata))
+	}
+	var a App
+	if err := upd.Returning("*").Scan(ctx, &a); err != nil {
+		return App{}, fmt.Errorf("update app %s: %w", id, notFound(err))
+	}
+	return a, nil
+}
+
+// DeleteApp deletes application id with its endpoints, secrets, links, API
+// keys and deliveries. Deliveries still queued find their rows gone and are
+// dropped, so deleting an app stops its deliveries.
+func (r *Registry) DeleteApp(ctx context.Context, id string) error {
+	return r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*App)(nil)).Where("id = ?", id).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("delete app %s: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("delete app %s: %w", id, resource.ErrNotFound)
+		}
+		if _, err := tx.NewDelete().Table("deliveries").Where("app_id = ?", id).Exec(ctx); err != nil {
+			return fmt.Errorf("delete deliveries of app %s: %w", id, err)
+		}
+		return nil
 	})
-	if err != nil {
-		return Endpoint{}, "", fmt.Errorf("create endpoint: %w", err)
-	}
-	return ep, secret, nil
 }
 
-// validateURL accepts absolute http(s) URLs without credentials whose host,
-// unless private targets are allowed, is not (and does not resolve to) a
-// loopback, private or link-local address. A host that does not resolve now
-// is accepted: the deliverer checks addresses again when it connects.
-func (r *Registry) validateURL(ctx context.Context, raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return resource.Invalid("url", "not a URL")
-	case u.Scheme != "http" && u.Scheme != "https":
-		return resource.Invalid("url", "scheme must be http or https")
-	case u.Host == "" || u.Hostname() == "":
-		return resource.Invalid("url", "must be absolute, with a host")
-	case u.User != nil:
-		return resource.Invalid("url", "must not carry credentials")
-	case len(raw) > 2048:
-		return resource.Invalid("url", "must be at most 2048 characters")
-	case r.cfg.AllowPrivateTargets:
-		return nil
+func validName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 || strings.ContainsFunc(name, unicode.IsControl) {
+		return "", resource.Invalid("name", "must be 1 to 200 characters, without control characters")
 	}
-	host := u.Hostname()
-	if addr, err := netip.ParseAddr(host); err == nil {
-		if !tasks.IsPublic(addr) {
-			return resource.Invalid("url", "%s is not a public address (private targets are not allowed)", addr)
+	return name, nil
+}
+
+// Metadata limits.
+const (
+	maxMetadataKeys  = 50
+	maxMetadataKey   = 64
+	maxMetadataValue = 512
+)
+
+func validMetadata(m map[string]string) error {
+	if len(m) > maxMetadataKeys {
+		return resource.Invalid("metadata", "must have at most %d keys", maxMetadataKeys)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > maxMetadataKey || strings.ContainsFunc(k, unicode.IsControl) {
+			return resource.Invalid("metadata", "key %q must be 1 to %d characters, without control characters", k, maxMetadataKey)
 		}
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	addrs, err := r.cfg.Resolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return nil
-	}
-	for _, a := range addrs {
-		if !tasks.IsPublic(a) {
-			return resource.Invalid("url", "%s resolves to %s, not a public address (private targets are not allowed)", host, a.Unmap())
+		if len(v) > maxMetadataValue || strings.ContainsRune(v, 0) {
+			return resource.Invalid("metadata", "value of %q must be at most %d characters, without NUL", k, maxMetadataValue)
 		}
 	}
 	return nil
 }
 
-// Subscribers returns the enabled endpoints of app appID subscribed to
-// eventType. It is the fan-out's tasks.SubscribersFunc.
-func (r *Registry) Subscribers(ctx context.Context, appID, eventType string) ([]string, error) {
-	var ids []string
-	err := r.db.NewSelect().Model((*Endpoint)(nil)).Column("id").
-		Where("app_id = ?", appID).
-		Where("NOT disabled").
-		Where("(cardinality(event_types) = 0 OR ? = ANY(event_types))", eventType).
-		OrderExpr("id").
-		Scan(ctx, &ids)
-	if err != nil {
-		return nil, fmt.Errorf("find subscribers: %w", err)
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
 	}
-	return ids, nil
-}
-
-// DeliveryEndpoint returns what the deliverer needs of an endpoint: its URL,
-// state and live signing keys. It is the deliverer's tasks.EndpointFunc.
-func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpoint, error) {
-	var ep Endpoint
-	if err := r.db.NewSelect().Model(&ep).Column("id", "url", "disabled").Where("id = ?", id).Scan(ctx); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return tasks.Endpoint{}, fmt.Errorf("endpoint %s: %w", id, tasks.ErrEndpointGone)
-		}
-		return tasks.Endpoint{}, fmt.Errorf("get endpoint %s: %w", id, err)
-	}
-	var secrets []string
-	err := r.db.NewSelect().Model((*endpointSecret)(nil)).Column("secret").
-		Where("endpoint_id = ?", id).
-		Where("expires_at IS NULL OR expires_at > clock_timestamp()").
-		OrderExpr("id DESC").
-		Scan(ctx, &secrets)
-	if err != nil {
-		return tasks.Endpoint{}, fmt.Errorf("get secrets of endpoint %s: %w", id, err)
-	}
-	keys := make([][]byte, 0, len(secrets))
-	for _, s := range secrets {
-		k, err := signature.ParseSecret(s)
-		if err != nil {
-			return tasks.Endpoint{}, fmt.Errorf("endpoint %s: %w", id, err)
-		}
-		keys = append(keys, k)
-	}
-	return tasks.Endpoint{ID: ep.ID, URL: ep.URL, Keys: keys, Disabled: ep.Disabled}, nil
+	return m
 }
 
 func notFound(err error) error {

@@ -1,0 +1,120 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/tasks"
+)
+
+// Delivery is one event on its way to one endpoint, as the API shows it.
+type Delivery struct {
+	ID             string     `json:"id"`
+	AppID          string     `json:"app_id"`
+	EventID        string     `json:"event_id"`
+	EventType      string     `json:"event_type"`
+	EndpointID     string     `json:"endpoint_id"`
+	Status         string     `json:"status" enum:"pending,succeeded,failed"`
+	AttemptCount   int        `json:"attempt_count"`
+	LastStatusCode *int       `json:"last_status_code"`
+	LastError      *string    `json:"last_error"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	SucceededAt    *time.Time `json:"succeeded_at"`
+	FailedAt       *time.Time `json:"failed_at"`
+	// Attempts lists the HTTP attempts, oldest first; only a single
+	// delivery's read carries them.
+	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one HTTP request of a delivery.
+type Attempt struct {
+	AttemptedAt time.Time `json:"attempted_at"`
+	// DurationMS is the latency from sending the request to the end of the
+	// recorded response, in milliseconds.
+	DurationMS float64 `json:"duration_ms"`
+	StatusCode *int    `json:"status_code"`
+	// ResponseBody is the first 4 KiB of the response body.
+	ResponseBody *string `json:"response_body"`
+	Error        *string `json:"error"`
+}
+
+// DeliveryFilter narrows a list of deliveries.
+type DeliveryFilter struct {
+	Status     string
+	EndpointID string
+	EventID    string
+	EventType  string
+	// Since and Until bound the creation time.
+	Since, Until time.Time
+}
+
+// Deliveries lists the deliveries of app appID, newest first.
+func (s *Store) Deliveries(ctx context.Context, appID string, f DeliveryFilter, q resource.PageQuery) (resource.Page[Delivery], error) {
+	after, err := q.Key()
+	if err != nil {
+		return resource.Page[Delivery]{}, err
+	}
+	switch f.Status {
+	case "", tasks.StatusPending, tasks.StatusSucceeded, tasks.StatusFailed:
+	default:
+		return resource.Page[Delivery]{}, resource.Invalid("status", "must be pending, succeeded or failed")
+	}
+	if err := s.appExists(ctx, appID); err != nil {
+		return resource.Page[Delivery]{}, err
+	}
+	var rows []tasks.Delivery
+	sel := s.db.NewSelect().Model(&rows).Where("app_id = ?", appID).OrderExpr("id DESC").Limit(q.Fetch())
+	for col, v := range map[string]string{"status": f.Status, "endpoint_id": f.EndpointID, "event_id": f.EventID, "event_type": f.EventType} {
+		if v != "" {
+			sel.Where("? = ?", bun.Ident(col), v)
+		}
+	}
+	if after != "" {
+		sel.Where("id < ?", after)
+	}
+	if !f.Since.IsZero() {
+		sel.Where("created_at >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		sel.Where("created_at < ?", f.Until)
+	}
+	if err := sel.Scan(ctx); err != nil {
+		return resource.Page[Delivery]{}, fmt.Errorf("list deliveries: %w", err)
+	}
+	ds := make([]Delivery, len(rows))
+	for i, r := range rows {
+		ds[i] = deliveryOf(r)
+	}
+	return resource.NewPage(q, ds, func(d Delivery) string { return d.ID }), nil
+}
+
+// Delivery returns delivery id of app appID with its attempts.
+func (s *Store) Delivery(ctx context.Context, appID, id string) (Delivery, error) {
+	var row tasks.Delivery
+	if err := s.db.NewSelect().Model(&row).Where("app_id = ? AND id = ?", appID, id).Scan(ctx); err != nil {
+		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, notFound(err))
+	}
+	var attempts []tasks.Attempt
+	if err := s.db.NewSelect().Model(&attempts).Where("delivery_id = ?", id).OrderExpr("attempted_at, id").Scan(ctx); err != nil {
+		return Delivery{}, fmt.Errorf("get attempts of delivery %s: %w", id, err)
+	}
+	d := deliveryOf(row)
+	d.Attempts = make([]Attempt, len(attempts))
+	for i, a := range attempts {
+		d.Attempts[i] = Attempt{AttemptedAt: a.AttemptedAt, DurationMS: a.DurationMS, StatusCode: a.StatusCode, ResponseBody: a.ResponseBody, Error: a.Error}
+	}
+	return d, nil
+}
+
+func deliveryOf(r tasks.Delivery) Delivery {
+	return Delivery{
+		ID: r.ID, AppID: r.AppID, EventID: r.EventID, EventType: r.EventType, EndpointID: r.EndpointID,
+		Status: r.Status, AttemptCount: r.Attempts, LastStatusCode: r.LastStatusCode, LastError: r.LastError,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, SucceededAt: r.SucceededAt, FailedAt: r.FailedAt,
+	}
+}

@@ -1,0 +1,410 @@
+package registry
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"github.com/hookd/hookd/app/filter"
+	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/signature"
+)
+
+// Endpoint is a URL that receives an app's events.
+type Endpoint struct {
+	bun.BaseModel `bun:"table:endpoints"`
+
+	ID          string   `bun:"id,pk" json:"id"`
+	AppID       string   `bun:"app_id,notnull" json:"app_id"`
+	URL         string   `bun:"url,notnull" json:"url"`
+	Description string   `bun:"description,notnull" json:"description"`
+	EventTypes  []string `bun:"event_types,array,notnull" json:"event_types"`
+	// Filter selects, by payload, the events the endpoint receives; null
+	// receives all of its event types.
+	Filter         json.RawMessage   `bun:"filter,type:json,nullzero" json:"filter"`
+	Headers        map[string]string `bun:"headers,type:jsonb,notnull" json:"headers"`
+	RateLimit      *int              `bun:"rate_limit" json:"rate_limit"`
+	Disabled       bool              `bun:"disabled,notnull" json:"disabled"`
+	DisabledReason *string           `bun:"disabled_reason" json:"disabled_reason"`
+	DisabledAt     *time.Time        `bun:"disabled_at" json:"disabled_at"`
+	Metadata       map[string]string `bun:"metadata,type:jsonb,notnull" json:"metadata"`
+	CreatedAt      time.Time         `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
+	UpdatedAt      time.Time         `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
+}
+
+// EndpointInput is what a caller sets on a new endpoint.
+type EndpointInput struct {
+	URL         string
+	Description string
+	// EventTypes subscribes the endpoint to these types; empty means all.
+	EventTypes []string
+	// Filter is a JSON filter on the payload (package filter); empty or
+	// null means none.
+	Filter    json.RawMessage
+	Headers   map[string]string
+	RateLimit *int
+	Disabled  bool
+	Metadata  map[string]string
+}
+
+// EndpointPatch changes the fields that are not nil. A Filter of `null` or
+// `{}` removes the filter; a RateLimit of 0 removes the limit.
+type EndpointPatch struct {
+	URL         *string
+	Description *string
+	EventTypes  *[]string
+	Filter      json.RawMessage
+	Headers     *map[string]string
+	RateLimit   *int
+	Metadata    *map[string]string
+}
+
+// Endpoint limits.
+const (
+	maxDescription = 1000
+	maxEventTypes  = 100
+	maxHeaders     = 20
+	maxHeaderValue = 1024
+	maxRateLimit   = 100_000
+)
+
+// CreateEndpoint validates in and creates an endpoint of app appID with a new
+// signing secret, which it returns in its "whsec_" form.
+func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in EndpointInput) (Endpoint, string, error) {
+	ep := Endpoint{
+		ID: outbox.NewID("ep"), AppID: appID, URL: in.URL, Description: in.Description,
+		Headers: orEmpty(in.Headers), RateLimit: in.RateLimit, Metadata: orEmpty(in.Metadata),
+	}
+	var err error
+	if err = r.validateURL(ctx, in.URL); err != nil {
+		return Endpoint{}, "", err
+	}
+	if err = validDescription(in.Description); err != nil {
+		return Endpoint{}, "", err
+	}
+	if ep.EventTypes, err = validEventTypes(in.EventTypes); err != nil {
+		return Endpoint{}, "", err
+	}
+	if ep.Filter, err = validFilter(in.Filter); err != nil {
+		return Endpoint{}, "", err
+	}
+	if ep.Headers, err = validHeaders(ep.Headers); err != nil {
+		return Endpoint{}, "", err
+	}
+	if err = validRateLimit(in.RateLimit); err != nil {
+		return Endpoint{}, "", err
+	}
+	if err = validMetadata(in.Metadata); err != nil {
+		return Endpoint{}, "", err
+	}
+	if in.Disabled {
+		ep.Disabled, ep.DisabledReason = true, ptr("disabled on creation")
+	}
+	secret := signature.NewSecret()
+	err = r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		ins := tx.NewInsert().Model(&ep)
+		if ep.Disabled {
+			ins.Value("disabled_at", "clock_timestamp()")
+		}
+		if _, err := ins.Returning("created_at, updated_at, disabled_at").Exec(ctx); err != nil {
+			if resource.SQLState(err) == resource.CodeForeignKeyViolation {
+				return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
+			}
+			return err
+		}
+		_, err := tx.NewInsert().Model(&endpointSecret{EndpointID: ep.ID, Secret: secret}).Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return Endpoint{}, "", fmt.Errorf("create endpoint: %w", err)
+	}
+	return ep, secret, nil
+}
+
+// Endpoint returns endpoint id of app appID.
+func (r *Registry) Endpoint(ctx context.Context, appID, id string) (Endpoint, error) {
+	var ep Endpoint
+	if err := r.db.NewSelect().Model(&ep).Where("app_id = ? AND id = ?", appID, id).Scan(ctx); err != nil {
+		return Endpoint{}, fmt.Errorf("get endpoint %s: %w", id, notFound(err))
+	}
+	return ep, nil
+}
+
+// Endpoints lists the endpoints of app appID, newest first. It returns
+// resource.ErrNotFound when the app does not exist.
+func (r *Registry) Endpoints(ctx context.Context, appID string, q resource.PageQuery) (resource.Page[Endpoint], error) {
+	after, err := q.Key()
+	if err != nil {
+		return resource.Page[Endpoint]{}, err
+	}
+	if err := r.appExists(ctx, appID); err != nil {
+		return resource.Page[Endpoint]{}, err
+	}
+	var eps []Endpoint
+	sel := r.db.NewSelect().Model(&eps).Where("app_id = ?", appID).OrderExpr("id DESC").Limit(q.Fetch())
+	if after != "" {
+		sel.Where("id < ?", after)
+	}
+	if err := sel.Scan(ctx); err != nil {
+		return resource.Page[Endpoint]{}, fmt.Errorf("list endpoints: %w", err)
+	}
+	return resource.NewPage(q, eps, func(e Endpoint) string { return e.ID }), nil
+}
+
+// UpdateEndpoint applies p to endpoint id of app appID.
+func (r *Registry) UpdateEndpoint(ctx context.Context, appID, id string, p EndpointPatch) (Endpoint, error) {
+	upd := r.db.NewUpdate().Model((*Endpoint)(nil)).Where("app_id = ? AND id = ?", appID, id).Set("updated_at = clock_timestamp()")
+	if p.URL != nil {
+		if err := r.validateURL(ctx, *p.URL); err != nil {
+			return Endpoint{}, err
+		}
+		upd.Set("url = ?", *p.URL)
+	}
+	if p.Description != nil {
+		if err := validDescription(*p.Description); err != nil {
+			return Endpoint{}, err
+		}
+		upd.Set("description = ?", *p.Description)
+	}
+	if p.EventTypes != nil {
+		types, err := validEventTypes(*p.EventTypes)
+		if err != nil {
+			return Endpoint{}, err
+		}
+		upd.Set("event_types = ?", pgdialect.Array(types))
+	}
+	if p.Filter != nil {
+		f, err := validFilter(p.Filter)
+		if err != nil {
+			return Endpoint{}, err
+		}
+		if f == nil {
+			upd.Set("filter = NULL")
+		} else {
+			upd.Set("filter = ?::json", string(f))
+		}
+	}
+	if p.Headers != nil {
+		h, err := validHeaders(orEmpty(*p.Headers))
+		if err != nil {
+			return Endpoint{}, err
+		}
+		upd.Set("headers = ?", h)
+	}
+	if p.RateLimit != nil {
+		if *p.RateLimit == 0 {
+			upd.Set("rate_limit = NULL")
+		} else if err := validRateLimit(p.RateLimit); err != nil {
+			return Endpoint{}, err
+		} else {
+			upd.Set("rate_limit = ?", *p.RateLimit)
+		}
+	}
+	if p.Metadata != nil {
+		if err := validMetadata(*p.Metadata); err != nil {
+			return Endpoint{}, err
+		}
+		upd.Set("metadata = ?", orEmpty(*p.Metadata))
+	}
+	var ep Endpoint
+	if err := upd.Returning("*").Scan(ctx, &ep); err != nil {
+		return Endpoint{}, fmt.Errorf("update endpoint %s: %w", id, notFound(err))
+	}
+	return ep, nil
+}
+
+// SetEndpointDisabled disables (with reason) or enables endpoint id of app
+// appID. A disabled endpoint gets no new deliveries; its queued ones fail
+// and can be retried from the dead letters once it is enabled again.
+func (r *Registry) SetEndpointDisabled(ctx context.Context, appID, id string, disabled bool, reason string) (Endpoint, error) {
+	upd := r.db.NewUpdate().Model((*Endpoint)(nil)).Where("app_id = ? AND id = ?", appID, id).
+		Set("updated_at = clock_timestamp()").Set("disabled = ?", disabled)
+	if disabled {
+		if len(reason) > maxDescription || strings.ContainsRune(reason, 0) {
+			return Endpoint{}, resource.Invalid("reason", "must be at most %d characters, without NUL", maxDescription)
+		}
+		upd.Set("disabled_reason = ?", cmp.Or(reason, "disabled by the API")).
+			Set("disabled_at = coalesce(disabled_at, clock_timestamp())")
+	} else {
+		upd.Set("disabled_reason = NULL").Set("disabled_at = NULL")
+	}
+	var ep Endpoint
+	if err := upd.Returning("*").Scan(ctx, &ep); err != nil {
+		return Endpoint{}, fmt.Errorf("set endpoint %s disabled=%t: %w", id, disabled, notFound(err))
+	}
+	return ep, nil
+}
+
+// DeleteEndpoint deletes endpoint id of app appID with its secrets and its
+// deliveries; deliveries still queued are dropped.
+func (r *Registry) DeleteEndpoint(ctx context.Context, appID, id string) error {
+	return r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*Endpoint)(nil)).Where("app_id = ? AND id = ?", appID, id).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("delete endpoint %s: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("delete endpoint %s: %w", id, resource.ErrNotFound)
+		}
+		if _, err := tx.NewDelete().Table("deliveries").Where("endpoint_id = ?", id).Exec(ctx); err != nil {
+			return fmt.Errorf("delete deliveries of endpoint %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+func (r *Registry) appExists(ctx context.Context, appID string) error {
+	ok, err := r.db.NewSelect().Model((*App)(nil)).Where("id = ?", appID).Exists(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("find app %s: %w", appID, err)
+	case !ok:
+		return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
+	}
+	return nil
+}
+
+// validateURL accepts absolute http(s) URLs without credentials whose host,
+// unless private targets are allowed, is not (and does not resolve to) a
+// loopback, private or link-local address. A host that does not resolve now
+// is accepted: the deliverer checks addresses again when it connects.
+func (r *Registry) validateURL(ctx context.Context, raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return resource.Invalid("url", "not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return resource.Invalid("url", "scheme must be http or https")
+	case u.Host == "" || u.Hostname() == "":
+		return resource.Invalid("url", "must be absolute, with a host")
+	case u.User != nil:
+		return resource.Invalid("url", "must not carry credentials")
+	case len(raw) > 2048:
+		return resource.Invalid("url", "must be at most 2048 characters")
+	case r.cfg.AllowPrivateTargets:
+		return nil
+	}
+	host := u.Hostname()
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if !tasks.IsPublic(addr) {
+			return resource.Invalid("url", "%s is not a public address (private targets are not allowed)", addr)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	addrs, err := r.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if !tasks.IsPublic(a) {
+			return resource.Invalid("url", "%s resolves to %s, not a public address (private targets are not allowed)", host, a.Unmap())
+		}
+	}
+	return nil
+}
+
+func validDescription(d string) error {
+	if len(d) > maxDescription || strings.ContainsRune(d, 0) {
+		return resource.Invalid("description", "must be at most %d characters, without NUL", maxDescription)
+	}
+	return nil
+}
+
+func validEventTypes(in []string) ([]string, error) {
+	if len(in) > maxEventTypes {
+		return nil, resource.Invalid("event_types", "must list at most %d types", maxEventTypes)
+	}
+	types := make([]string, 0, len(in))
+	for _, t := range in {
+		if t == "" || len(t) > 200 || strings.ContainsFunc(t, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+			return nil, resource.Invalid("event_types", "%q is not an event type name", t)
+		}
+		types = append(types, t)
+	}
+	return types, nil
+}
+
+// validFilter parses a filter and returns it compacted, or nil for none.
+func validFilter(raw json.RawMessage) (json.RawMessage, error) {
+	f, err := filter.Parse(raw)
+	if err != nil {
+		return nil, resource.Invalid("filter", "%v", err)
+	}
+	if f == nil {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, resource.Invalid("filter", "%v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// reservedHeaders may not be set per endpoint: hop-by-hop headers, those
+// that frame the body, and those that hookd sets itself.
+var reservedHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Host": true, "Content-Length": true, "Content-Type": true, "Content-Encoding": true, "User-Agent": true,
+}
+
+// validHeaders checks custom headers and returns them with canonical names.
+func validHeaders(in map[string]string) (map[string]string, error) {
+	if len(in) > maxHeaders {
+		return nil, resource.Invalid("headers", "must have at most %d headers", maxHeaders)
+	}
+	out := make(map[string]string, len(in))
+	for name, value := range in {
+		canon := http.CanonicalHeaderKey(name)
+		switch {
+		case !validHeaderName(name):
+			return nil, resource.Invalid("headers", "%q is not a valid header name", name)
+		case reservedHeaders[canon] || strings.HasPrefix(canon, "Webhook-"):
+			return nil, resource.Invalid("headers", "%s is set by hookd or is hop-by-hop and cannot be overridden", canon)
+		case len(value) > maxHeaderValue || strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
+			return nil, resource.Invalid("headers", "value of %s must be at most %d characters, without control characters", canon, maxHeaderValue)
+		}
+		if _, dup := out[canon]; dup {
+			return nil, resource.Invalid("headers", "%s is given twice", canon)
+		}
+		out[canon] = value
+	}
+	return out, nil
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func validRateLimit(n *int) error {
+	if n != nil && (*n < 1 || *n > maxRateLimit) {
+		return resource.Invalid("rate_limit", "must be between 1 and %d deliveries per second", maxRateLimit)
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
