@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// problemOf sends a raw request and returns the status and decoded problem.
+// raw sends a request as given, without following redirects, and returns
+// the status, the decoded JSON body and the headers.
 func (h *harness) raw(method, path, auth, contentType, body string) (int, map[string]any, http.Header) {
 	h.t.Helper()
 	req, err := http.NewRequestWithContext(h.t.Context(), method, h.base+path, strings.NewReader(body))
@@ -20,7 +21,7 @@ func (h *harness) raw(method, path, auth, contentType, body string) (int, map[st
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.noRedir.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -59,6 +60,9 @@ func TestAPIAuthentication(t *testing.T) {
 	}
 }
 
+// missingApp is a well-formed application ID that names no application.
+const missingApp = "app_00000000000000000000000000"
+
 func TestAPIRejectsBadInput(t *testing.T) {
 	t.Parallel()
 	h := start(t, nil)
@@ -69,8 +73,8 @@ func TestAPIRejectsBadInput(t *testing.T) {
 		status                        int
 		field                         string
 	}{
-		{"UnknownField", "/v1/apps", "application/json", `{"name":"a","nmae":"b"}`, 400, ""},
-		{"WrongType", "/v1/apps", "application/json", `{"name":42}`, 400, "name"},
+		{"UnknownField", "/v1/apps", "application/json", `{"name":"a","nmae":"b"}`, 422, "nmae"},
+		{"WrongType", "/v1/apps", "application/json", `{"name":42}`, 422, "name"},
 		{"NotJSON", "/v1/apps", "application/json", `{"name":`, 400, ""},
 		{"Empty", "/v1/apps", "application/json", ``, 400, ""},
 		{"Trailing", "/v1/apps", "application/json", `{"name":"a"} {}`, 400, ""},
@@ -81,8 +85,9 @@ func TestAPIRejectsBadInput(t *testing.T) {
 		{"FTPURL", "/v1/apps/" + appID + "/endpoints", "", `{"url":"ftp://example.com/"}`, 422, "url"},
 		{"Credentials", "/v1/apps/" + appID + "/endpoints", "", `{"url":"https://u:p@example.com/"}`, 422, "url"},
 		{"BadEventType", "/v1/apps/" + appID + "/endpoints", "", `{"url":"https://example.com/","event_types":["a b"]}`, 422, "event_types"},
-		{"EndpointOfMissingApp", "/v1/apps/app_missing/endpoints", "", `{"url":"https://example.com/"}`, 404, ""},
-		{"LinkOfMissingApp", "/v1/apps/app_missing/links", "", `{"url":"https://example.com/"}`, 404, ""},
+		{"EndpointOfMissingApp", "/v1/apps/" + missingApp + "/endpoints", "", `{"url":"https://example.com/"}`, 404, ""},
+		{"LinkOfMissingApp", "/v1/apps/" + missingApp + "/links", "", `{"url":"https://example.com/"}`, 404, ""},
+		{"MalformedAppID", "/v1/apps/app_missing/endpoints", "", `{"url":"https://example.com/"}`, 422, "app_id"},
 		{"LinkBadCode", "/v1/apps/" + appID + "/links", "", `{"url":"https://example.com/","code":"a/b"}`, 422, "code"},
 		{"LinkBadURL", "/v1/apps/" + appID + "/links", "", `{"url":"javascript:alert(1)"}`, 422, "url"},
 		{"NULInName", "/v1/apps", "", `{"name":"a\u0000b"}`, 422, "name"},
@@ -115,7 +120,10 @@ func TestAPIRejectsBadInput(t *testing.T) {
 	if code, p, _ := h.raw(http.MethodPost, "/v1/apps/"+appID+"/links", auth, "", `{"url":"https://example.com","code":"taken"}`); code != http.StatusConflict {
 		t.Errorf("duplicate code = %d %v, want 409", code, p)
 	}
-	for _, path := range []string{"/v1/apps/app_missing", "/v1/apps/%00", "/r/%00", "/r/a%0Ab"} {
+	if code, p, _ := h.raw(http.MethodGet, "/v1/apps/app_missing", auth, "", ""); code != http.StatusUnprocessableEntity || p["field"] != "app_id" {
+		t.Errorf("GET /v1/apps/app_missing = %d %v, want 422 on app_id", code, p)
+	}
+	for _, path := range []string{"/v1/apps/" + missingApp, "/v1/apps/%00", "/r/%00", "/r/a%0Ab"} {
 		if code, _, _ := h.raw(http.MethodGet, path, auth, "", ""); code != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", path, code)
 		}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookd/hookd/app/api"
+	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/outbox"
@@ -146,8 +147,10 @@ func (a *App) Run(ctx context.Context) error {
 	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets})
 	g, ctx := errgroup.WithContext(ctx)
 	if a.apiLn != nil {
-		srv := api.New(reg, links.NewService(a.db), a.log, api.Config{
-			AdminAPIKey: a.cfg.AdminAPIKey,
+		srv := api.New(reg, events.NewStore(a.db), links.NewService(a.db), a.log, api.Config{
+			AdminAPIKey:   a.cfg.AdminAPIKey,
+			MaxEventBytes: a.cfg.MaxEventBytes,
+			Version:       Version(),
 			Checks: map[string]api.CheckFunc{
 				"postgres": a.db.PingContext,
 				"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },

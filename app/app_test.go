@@ -27,6 +27,7 @@ import (
 	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/hookd/hookd/app"
+	"github.com/hookd/hookd/app/api/openapitest"
 	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/outbox/outboxtest"
 )
@@ -49,12 +50,16 @@ func testRedisURL(t *testing.T) string {
 // harness is a running hookd (all roles, in process) on an isolated schema
 // and its own queues.
 type harness struct {
-	t       *testing.T
-	base    string
-	db      *bun.DB
-	rdb     *redis.Client
-	queues  []string
+	t      *testing.T
+	base   string
+	db     *bun.DB
+	rdb    *redis.Client
+	queues []string
+	// client and noRedir check every response against the OpenAPI
+	// document hookd serves.
+	client  *http.Client
 	noRedir *http.Client
+	doc     *openapitest.Doc
 }
 
 // start runs hookd with test defaults; env overrides HOOKD_* variables.
@@ -100,9 +105,14 @@ func start(t *testing.T, env map[string]string) *harness {
 		db:     bun.NewDB(sqldb, pgdialect.New()),
 		rdb:    redis.NewClient(mustParseRedis(t, cfg.RedisURL)),
 		queues: []string{cfg.Queue.Events, cfg.Queue.Deliveries},
-		noRedir: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
+	}
+	h.doc = loadDoc(t, h.base)
+	h.client = &http.Client{Transport: h.doc.Transport(t, nil, nil)}
+	h.noRedir = &http.Client{
+		Transport: h.client.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
-		}},
+		},
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -117,6 +127,25 @@ func start(t *testing.T, env map[string]string) *harness {
 		_ = h.db.Close()
 	})
 	return h
+}
+
+// loadDoc fetches and compiles the OpenAPI document hookd serves.
+func loadDoc(t *testing.T, base string) *openapitest.Doc {
+	t.Helper()
+	resp, err := http.Get(base + "/openapi.json")
+	if err != nil {
+		t.Fatalf("GET /openapi.json: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /openapi.json = %d, %v", resp.StatusCode, err)
+	}
+	doc, err := openapitest.Load(b)
+	if err != nil {
+		t.Fatalf("load OpenAPI document: %v", err)
+	}
+	return doc
 }
 
 func mustParseRedis(t *testing.T, u string) *redis.Options {
@@ -146,7 +175,7 @@ func (h *harness) do(method, path string, body any, out any) int {
 	}
 	req.Header.Set("Authorization", "Bearer "+adminKey)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -15,6 +15,10 @@ const usage = `hookd delivers webhooks reliably.
 Usage:
   hookd serve [flags]     run the roles (api, relay, worker; all by default)
   hookd migrate [flags]   apply database migrations and exit
+  hookd apikey create --name NAME [--app APP_ID]
+                          create an API key (admin, or scoped to one app) and print it
+  hookd apikey list       list API keys
+  hookd apikey revoke ID  revoke an API key
   hookd version           print the version
 
 Run "hookd serve -h" for the flags; each has a HOOKD_* environment variable.
@@ -59,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer db.Close()
 		return Migrate(ctx, db, log)
+	case "apikey":
+		return apikey(ctx, args, getenv, stdout, log)
 	case "version":
 		fmt.Fprintln(stdout, "hookd", Version())
 		return nil

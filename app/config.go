@@ -41,6 +41,7 @@ type Config struct {
 	DeliveryTimeout     time.Duration
 	Concurrency         int
 	ShutdownTimeout     time.Duration
+	MaxEventBytes       int64
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
@@ -131,6 +132,15 @@ func settings() []setting {
 				}
 				c.Concurrency = n
 				return err
+			}},
+		{"HOOKD_MAX_EVENT_BYTES", "max-event-bytes", "262144",
+			"largest accepted body of POST /v1/apps/{app_id}/events, in bytes", func(c *Config, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1024 || n > 16<<20 {
+					return errors.New("want a number of bytes between 1024 and 16777216")
+				}
+				c.MaxEventBytes = n
+				return nil
 			}},
 		{"HOOKD_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s",
 			"how long in-flight work may finish after SIGTERM", func(c *Config, v string) error {

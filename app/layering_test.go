@@ -19,7 +19,10 @@ func TestLayering(t *testing.T) {
 		mod + "outbox":       {mod + "app", mod + "tasks", "github.com/hibiken/asynq", "github.com/redis/go-redis", "net/http"},
 		mod + "tasks":        {mod + "app"},
 		mod + "app/links":    {mod + "tasks", mod + "app/registry", mod + "app/api", "github.com/hibiken/asynq"},
-		mod + "app/registry": {mod + "app/api", mod + "app/links"},
+		mod + "app/registry": {mod + "app/api", mod + "app/links", mod + "app/events"},
+		mod + "app/events":   {mod + "app/api", mod + "app/links", mod + "app/registry"},
+		mod + "app/filter":   {mod + "app", mod + "tasks", mod + "outbox"},
+		mod + "app/resource": {mod + "app/api", mod + "app/registry", mod + "app/events", mod + "app/links"},
 	}
 	seen := 0
 	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {

@@ -1,22 +1,24 @@
-// Package api is hookd's HTTP surface: the /v1 JSON API, the public short
-// link redirect and the health checks. It is the only package that maps
-// errors to HTTP statuses.
+// Package api is hookd's HTTP surface: the /v1 JSON API with its OpenAPI
+// document, the public short link redirect and the health checks. It is the
+// only package that maps errors to HTTP statuses and the only one that
+// knows about authentication.
 package api
 
 import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 	"unicode"
 
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
 	"github.com/hookd/hookd/app/registry"
-	"github.com/hookd/hookd/app/resource"
 )
 
 // CheckFunc reports whether a dependency is usable.
@@ -24,15 +26,28 @@ type CheckFunc func(ctx context.Context) error
 
 // Config configures a Server.
 type Config struct {
-	// AdminAPIKey authorizes /v1 requests; empty refuses them all.
+	// AdminAPIKey authorizes every /v1 request, next to the API keys stored
+	// in the registry; empty disables it.
 	AdminAPIKey string
+	// MaxEventBytes bounds the body of POST /v1/apps/{app_id}/events
+	// (default 256 KiB).
+	MaxEventBytes int64
+	// Version is reported in the OpenAPI document.
+	Version string
 	// Checks are run by /readyz, by name.
 	Checks map[string]CheckFunc
 }
 
+// DefaultMaxEventBytes is the default bound of an event request body.
+const DefaultMaxEventBytes = 256 << 10
+
+// maxBodyBytes bounds the bodies of every other request.
+const maxBodyBytes = 64 << 10
+
 // Server serves the HTTP API.
 type Server struct {
 	registry *registry.Registry
+	events   *events.Store
 	links    *links.Service
 	log      *slog.Logger
 	cfg      Config
@@ -40,32 +55,54 @@ type Server struct {
 }
 
 // New returns a Server.
-func New(reg *registry.Registry, ls *links.Service, log *slog.Logger, cfg Config) *Server {
-	return &Server{registry: reg, links: ls, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey))}
+func New(reg *registry.Registry, evs *events.Store, ls *links.Service, log *slog.Logger, cfg Config) *Server {
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = DefaultMaxEventBytes
+	}
+	return &Server{registry: reg, events: evs, links: ls, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey))}
 }
 
-// Handler returns the routes.
+// Handler returns the routes: every operation is registered through huma,
+// so the OpenAPI document at /openapi.json is generated from the handlers
+// that serve it, and /docs renders it.
 func (s *Server) Handler() http.Handler {
-	v1 := http.NewServeMux()
-	v1.HandleFunc("POST /v1/apps", s.createApp)
-	v1.HandleFunc("GET /v1/apps/{app_id}", s.getApp)
-	v1.HandleFunc("POST /v1/apps/{app_id}/endpoints", s.createEndpoint)
-	v1.HandleFunc("POST /v1/apps/{app_id}/links", s.createLink)
-	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, problem(http.StatusNotFound, "not-found", "no such route"))
-	})
-
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", s.authenticate(v1))
-	mux.HandleFunc("GET /r/{code}", s.redirect)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.ready)
+	api := humago.New(mux, s.humaConfig())
+	api.UseMiddleware(s.authenticate(api))
+
+	s.registerHealth(api)
+	s.registerApps(api)
+	s.registerEndpoints(api)
+	s.registerEventTypes(api)
+	s.registerEvents(api)
+	s.registerDeliveries(api)
+	s.registerAPIKeys(api)
+	s.registerLinks(api)
+	documentProblem(api.OpenAPI())
+
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, problem(http.StatusNotFound, "not-found", "no such route"))
+		writeProblem(w, newProblem(http.StatusNotFound, "not-found", "no such route"))
 	})
 	return s.recoverPanics(rejectControlPaths(mux))
+}
+
+func (s *Server) humaConfig() huma.Config {
+	cfg := huma.DefaultConfig("hookd", s.cfg.Version)
+	cfg.Info.Description = "hookd delivers webhooks reliably: applications publish events, " +
+		"hookd signs them per Standard Webhooks and POSTs them to subscribed endpoints, retrying with backoff."
+	cfg.OpenAPIPath = "/openapi"
+	cfg.DocsPath = "/docs"
+	cfg.SchemasPath = ""
+	cfg.CreateHooks = nil // no $schema fields or Link headers in responses
+	cfg.Transformers = []huma.Transformer{s.problemTransformer}
+	cfg.RejectUnknownQueryParameters = true
+	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {
+			Type: "http", Scheme: "bearer",
+			Description: "An API key: HOOKD_ADMIN_API_KEY, or one made with `hookd apikey create` or POST /v1/api-keys.",
+		},
+	}
+	return cfg
 }
 
 // rejectControlPaths answers 404 for paths holding control characters (a
@@ -73,21 +110,7 @@ func (s *Server) Handler() http.Handler {
 func rejectControlPaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.ContainsFunc(r.URL.Path, unicode.IsControl) {
-			writeProblem(w, problem(http.StatusNotFound, "not-found", "no such resource"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// authenticate lets through requests bearing the admin API key.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(token))
-		if !ok || token == "" || s.cfg.AdminAPIKey == "" || subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="hookd"`)
-			writeProblem(w, problem(http.StatusUnauthorized, "unauthorized", "send a valid API key as Authorization: Bearer <key>"))
+			writeProblem(w, newProblem(http.StatusNotFound, "not-found", "no such resource"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -102,115 +125,83 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 					panic(v)
 				}
 				s.log.ErrorContext(r.Context(), "handler panicked", slog.String("path", r.URL.Path), slog.Any("panic", v))
-				writeProblem(w, problem(http.StatusInternalServerError, "internal", "internal error"))
+				writeProblem(w, newProblem(http.StatusInternalServerError, "internal", "internal error"))
 			}
 		}()
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	status, checks := http.StatusOK, map[string]string{}
-	for name, check := range s.cfg.Checks {
-		if err := check(ctx); err != nil {
-			status = http.StatusServiceUnavailable
-			checks[name] = "unavailable"
-			s.log.WarnContext(ctx, "readiness check failed", slog.String("check", name), slog.Any("err", err))
-			continue
+// principal is who a request acts as.
+type principal struct {
+	// appID scopes a key to one application; "" is an admin.
+	appID string
+}
+
+type principalKey struct{}
+
+func principalOf(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
+}
+
+// Operation metadata keys.
+const (
+	// metaAdminOnly marks operations that app-scoped keys may not call.
+	metaAdminOnly = "hookd-admin-only"
+)
+
+// bearer is the security requirement of authenticated operations.
+func bearer() []map[string][]string { return []map[string][]string{{"bearer": {}}} }
+
+// authenticate lets through operations without security, and the others
+// when they bear the admin key or a live API key. An app-scoped key gets 404
+// for another app's resources and 403 for admin-only operations.
+func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		op := ctx.Operation()
+		if len(op.Security) == 0 {
+			next(ctx)
+			return
 		}
-		checks[name] = "ok"
+		p, ok := s.principal(ctx)
+		if !ok {
+			ctx.SetHeader("WWW-Authenticate", `Bearer realm="hookd"`)
+			_ = huma.WriteErr(api, ctx, http.StatusUnauthorized, "send a valid API key as Authorization: Bearer <key>")
+			return
+		}
+		if p.appID != "" {
+			if adminOnly, _ := op.Metadata[metaAdminOnly].(bool); adminOnly {
+				_ = huma.WriteErr(api, ctx, http.StatusForbidden, "this operation needs an admin API key")
+				return
+			}
+			if id := ctx.Param("app_id"); id != "" && id != p.appID {
+				_ = huma.WriteErr(api, ctx, http.StatusNotFound, "no such resource")
+				return
+			}
+		}
+		next(huma.WithValue(ctx, principalKey{}, p))
 	}
-	writeJSON(w, status, map[string]any{"status": http.StatusText(status), "checks": checks})
 }
 
-type createAppRequest struct {
-	Name string `json:"name"`
-}
-
-func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
-	var req createAppRequest
-	if !decode(w, r, &req) {
-		return
+func (s *Server) principal(ctx huma.Context) (principal, bool) {
+	token, ok := strings.CutPrefix(ctx.Header("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return principal{}, false
 	}
-	a, err := s.registry.CreateApp(r.Context(), req.Name)
+	sum := sha256.Sum256([]byte(token))
+	if s.cfg.AdminAPIKey != "" && subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) == 1 {
+		return principal{}, true
+	}
+	k, err := s.registry.Authenticate(ctx.Context(), token)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		if !isNotFound(err) {
+			s.log.ErrorContext(ctx.Context(), "authenticate failed", slog.Any("err", err))
+		}
+		return principal{}, false
 	}
-	writeJSON(w, http.StatusCreated, a)
-}
-
-func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
-	a, err := s.registry.App(r.Context(), r.PathValue("app_id"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	if k.AppID != nil {
+		return principal{appID: *k.AppID}, true
 	}
-	writeJSON(w, http.StatusOK, a)
-}
-
-type createEndpointRequest struct {
-	URL         string   `json:"url"`
-	Description string   `json:"description"`
-	EventTypes  []string `json:"event_types"`
-}
-
-// endpointWithSecret is an endpoint as creation returns it: the only
-// response that carries the signing secret.
-type endpointWithSecret struct {
-	registry.Endpoint
-	Secret string `json:"secret"`
-}
-
-func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
-	var req createEndpointRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	ep, secret, err := s.registry.CreateEndpoint(r.Context(), r.PathValue("app_id"), registry.EndpointInput{
-		URL: req.URL, Description: req.Description, EventTypes: req.EventTypes,
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, endpointWithSecret{Endpoint: ep, Secret: secret})
-}
-
-type createLinkRequest struct {
-	URL  string `json:"url"`
-	Code string `json:"code"`
-}
-
-func (s *Server) createLink(w http.ResponseWriter, r *http.Request) {
-	var req createLinkRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	l, err := s.links.Create(r.Context(), r.PathValue("app_id"), req.URL, req.Code)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, l)
-}
-
-// redirect follows a short link, recording the click and publishing
-// link.clicked in one transaction.
-func (s *Server) redirect(w http.ResponseWriter, r *http.Request) {
-	target, err := s.links.Click(r.Context(), r.PathValue("code"), links.Visit{
-		UserAgent: r.UserAgent(), Referer: r.Referer(),
-	})
-	if errors.Is(err, resource.ErrNotFound) {
-		writeProblem(w, problem(http.StatusNotFound, "not-found", "no such link"))
-		return
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Cache-Control", "no-store") // every click must reach us
-	http.Redirect(w, r, target, http.StatusFound)
+	return principal{}, true
 }

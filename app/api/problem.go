@@ -1,113 +1,163 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/hookd/hookd/app/resource"
 )
 
-// Problem is an RFC 9457 problem details object.
+// Problem is an RFC 9457 problem details object. Type is a stable URN per
+// kind of problem (urn:hookd:problem:<kind>); Field names the offending
+// request field of a validation problem; Errors lists each schema violation
+// huma found, with its location.
 type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	// Field names the offending request field of a validation problem.
-	Field string `json:"field,omitempty"`
+	Type     string              `json:"type"`
+	Title    string              `json:"title"`
+	Status   int                 `json:"status"`
+	Detail   string              `json:"detail,omitempty"`
+	Instance string              `json:"instance,omitempty"`
+	Field    string              `json:"field,omitempty"`
+	Errors   []*huma.ErrorDetail `json:"errors,omitempty"`
 }
 
-// problemType returns the stable type URI of a problem kind.
-func problemType(slug string) string { return "urn:hookd:problem:" + slug }
+// Error implements error.
+func (p *Problem) Error() string { return p.Detail }
 
-func writeProblem(w http.ResponseWriter, p Problem) {
+// GetStatus implements huma.StatusError.
+func (p *Problem) GetStatus() int { return p.Status }
+
+// ContentType implements huma.ContentTypeFilter.
+func (p *Problem) ContentType(string) string { return "application/problem+json" }
+
+// problemKind names the problem of each status huma itself answers with.
+func problemKind(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "malformed"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound:
+		return "not-found"
+	case http.StatusNotAcceptable:
+		return "not-acceptable"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusRequestEntityTooLarge:
+		return "too-large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported-media-type"
+	case http.StatusUnprocessableEntity:
+		return "validation"
+	case http.StatusInternalServerError:
+		return "internal"
+	}
+	return "error"
+}
+
+func newProblem(status int, kind, detail string) *Problem {
+	return &Problem{Type: "urn:hookd:problem:" + kind, Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+// problemTransformer turns the errors huma writes itself (request
+// validation, body limits) into Problems, so that every error has the same
+// shape and a stable type.
+func (s *Server) problemTransformer(_ huma.Context, _ string, v any) (any, error) {
+	em, ok := v.(*huma.ErrorModel)
+	if !ok {
+		return v, nil
+	}
+	p := newProblem(em.Status, problemKind(em.Status), em.Detail)
+	p.Errors = em.Errors
+	if len(em.Errors) > 0 {
+		p.Field = fieldOf(em.Errors[0].Location, em.Errors[0].Message)
+		p.Detail = em.Detail + ": " + em.Errors[0].Message
+		if p.Field != "" {
+			p.Detail = fmt.Sprintf("%s: %s: %s", em.Detail, p.Field, em.Errors[0].Message)
+		}
+	}
+	switch {
+	case em.Status == http.StatusRequestEntityTooLarge:
+		p.Detail = em.Detail
+	case em.Status == http.StatusUnprocessableEntity && strings.Contains(em.Detail, "unmarshal"):
+		// A body that parses as JSON but not into the request type.
+		p.Type, p.Status, p.Title = "urn:hookd:problem:malformed", http.StatusBadRequest, http.StatusText(http.StatusBadRequest)
+	}
+	return p, nil
+}
+
+// fieldOf maps a huma error location ("body.url", "path.app_id",
+// "query.limit", "body.headers.X") to the request field it names. huma
+// locates a missing required property at its parent object and names it
+// only in the message.
+func fieldOf(loc, msg string) string {
+	if name, ok := strings.CutPrefix(msg, "expected required property "); ok {
+		if name, ok = strings.CutSuffix(name, " to be present"); ok {
+			if parent := fieldOf(loc, ""); parent != "" {
+				return parent + "." + name
+			}
+			return name
+		}
+	}
+	for _, prefix := range []string{"body.", "path.", "query.", "header."} {
+		if f, ok := strings.CutPrefix(loc, prefix); ok {
+			return f
+		}
+	}
+	if loc == "body" {
+		return ""
+	}
+	return loc
+}
+
+// fail maps an error from a store to a Problem. Errors it does not know
+// are logged and answered with a 500 that reveals nothing.
+func (s *Server) fail(ctx context.Context, err error) error {
+	var invalid *resource.InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		p := newProblem(http.StatusUnprocessableEntity, "validation", invalid.Error())
+		p.Field = invalid.Field
+		return p
+	case errors.Is(err, resource.ErrNotFound):
+		return newProblem(http.StatusNotFound, "not-found", "no such resource")
+	case errors.Is(err, resource.ErrConflict):
+		return newProblem(http.StatusConflict, "conflict", err.Error())
+	}
+	s.log.ErrorContext(ctx, "request failed", slog.Any("err", err))
+	return newProblem(http.StatusInternalServerError, "internal", "internal error")
+}
+
+func isNotFound(err error) bool { return errors.Is(err, resource.ErrNotFound) }
+
+func writeProblem(w http.ResponseWriter, p *Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
 }
 
-func problem(status int, slug, detail string) Problem {
-	return Problem{Type: problemType(slug), Title: http.StatusText(status), Status: status, Detail: detail}
-}
-
-// writeError maps an error from a store to a problem. Errors it does not
-// know are logged and answered with a 500 that reveals nothing.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var invalid *resource.InvalidError
-	switch {
-	case errors.As(err, &invalid):
-		p := problem(http.StatusUnprocessableEntity, "validation", invalid.Error())
-		p.Field = invalid.Field
-		writeProblem(w, p)
-	case errors.Is(err, resource.ErrNotFound):
-		writeProblem(w, problem(http.StatusNotFound, "not-found", "no such resource"))
-	case errors.Is(err, resource.ErrConflict):
-		writeProblem(w, problem(http.StatusConflict, "conflict", err.Error()))
-	default:
-		s.log.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method), slog.String("route", r.Pattern), slog.Any("err", err))
-		writeProblem(w, problem(http.StatusInternalServerError, "internal", "internal error"))
+// documentProblem describes Problem in place of huma's ErrorModel, which
+// the document names for every error response: the two differ only by
+// Field.
+func documentProblem(oapi *huma.OpenAPI) {
+	em := oapi.Components.Schemas.Map()["ErrorModel"]
+	if em == nil {
+		return
 	}
-}
-
-// maxBodyBytes bounds request bodies.
-const maxBodyBytes = 1 << 20
-
-// decode reads one JSON object from r's body into dst, refusing unknown
-// fields, trailing data, wrong types and oversized bodies. On failure it
-// writes the problem and returns false.
-func decode(w http.ResponseWriter, r *http.Request, dst any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			writeProblem(w, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json"))
-			return false
-		}
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the JSON object")
-	} else if err == nil {
-		if _, extra := dec.Token(); extra != io.EOF {
-			err = errors.New("trailing data after the JSON object")
-		}
-	}
-	if err == nil {
-		return true
-	}
-	var (
-		tooBig    *http.MaxBytesError
-		typeErr   *json.UnmarshalTypeError
-		syntaxErr *json.SyntaxError
-	)
-	switch {
-	case errors.As(err, &tooBig):
-		writeProblem(w, problem(http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("body exceeds %d bytes", tooBig.Limit)))
-	case errors.As(err, &typeErr):
-		p := problem(http.StatusBadRequest, "malformed", fmt.Sprintf("field %s must be %s", typeErr.Field, typeErr.Type))
-		p.Field = typeErr.Field
-		writeProblem(w, p)
-	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
-		writeProblem(w, problem(http.StatusBadRequest, "malformed", "body is not valid JSON"))
-	case errors.Is(err, io.EOF):
-		writeProblem(w, problem(http.StatusBadRequest, "malformed", "body is empty"))
-	default:
-		// Unknown fields land here: encoding/json has no typed error for them.
-		writeProblem(w, problem(http.StatusBadRequest, "malformed", strings.TrimPrefix(err.Error(), "json: ")))
-	}
-	return false
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	em.Description = "An RFC 9457 problem. type is a stable URN per kind of problem (urn:hookd:problem:validation, ...); " +
+		"field names the offending request field of a validation problem."
+	em.Properties["field"] = &huma.Schema{Type: huma.TypeString, Description: "The offending request field, e.g. url or payload/amount."}
+	em.Properties["type"].Default = nil
+	em.Properties["type"].Format = ""
+	em.Properties["type"].Examples = []any{"urn:hookd:problem:validation"}
 }

@@ -1,0 +1,187 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/hookd/hookd/app/registry"
+)
+
+type createEndpointInput struct {
+	AppPath
+	Body struct {
+		URL         string            `json:"url" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
+		Description string            `json:"description,omitempty" maxLength:"1000"`
+		EventTypes  []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; empty receives all."`
+		Filter      json.RawMessage   `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types."`
+		Headers     map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Hop-by-hop headers, Host, Content-*, User-Agent and webhook-* are refused."`
+		RateLimit   *int              `json:"rate_limit,omitempty" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null for no limit."`
+		Disabled    bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
+		Metadata    map[string]string `json:"metadata,omitempty"`
+	}
+}
+
+type updateEndpointInput struct {
+	EndpointPath
+	Body struct {
+		URL         *string            `json:"url,omitempty" maxLength:"2048"`
+		Description *string            `json:"description,omitempty" maxLength:"1000"`
+		EventTypes  *[]string          `json:"event_types,omitempty" maxItems:"100"`
+		Filter      json.RawMessage    `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it."`
+		Headers     *map[string]string `json:"headers,omitempty" doc:"Replaces the custom headers."`
+		RateLimit   *int               `json:"rate_limit,omitempty" minimum:"0" maximum:"100000" doc:"Replaces the limit; 0 removes it."`
+		Metadata    *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`
+	}
+}
+
+type listEndpointsInput struct {
+	AppPath
+	PageParams
+}
+
+type disableEndpointInput struct {
+	EndpointPath
+	Body *struct {
+		Reason string `json:"reason,omitempty" maxLength:"1000" doc:"Why, shown as disabled_reason."`
+	}
+}
+
+type rotateSecretInput struct {
+	EndpointPath
+	Body *struct {
+		GracePeriodSeconds *int   `json:"grace_period_seconds,omitempty" minimum:"0" maximum:"604800" doc:"How long the current secret keeps signing next to the new one (default 86400, one day)."`
+		Secret             string `json:"secret,omitempty" doc:"The new secret (whsec_ and the base64 of 24 to 64 bytes); random when omitted."`
+	}
+}
+
+// endpointWithSecret is an endpoint as creation returns it: the one
+// response besides GET .../secret that carries the signing secret.
+type endpointWithSecret struct {
+	registry.Endpoint
+	Secret string `json:"secret" doc:"The signing secret (whsec_...). Read it again with GET .../secret."`
+}
+
+func (s *Server) registerEndpoints(api huma.API) {
+	tags := []string{"Endpoints"}
+	const base = "/v1/apps/{app_id}/endpoints"
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "create-endpoint", Method: http.MethodPost, Path: base, Tags: tags,
+		Summary: "Create an endpoint", Description: "Returns the endpoint with its signing secret.",
+		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes,
+	}), func(ctx context.Context, in *createEndpointInput) (*bodyOutput[endpointWithSecret], error) {
+		b := in.Body
+		ep, secret, err := s.registry.CreateEndpoint(ctx, in.AppID, registry.EndpointInput{
+			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: b.Filter,
+			Headers: b.Headers, RateLimit: b.RateLimit, Disabled: b.Disabled, Metadata: b.Metadata,
+		})
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(endpointWithSecret{Endpoint: ep, Secret: secret}), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "list-endpoints", Method: http.MethodGet, Path: base, Tags: tags,
+		Summary: "List endpoints", Description: "Newest first.", Security: bearer(),
+	}), func(ctx context.Context, in *listEndpointsInput) (*listOutput[registry.Endpoint], error) {
+		p, err := s.registry.Endpoints(ctx, in.AppID, in.query())
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return pageOf(p), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "get-endpoint", Method: http.MethodGet, Path: base + "/{endpoint_id}", Tags: tags,
+		Summary: "Get an endpoint", Security: bearer(),
+	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Endpoint], error) {
+		ep, err := s.registry.Endpoint(ctx, in.AppID, in.EndpointID)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(ep), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "update-endpoint", Method: http.MethodPatch, Path: base + "/{endpoint_id}", Tags: tags,
+		Summary: "Update an endpoint", Description: "Sets the fields given; leaves the others.",
+		Security: bearer(), MaxBodyBytes: maxBodyBytes,
+	}), func(ctx context.Context, in *updateEndpointInput) (*bodyOutput[registry.Endpoint], error) {
+		b := in.Body
+		ep, err := s.registry.UpdateEndpoint(ctx, in.AppID, in.EndpointID, registry.EndpointPatch{
+			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: b.Filter,
+			Headers: b.Headers, RateLimit: b.RateLimit, Metadata: b.Metadata,
+		})
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(ep), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "delete-endpoint", Method: http.MethodDelete, Path: base + "/{endpoint_id}", Tags: tags,
+		Summary: "Delete an endpoint", Description: "Deletes the endpoint, its secrets and its deliveries; deliveries still queued are dropped.",
+		DefaultStatus: http.StatusNoContent, Security: bearer(),
+	}), func(ctx context.Context, in *EndpointPath) (*struct{}, error) {
+		if err := s.registry.DeleteEndpoint(ctx, in.AppID, in.EndpointID); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return nil, nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "disable-endpoint", Method: http.MethodPost, Path: base + "/{endpoint_id}/disable", Tags: tags,
+		Summary:     "Disable an endpoint",
+		Description: "A disabled endpoint receives no new events; its queued deliveries fail, to be retried from the dead letters.",
+		Security:    bearer(), MaxBodyBytes: maxBodyBytes,
+	}), func(ctx context.Context, in *disableEndpointInput) (*bodyOutput[registry.Endpoint], error) {
+		reason := ""
+		if in.Body != nil {
+			reason = in.Body.Reason
+		}
+		ep, err := s.registry.SetEndpointDisabled(ctx, in.AppID, in.EndpointID, true, reason)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(ep), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "enable-endpoint", Method: http.MethodPost, Path: base + "/{endpoint_id}/enable", Tags: tags,
+		Summary: "Enable an endpoint", Security: bearer(),
+	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Endpoint], error) {
+		ep, err := s.registry.SetEndpointDisabled(ctx, in.AppID, in.EndpointID, false, "")
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(ep), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "get-endpoint-secret", Method: http.MethodGet, Path: base + "/{endpoint_id}/secret", Tags: tags,
+		Summary: "Read an endpoint's signing secret", Description: "The newest live secret.", Security: bearer(),
+	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Secret], error) {
+		sec, err := s.registry.Secret(ctx, in.AppID, in.EndpointID)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(sec), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "rotate-endpoint-secret", Method: http.MethodPost, Path: base + "/{endpoint_id}/secret/rotate", Tags: tags,
+		Summary: "Rotate an endpoint's signing secret",
+		Description: "Creates a new secret. During the grace period every delivery is signed with both the old and the new secret " +
+			"(two space-separated v1, signatures); then the old one expires.",
+		Security: bearer(), MaxBodyBytes: maxBodyBytes,
+	}), func(ctx context.Context, in *rotateSecretInput) (*bodyOutput[registry.Secret], error) {
+		grace, secret := registry.DefaultGracePeriod, ""
+		if in.Body != nil {
+			if in.Body.GracePeriodSeconds != nil {
+				grace = time.Duration(*in.Body.GracePeriodSeconds) * time.Second
+			}
+			secret = in.Body.Secret
+		}
+		sec, err := s.registry.RotateSecret(ctx, in.AppID, in.EndpointID, grace, secret)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(sec), nil
+	})
+}

@@ -1,0 +1,99 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/hookd/hookd/app/events"
+)
+
+// EventTypePath names an event type. (Exported, as the other embedded path
+// structs are, so that huma can set its field in updateEventTypeInput.)
+type EventTypePath struct {
+	Name string `path:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Event type name, e.g. link.clicked."`
+}
+
+type createEventTypeInput struct {
+	Body struct {
+		Name        string          `json:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Letters, digits, '.', '_' and '-', e.g. invoice.paid."`
+		Description string          `json:"description,omitempty" maxLength:"1000"`
+		Schema      json.RawMessage `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match; self-contained (no external $ref)."`
+	}
+}
+
+type updateEventTypeInput struct {
+	EventTypePath
+	Body struct {
+		Description *string         `json:"description,omitempty" maxLength:"1000"`
+		Schema      json.RawMessage `json:"schema,omitempty" doc:"Replaces the schema; null removes it."`
+		Archived    *bool           `json:"archived,omitempty" doc:"false restores an archived type."`
+	}
+}
+
+type listEventTypesInput struct {
+	PageParams
+	IncludeArchived bool `query:"include_archived" doc:"List archived types too."`
+}
+
+func (s *Server) registerEventTypes(api huma.API) {
+	tags := []string{"Event types"}
+	admin := map[string]any{metaAdminOnly: true}
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "create-event-type", Method: http.MethodPost, Path: "/v1/event-types", Tags: tags,
+		Summary: "Register an event type", DefaultStatus: http.StatusCreated,
+		Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
+	}), func(ctx context.Context, in *createEventTypeInput) (*bodyOutput[events.EventType], error) {
+		et, err := s.events.CreateEventType(ctx, events.EventTypeInput{Name: in.Body.Name, Description: in.Body.Description, Schema: in.Body.Schema})
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(et), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "list-event-types", Method: http.MethodGet, Path: "/v1/event-types", Tags: tags,
+		Summary: "List event types", Description: "By name.", Security: bearer(),
+	}), func(ctx context.Context, in *listEventTypesInput) (*listOutput[events.EventType], error) {
+		p, err := s.events.EventTypes(ctx, in.IncludeArchived, in.query())
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return pageOf(p), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "get-event-type", Method: http.MethodGet, Path: "/v1/event-types/{name}", Tags: tags,
+		Summary: "Get an event type", Security: bearer(),
+	}), func(ctx context.Context, in *EventTypePath) (*bodyOutput[events.EventType], error) {
+		et, err := s.events.EventType(ctx, in.Name)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(et), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "update-event-type", Method: http.MethodPatch, Path: "/v1/event-types/{name}", Tags: tags,
+		Summary: "Update an event type", Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
+	}), func(ctx context.Context, in *updateEventTypeInput) (*bodyOutput[events.EventType], error) {
+		et, err := s.events.UpdateEventType(ctx, in.Name, events.EventTypePatch{
+			Description: in.Body.Description, Schema: in.Body.Schema, Archived: in.Body.Archived,
+		})
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(et), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "archive-event-type", Method: http.MethodPost, Path: "/v1/event-types/{name}/archive", Tags: tags,
+		Summary:     "Archive an event type",
+		Description: "New events of an archived type are refused (422); published ones are kept. PATCH archived=false restores it.",
+		Security:    bearer(), Metadata: admin,
+	}), func(ctx context.Context, in *EventTypePath) (*bodyOutput[events.EventType], error) {
+		et, err := s.events.ArchiveEventType(ctx, in.Name)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(et), nil
+	})
+}

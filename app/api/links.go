@@ -1,0 +1,64 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/hookd/hookd/app/links"
+	"github.com/hookd/hookd/app/resource"
+)
+
+type createLinkInput struct {
+	AppPath
+	Body struct {
+		URL  string `json:"url" maxLength:"2048" doc:"Where the link redirects: an absolute http(s) URL."`
+		Code string `json:"code,omitempty" maxLength:"64" doc:"The short code; random when omitted."`
+	}
+}
+
+type redirectInput struct {
+	Code      string `path:"code" maxLength:"64"`
+	UserAgent string `header:"User-Agent"`
+	Referer   string `header:"Referer"`
+}
+
+type redirectOutput struct {
+	Status       int
+	Location     string `header:"Location"`
+	CacheControl string `header:"Cache-Control"`
+}
+
+func (s *Server) registerLinks(api huma.API) {
+	tags := []string{"Links"}
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "create-link", Method: http.MethodPost, Path: "/v1/apps/{app_id}/links", Tags: tags,
+		Summary: "Create a short link", Description: "Each visit of /r/{code} publishes link.clicked.",
+		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes,
+	}), func(ctx context.Context, in *createLinkInput) (*bodyOutput[links.Link], error) {
+		l, err := s.links.Create(ctx, in.AppID, in.Body.URL, in.Body.Code)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(l), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "follow-link", Method: http.MethodGet, Path: "/r/{code}", Tags: tags,
+		Summary:       "Follow a short link",
+		Description:   "Redirects (302) to the link's URL, recording the click and publishing link.clicked in one transaction.",
+		DefaultStatus: http.StatusFound,
+		Errors:        []int{http.StatusNotFound},
+	}), func(ctx context.Context, in *redirectInput) (*redirectOutput, error) {
+		target, err := s.links.Click(ctx, in.Code, links.Visit{UserAgent: in.UserAgent, Referer: in.Referer})
+		if errors.Is(err, resource.ErrNotFound) {
+			return nil, newProblem(http.StatusNotFound, "not-found", "no such link")
+		}
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		// no-store: every click must reach us.
+		return &redirectOutput{Status: http.StatusFound, Location: target, CacheControl: "no-store"}, nil
+	})
+}
