@@ -118,7 +118,7 @@ func claimKey(ctx context.Context, tx bun.Tx, k idempotencyKey) (string, error) 
 	res, err := tx.NewInsert().Model(&k).
 		On("CONFLICT (app_id, key) DO UPDATE").
 		Set("event_id = EXCLUDED.event_id, request_hash = EXCLUDED.request_hash, created_at = EXCLUDED.created_at").
-		Where("event_idempotency.created_at < clock_timestamp() - ?::interval", fmt.Sprintf("%d seconds", int(IdempotencyWindow.Seconds()))).
+		Where("?TableAlias.created_at < clock_timestamp() - ?::interval", fmt.Sprintf("%d seconds", int(IdempotencyWindow.Seconds()))).
 		Exec(ctx)
 	if err != nil {
 		return "", fmt.Errorf("claim idempotency key: %w", err)
