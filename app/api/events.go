@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -50,7 +51,16 @@ func (s *Server) registerEvents(api huma.API) {
 			"200 with Idempotent-Replayed: true when the idempotency key names one published in the last 24 hours. " +
 			"The same key with another type or payload is a 409.",
 		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: s.cfg.MaxEventBytes,
-		Responses: map[string]*huma.Response{"200": {Description: "The event published earlier under the same idempotency key."}},
+		Responses: map[string]*huma.Response{"200": {
+			Description: "The event published earlier under the same idempotency key.",
+			Content: map[string]*huma.MediaType{"application/json": {
+				Schema: api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[events.Event](), true, ""),
+			}},
+			Headers: map[string]*huma.Header{"Idempotent-Replayed": {
+				Description: "true: the event was published earlier.",
+				Schema:      &huma.Schema{Type: huma.TypeBoolean},
+			}},
+		}},
 	}), func(ctx context.Context, in *publishEventInput) (*publishEventOutput, error) {
 		key := in.IdempotencyKey
 		if key == "" {

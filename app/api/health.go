@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -30,7 +31,12 @@ func (s *Server) registerHealth(api huma.API) {
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Tags: tags,
 		Summary: "Readiness", Description: "200 when Postgres and Redis answer, else 503.",
-		Responses: map[string]*huma.Response{"503": {Description: "A dependency is unavailable."}},
+		Responses: map[string]*huma.Response{"503": {
+			Description: "A dependency is unavailable.",
+			Content: map[string]*huma.MediaType{"application/json": {
+				Schema: api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[healthBody](), true, ""),
+			}},
+		}},
 	}), func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
