@@ -144,7 +144,7 @@ func (a *App) Run(ctx context.Context) error {
 	queue := tasks.NewQueue(client, queueCfg)
 	metrics := tasks.NewMetrics(a.metrics)
 
-	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets})
+	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets, DisableAfter: a.cfg.DisableAfter})
 	g, ctx := errgroup.WithContext(ctx)
 	if a.apiLn != nil {
 		srv := api.New(reg, events.NewStore(a.db), links.NewService(a.db), a.log, api.Config{
@@ -173,8 +173,25 @@ func (a *App) Run(ctx context.Context) error {
 	if a.has(RoleWorker) {
 		log := a.log.With(slog.String("role", RoleWorker))
 		fanout := tasks.NewFanout(a.db, queue, reg.Subscribers, metrics, log)
-		deliverer := tasks.NewDeliverer(a.db, reg.DeliveryEndpoint, metrics, log, tasks.DelivererConfig{
+		deliverer := tasks.NewDeliverer(a.db, tasks.DelivererDeps{
+			Endpoint: reg.DeliveryEndpoint,
+			Health:   reg.Health(),
+			Limiter:  tasks.NewRateLimiter(a.rdb),
+			Breaker: tasks.NewBreaker(a.rdb, tasks.BreakerConfig{
+				Threshold: a.cfg.CircuitThreshold,
+				Cooldown:  a.cfg.CircuitCooldown,
+				// A probe holds the half-open circuit at most as long as
+				// the delivery task may run.
+				ProbeTimeout: queueCfg.DeliverTimeout,
+			}),
+			Retry:   queueCfg.Retry,
+			Metrics: metrics,
+		}, log, tasks.DelivererConfig{
 			Timeout:             a.cfg.DeliveryTimeout,
+			ConnectTimeout:      a.cfg.ConnectTimeout,
+			TLSTimeout:          a.cfg.TLSTimeout,
+			HeaderTimeout:       a.cfg.HeaderTimeout,
+			MaxRetryAfter:       a.cfg.MaxRetryAfter,
 			AllowPrivateTargets: a.cfg.AllowPrivateTargets,
 			UserAgent:           "hookd/" + Version(),
 		})

@@ -42,6 +42,13 @@ type Config struct {
 	Concurrency         int
 	ShutdownTimeout     time.Duration
 	MaxEventBytes       int64
+	ConnectTimeout      time.Duration
+	TLSTimeout          time.Duration
+	HeaderTimeout       time.Duration
+	MaxRetryAfter       time.Duration
+	CircuitThreshold    int
+	CircuitCooldown     time.Duration
+	DisableAfter        time.Duration
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
@@ -123,6 +130,39 @@ func settings() []setting {
 		{"HOOKD_DELIVERY_TIMEOUT", "delivery-timeout", "15s",
 			"total timeout of one delivery attempt", func(c *Config, v string) error {
 				return setDuration(&c.DeliveryTimeout, v)
+			}},
+		{"HOOKD_DELIVERY_CONNECT_TIMEOUT", "delivery-connect-timeout", "5s",
+			"timeout of the TCP connect of a delivery", func(c *Config, v string) error {
+				return setDuration(&c.ConnectTimeout, v)
+			}},
+		{"HOOKD_DELIVERY_TLS_TIMEOUT", "delivery-tls-timeout", "5s",
+			"timeout of the TLS handshake of a delivery", func(c *Config, v string) error {
+				return setDuration(&c.TLSTimeout, v)
+			}},
+		{"HOOKD_DELIVERY_HEADER_TIMEOUT", "delivery-header-timeout", "15s",
+			"how long a delivery waits for response headers once sent (HOOKD_DELIVERY_TIMEOUT still bounds it)", func(c *Config, v string) error {
+				return setDuration(&c.HeaderTimeout, v)
+			}},
+		{"HOOKD_MAX_RETRY_AFTER", "max-retry-after", "1h",
+			"cap on the wait a receiver can ask for with Retry-After on a 429 or 503", func(c *Config, v string) error {
+				return setDuration(&c.MaxRetryAfter, v)
+			}},
+		{"HOOKD_CIRCUIT_THRESHOLD", "circuit-threshold", "10",
+			"consecutive failed attempts that open an endpoint's circuit", func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err == nil && n < 1 {
+					err = errors.New("want a positive number")
+				}
+				c.CircuitThreshold = n
+				return err
+			}},
+		{"HOOKD_CIRCUIT_COOLDOWN", "circuit-cooldown", "30s",
+			"how long an open circuit holds deliveries before one probe tests the endpoint", func(c *Config, v string) error {
+				return setDuration(&c.CircuitCooldown, v)
+			}},
+		{"HOOKD_ENDPOINT_DISABLE_AFTER", "endpoint-disable-after", "120h",
+			"an endpoint whose every attempt failed for this long is disabled", func(c *Config, v string) error {
+				return setDuration(&c.DisableAfter, v)
 			}},
 		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", "50",
 			"tasks a worker processes at once", func(c *Config, v string) error {

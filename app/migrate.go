@@ -33,6 +33,7 @@ func migrations() ([]migration, error) {
 	ms := []migration{
 		{1, "outbox", outbox.Schema()},
 		{2, "deliveries", tasks.Schema()},
+		{6, "delivery_engine", tasks.EngineSchema()},
 	}
 	files, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {

@@ -32,6 +32,18 @@ type Endpoint struct {
 	// Keys sign each delivery; more than one while a secret is rotated.
 	Keys     [][]byte
 	Disabled bool
+	// RateLimit caps deliveries per second to the endpoint (0: none).
+	RateLimit int
+}
+
+// EndpointHealth hears the outcome of every attempt: it disables endpoints
+// that answer 410 Gone or that fail for too long.
+type EndpointHealth interface {
+	// Succeeded ends the endpoint's failing streak.
+	Succeeded(ctx context.Context, endpointID string) error
+	// Failed extends the streak (gone: the endpoint answered 410) and
+	// reports whether the endpoint is now disabled.
+	Failed(ctx context.Context, endpointID string, gone bool, reason string) (disabled bool, err error)
 }
 
 // ErrEndpointGone is returned by an EndpointFunc for an endpoint that no
@@ -48,6 +60,14 @@ type DelivererConfig struct {
 	Timeout time.Duration
 	// ConnectTimeout bounds the TCP connect (default 5s).
 	ConnectTimeout time.Duration
+	// TLSTimeout bounds the TLS handshake (default 5s).
+	TLSTimeout time.Duration
+	// HeaderTimeout bounds the wait for response headers once the request
+	// is sent (default Timeout).
+	HeaderTimeout time.Duration
+	// MaxRetryAfter caps the wait a receiver can ask for with Retry-After
+	// on a 429 or 503 (default 1h).
+	MaxRetryAfter time.Duration
 	// AllowPrivateTargets lets deliveries reach loopback, private and
 	// link-local addresses (for tests and local development).
 	AllowPrivateTargets bool
@@ -67,23 +87,42 @@ const (
 type Deliverer struct {
 	db       *bun.DB
 	endpoint EndpointFunc
+	health   EndpointHealth
+	limiter  *RateLimiter
+	breaker  *Breaker
+	retry    RetryPolicy
 	client   *http.Client
 	cfg      DelivererConfig
 	log      *slog.Logger
 	metrics  *Metrics
 }
 
+// DelivererDeps are what a Deliverer works with besides Postgres.
+type DelivererDeps struct {
+	Endpoint EndpointFunc
+	Health   EndpointHealth
+	Limiter  *RateLimiter
+	Breaker  *Breaker
+	// Retry is the policy the delivery tasks were enqueued with; it tells
+	// the last try.
+	Retry   RetryPolicy
+	Metrics *Metrics
+}
+
 // NewDeliverer returns a delivery handler with its own HTTP client.
-func NewDeliverer(db *bun.DB, endpoint EndpointFunc, metrics *Metrics, log *slog.Logger, cfg DelivererConfig) *Deliverer {
+func NewDeliverer(db *bun.DB, deps DelivererDeps, log *slog.Logger, cfg DelivererConfig) *Deliverer {
 	cfg.Timeout = cmp.Or(cfg.Timeout, 15*time.Second)
 	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, 5*time.Second)
+	cfg.TLSTimeout = cmp.Or(cfg.TLSTimeout, 5*time.Second)
+	cfg.HeaderTimeout = cmp.Or(cfg.HeaderTimeout, cfg.Timeout)
+	cfg.MaxRetryAfter = cmp.Or(cfg.MaxRetryAfter, time.Hour)
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, "hookd")
 	transport := &http.Transport{
 		Proxy:                 nil, // a proxy would bypass the target guard
 		DialContext:           guardedDialer(cfg.ConnectTimeout, cfg.AllowPrivateTargets).DialContext,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   cfg.ConnectTimeout,
-		ResponseHeaderTimeout: cfg.Timeout,
+		TLSHandshakeTimeout:   cfg.TLSTimeout,
+		ResponseHeaderTimeout: cfg.HeaderTimeout,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1000,
 		MaxIdleConnsPerHost:   64,
@@ -96,7 +135,10 @@ func NewDeliverer(db *bun.DB, endpoint EndpointFunc, metrics *Metrics, log *slog
 			return http.ErrUseLastResponse // redirects are failures, never followed
 		},
 	}
-	return &Deliverer{db: db, endpoint: endpoint, client: client, cfg: cfg, metrics: metrics, log: log}
+	return &Deliverer{
+		db: db, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, breaker: deps.Breaker,
+		retry: deps.Retry.withDefaults(), client: client, cfg: cfg, metrics: deps.Metrics, log: log,
+	}
 }
 
 // ProcessTask implements asynq.Handler.
@@ -130,38 +172,86 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("deliver %s: endpoint %s has no live signing secret", p.DeliveryID, ep.ID) // never send unsigned
 	}
 
-	a := d.send(ctx, ep, p)
-	ok := a.StatusCode != nil && *a.StatusCode >= 200 && *a.StatusCode < 300
-	outcome := outcomeOf(a)
-	d.metrics.attempts.WithLabelValues(outcome).Inc()
-	d.metrics.attemptDuration.WithLabelValues(outcome).Observe(a.DurationMS / 1000)
+	// Postpone, without spending a retry, what the endpoint's rate limit or
+	// open circuit does not let through now.
+	if wait, err := d.limiter.Allow(ctx, ep.ID, ep.RateLimit); err != nil {
+		return err
+	} else if wait > 0 {
+		d.metrics.attempts.WithLabelValues(OutcomeRateLimited).Inc()
+		return &deferral{outcome: OutcomeRateLimited, wait: wait}
+	}
+	if wait, _, err := d.breaker.Allow(ctx, ep.ID); err != nil {
+		return err
+	} else if wait > 0 {
+		d.metrics.attempts.WithLabelValues(OutcomeCircuitOpen).Inc()
+		return &deferral{outcome: OutcomeCircuitOpen, wait: wait}
+	}
+
+	a, resp := d.send(ctx, ep, p)
+	d.metrics.attempts.WithLabelValues(a.ErrorClass).Inc()
+	d.metrics.attemptDuration.WithLabelValues(a.ErrorClass).Observe(a.DurationMS / 1000)
+	ok := a.ErrorClass == OutcomeSuccess
+	gone := a.StatusCode != nil && *a.StatusCode == http.StatusGone
+
+	// The circuit and the endpoint's health follow every attempt; neither
+	// may lose the attempt itself, so their errors are only logged.
+	if _, err := d.breaker.Record(ctx, ep.ID, ok); err != nil {
+		d.log.WarnContext(ctx, "circuit not updated", slog.String("endpoint_id", ep.ID), slog.Any("err", err))
+	}
+	disabled := false
+	if ok {
+		err = d.health.Succeeded(ctx, ep.ID)
+	} else {
+		disabled, err = d.health.Failed(ctx, ep.ID, gone, describe(a))
+	}
+	if err != nil {
+		d.log.WarnContext(ctx, "endpoint health not updated", slog.String("endpoint_id", ep.ID), slog.Any("err", err))
+	}
 
 	next := StatusPending
 	switch {
 	case ok:
 		next = StatusSucceeded
-	case isLastTry(ctx):
+	case gone, disabled, d.isLastTry(ctx):
 		next = StatusFailed
 	}
 	if err := d.record(ctx, a, next); err != nil {
 		return err
 	}
-	if next == StatusSucceeded {
+	switch {
+	case ok:
 		return nil
+	case next == StatusFailed:
+		return fmt.Errorf("deliver %s to %s: %s: %w", p.DeliveryID, ep.ID, describe(a), asynq.SkipRetry)
 	}
-	return fmt.Errorf("deliver %s to %s: %s", p.DeliveryID, ep.ID, describe(a))
+	err = fmt.Errorf("deliver %s to %s: %s", p.DeliveryID, ep.ID, describe(a))
+	if resp != nil && (*a.StatusCode == http.StatusTooManyRequests || *a.StatusCode == http.StatusServiceUnavailable) {
+		if wait, ok := retryAfter(resp.Header, time.Now(), d.cfg.MaxRetryAfter); ok {
+			return &retryAfterError{wait: wait, err: err}
+		}
+	}
+	return err
 }
 
-// send makes one signed POST and returns the attempt, not yet stored.
-func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) *Attempt {
+// isLastTry reports whether the running delivery has no retries left. The
+// policy, not the task's MaxRetry, decides: tasks carry spare retries so
+// that postponing the last try does not archive it.
+func (d *Deliverer) isLastTry(ctx context.Context) bool {
+	n, ok := asynq.GetRetryCount(ctx)
+	return ok && n >= d.retry.MaxRetry()
+}
+
+// send makes one signed POST and returns the attempt, classified but not
+// yet stored, and the response (its body already closed) if there was one.
+func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) (*Attempt, *http.Response) {
 	start := time.Now()
 	a := &Attempt{DeliveryID: p.DeliveryID, AttemptedAt: start}
 	defer func() { a.DurationMS = float64(time.Since(start).Microseconds()) / 1000 }()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(p.Body))
 	if err != nil {
-		a.Error = ptr(fmt.Sprintf("build request: %v", err))
-		return a
+		a.Error, a.ErrorClass = ptr(fmt.Sprintf("build request: %v", err)), OutcomeError
+		return a, nil
 	}
 	for name, value := range ep.Headers {
 		req.Header.Set(name, value)
@@ -174,6 +264,7 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) *At
 
 	resp, err := d.client.Do(req)
 	if err != nil {
+		a.ErrorClass = classify(0, err)
 		// Drop the *url.Error wrapper: the endpoint URL can itself be a
 		// credential (chat webhooks), so it stays out of logs and attempts.
 		var urlErr *url.Error
@@ -181,16 +272,27 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) *At
 			err = urlErr.Err
 		}
 		a.Error = ptr(err.Error())
-		return a
+		return a, nil
 	}
 	defer resp.Body.Close()
 	a.StatusCode = &resp.StatusCode
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, responseBodyLimit))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	a.ErrorClass = classify(resp.StatusCode, nil)
+	// Record the start of the body and drain a little more so that the
+	// connection can be reused; the rest is never read: closing the body
+	// drops the connection. The client's timeout bounds the reads.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, responseBodyLimit))
+	if err == nil {
+		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	}
 	if len(body) > 0 {
 		a.ResponseBody = ptr(validUTF8(body))
 	}
-	return a
+	if err != nil && a.ErrorClass == OutcomeSuccess && isTimeout(err) {
+		// A 2xx whose body trickled past the timeout still reached the
+		// receiver: it counts, but the attempt says what happened.
+		a.Error = ptr("reading the response body: " + err.Error())
+	}
+	return a, resp
 }
 
 // record stores an attempt and moves the delivery to status, in one
@@ -266,29 +368,6 @@ func (d *Deliverer) deadLettered(ctx context.Context, t *asynq.Task, cause error
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return d.markFailed(ctx, p.DeliveryID, cause.Error())
-}
-
-// isLastTry reports whether the running task has no retries left.
-func isLastTry(ctx context.Context) bool {
-	n, ok1 := asynq.GetRetryCount(ctx)
-	limit, ok2 := asynq.GetMaxRetry(ctx)
-	return ok1 && ok2 && n >= limit
-}
-
-// outcomeOf classifies an attempt for metrics.
-func outcomeOf(a *Attempt) string {
-	switch {
-	case a.StatusCode == nil:
-		return "error"
-	case *a.StatusCode < 300:
-		return "success"
-	case *a.StatusCode < 400:
-		return "http_3xx"
-	case *a.StatusCode < 500:
-		return "http_4xx"
-	default:
-		return "http_5xx"
-	}
 }
 
 func describe(a *Attempt) string {

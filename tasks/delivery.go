@@ -10,10 +10,18 @@ import (
 //go:embed schema.sql
 var schema string
 
+//go:embed engine.sql
+var engineSchema string
+
 // Schema returns the SQL that creates the deliveries and delivery_attempts
 // tables in the current schema. Applications run it once, as one of their
 // migrations.
 func Schema() string { return schema }
+
+// EngineSchema returns the SQL that brings Schema's tables to the delivery
+// engine: attempt outcome classes, dead-letter lookups and bulk retries.
+// Applications run it once, after Schema.
+func EngineSchema() string { return engineSchema }
 
 // Delivery states.
 const (
@@ -52,4 +60,6 @@ type Attempt struct {
 	StatusCode   *int      `bun:"status_code"`
 	ResponseBody *string   `bun:"response_body"`
 	Error        *string   `bun:"error"`
+	// ErrorClass is the attempt's outcome class (OutcomeSuccess, ...).
+	ErrorClass string `bun:"error_class,notnull"`
 }

@@ -97,7 +97,10 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 		task := asynq.NewTask(TypeDeliver, payload,
 			asynq.TaskID(p.DeliveryID),
 			asynq.Queue(q.cfg.Deliveries),
-			asynq.MaxRetry(q.cfg.Retry.MaxRetry()),
+			// One spare retry: the deliverer ends a delivery after the
+			// policy's last try itself, and asynq must not archive a last
+			// try that was only postponed (rate limit, open circuit).
+			asynq.MaxRetry(q.cfg.Retry.MaxRetry()+1),
 			asynq.Timeout(q.cfg.DeliverTimeout),
 			// No retention: a finished delivery's body would sit in Redis
 			// for nothing, since the handler skips succeeded deliveries.

@@ -53,14 +53,25 @@ func (p RetryPolicy) Delay(n int) time.Duration {
 	return d
 }
 
-// retryDelay is the worker's asynq RetryDelayFunc: deliveries follow the
-// policy; fan-outs, which fail only with Postgres or Redis, back off
-// exponentially from 1s to 1m.
-func (p RetryPolicy) retryDelay(n int, _ error, t *asynq.Task) time.Duration {
-	if t.Type() == TypeDeliver {
-		return p.Delay(n)
+// retryDelay is the worker's asynq RetryDelayFunc. A postponed delivery
+// (rate limit, open circuit) waits what its deferral says, spread by up to
+// 10%; a failed one follows the policy, and waits at least what the
+// receiver's Retry-After asked. Fan-outs and other tasks, which fail only
+// with Postgres or Redis, back off exponentially from 1s to 1m.
+func (p RetryPolicy) retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	var d *deferral
+	if errors.As(err, &d) {
+		return d.wait + time.Duration(rand.Int64N(int64(d.wait)/10+1))
 	}
-	return min(time.Second<<min(n, 6), time.Minute)
+	if t.Type() != TypeDeliver {
+		return min(time.Second<<min(n, 6), time.Minute)
+	}
+	delay := p.Delay(n)
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		delay = max(delay, ra.wait)
+	}
+	return delay
 }
 
 // ParseRetrySchedule parses comma-separated Go durations, such as

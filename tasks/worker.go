@@ -51,15 +51,19 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 		// Fan-outs are short and gate every delivery of an event: prefer them.
 		Queues:                   map[string]int{cfg.Queue.Events: 5, cfg.Queue.Deliveries: 2},
 		RetryDelayFunc:           cfg.Queue.Retry.retryDelay,
+		IsFailure:                isFailure,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   asynqLogger{log},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			if !isFailure(err) {
+				return // postponed, not failed
+			}
 			id, _ := asynq.GetTaskID(ctx)
 			attrs := []any{slog.String("task_type", t.Type()), slog.String("task_id", id), slog.Any("err", err)}
-			if isLastTry(ctx) || errors.Is(err, asynq.SkipRetry) {
+			if retriesExhausted(ctx) || errors.Is(err, asynq.SkipRetry) {
 				log.WarnContext(ctx, "task dead-lettered", attrs...)
 				if t.Type() == TypeDeliver {
 					if err := deliverer.deadLettered(ctx, t, err); err != nil {
@@ -86,4 +90,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-ctx.Done()
 	w.srv.Shutdown()
 	return nil
+}
+
+// retriesExhausted reports whether asynq archives the running task when it
+// fails now.
+func retriesExhausted(ctx context.Context) bool {
+	n, ok1 := asynq.GetRetryCount(ctx)
+	limit, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && n >= limit
 }

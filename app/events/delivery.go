@@ -41,6 +41,8 @@ type Attempt struct {
 	// ResponseBody is the first 4 KiB of the response body.
 	ResponseBody *string `json:"response_body"`
 	Error        *string `json:"error"`
+	// ErrorClass classifies the outcome.
+	ErrorClass string `json:"error_class" enum:"success,http_3xx,http_4xx,http_5xx,timeout,connect_error,tls_error,ssrf_blocked,error"`
 }
 
 // DeliveryFilter narrows a list of deliveries.
@@ -106,7 +108,7 @@ func (s *Store) Delivery(ctx context.Context, appID, id string) (Delivery, error
 	d := deliveryOf(row)
 	d.Attempts = make([]Attempt, len(attempts))
 	for i, a := range attempts {
-		d.Attempts[i] = Attempt{AttemptedAt: a.AttemptedAt, DurationMS: a.DurationMS, StatusCode: a.StatusCode, ResponseBody: a.ResponseBody, Error: a.Error}
+		d.Attempts[i] = Attempt{AttemptedAt: a.AttemptedAt, DurationMS: a.DurationMS, StatusCode: a.StatusCode, ResponseBody: a.ResponseBody, Error: a.Error, ErrorClass: a.ErrorClass}
 	}
 	return d, nil
 }

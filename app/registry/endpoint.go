@@ -40,9 +40,11 @@ type Endpoint struct {
 	Disabled       bool              `bun:"disabled,notnull" json:"disabled"`
 	DisabledReason *string           `bun:"disabled_reason" json:"disabled_reason"`
 	DisabledAt     *time.Time        `bun:"disabled_at" json:"disabled_at"`
-	Metadata       map[string]string `bun:"metadata,type:jsonb,notnull" json:"metadata"`
-	CreatedAt      time.Time         `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
-	UpdatedAt      time.Time         `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
+	// FailingSince starts the endpoint's current run of failed attempts.
+	FailingSince *time.Time        `bun:"failing_since" json:"failing_since"`
+	Metadata     map[string]string `bun:"metadata,type:jsonb,notnull" json:"metadata"`
+	CreatedAt    time.Time         `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
+	UpdatedAt    time.Time         `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
 }
 
 // EndpointInput is what a caller sets on a new endpoint.

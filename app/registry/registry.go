@@ -28,6 +28,9 @@ type Config struct {
 	// Resolver resolves endpoint hosts at creation (default
 	// net.DefaultResolver).
 	Resolver *net.Resolver
+	// DisableAfter is how long an endpoint may fail without a success
+	// before it is disabled (default 5 days).
+	DisableAfter time.Duration
 }
 
 // Registry stores applications, endpoints and API keys.
@@ -40,6 +43,9 @@ type Registry struct {
 func New(db *bun.DB, cfg Config) *Registry {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.DisableAfter <= 0 {
+		cfg.DisableAfter = 5 * 24 * time.Hour
 	}
 	return &Registry{db: db, cfg: cfg}
 }

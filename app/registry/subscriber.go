@@ -78,7 +78,7 @@ func decodePayload(payload json.RawMessage) (any, bool) {
 // tasks.EndpointFunc.
 func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpoint, error) {
 	var ep Endpoint
-	if err := r.db.NewSelect().Model(&ep).Column("id", "url", "headers", "disabled").Where("id = ?", id).Scan(ctx); err != nil {
+	if err := r.db.NewSelect().Model(&ep).Column("id", "url", "headers", "disabled", "rate_limit").Where("id = ?", id).Scan(ctx); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return tasks.Endpoint{}, fmt.Errorf("endpoint %s: %w", id, tasks.ErrEndpointGone)
 		}
@@ -101,5 +101,9 @@ func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpo
 		}
 		keys = append(keys, k)
 	}
-	return tasks.Endpoint{ID: ep.ID, URL: ep.URL, Headers: ep.Headers, Keys: keys, Disabled: ep.Disabled}, nil
+	rate := 0
+	if ep.RateLimit != nil {
+		rate = *ep.RateLimit
+	}
+	return tasks.Endpoint{ID: ep.ID, URL: ep.URL, Headers: ep.Headers, Keys: keys, Disabled: ep.Disabled, RateLimit: rate}, nil
 }

@@ -1,0 +1,128 @@
+package tasks
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Outcome classes of a delivery attempt, recorded with each attempt and
+// counted by hookd_delivery_attempts_total. RateLimited and CircuitOpen are
+// not attempts: the delivery was postponed before any request.
+const (
+	OutcomeSuccess      = "success"
+	OutcomeHTTP3xx      = "http_3xx"
+	OutcomeHTTP4xx      = "http_4xx"
+	OutcomeHTTP5xx      = "http_5xx"
+	OutcomeTimeout      = "timeout"
+	OutcomeConnectError = "connect_error"
+	OutcomeTLSError     = "tls_error"
+	OutcomeSSRFBlocked  = "ssrf_blocked"
+	OutcomeError        = "error"
+	OutcomeRateLimited  = "rate_limited"
+	OutcomeCircuitOpen  = "circuit_open"
+)
+
+// classify names the outcome of a request that got status (0 for none) or
+// failed with err.
+func classify(status int, err error) string {
+	switch {
+	case status >= 200 && status < 300:
+		return OutcomeSuccess
+	case status >= 300 && status < 400:
+		return OutcomeHTTP3xx
+	case status >= 400 && status < 500:
+		return OutcomeHTTP4xx
+	case status >= 500:
+		return OutcomeHTTP5xx
+	case err == nil:
+		return OutcomeError
+	case errors.Is(err, ErrForbiddenTarget):
+		return OutcomeSSRFBlocked
+	case isTimeout(err):
+		return OutcomeTimeout
+	case isTLSError(err):
+		return OutcomeTLSError
+	}
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) || errors.As(err, &opErr) && opErr.Op == "dial" {
+		return OutcomeConnectError
+	}
+	return OutcomeError
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+func isTLSError(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		record   tls.RecordHeaderError
+		alert    tls.AlertError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &alert) ||
+		errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
+}
+
+// retryAfter parses a Retry-After header (delay-seconds or an HTTP date)
+// into a delay from now, capped at limit; ok is false when there is none.
+func retryAfter(h http.Header, now time.Time, limit time.Duration) (time.Duration, bool) {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		d = time.Duration(min(secs, int64(limit/time.Second)+1)) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = at.Sub(now)
+	} else {
+		return 0, false
+	}
+	return min(max(d, 0), limit), true
+}
+
+// deferral postpones a delivery without counting a failure: asynq
+// reschedules it after wait and keeps its retry count (see IsFailure).
+type deferral struct {
+	outcome string
+	wait    time.Duration
+}
+
+func (e *deferral) Error() string {
+	return fmt.Sprintf("postponed (%s) for %s", e.outcome, e.wait.Round(time.Millisecond))
+}
+
+// isFailure is the worker's asynq IsFailure: deferrals are not failures.
+func isFailure(err error) bool {
+	var d *deferral
+	return !errors.As(err, &d)
+}
+
+// retryAfterError is a failed attempt whose receiver asked, with
+// Retry-After, not to be called again before wait.
+type retryAfterError struct {
+	wait time.Duration
+	err  error
+}
+
+func (e *retryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.err, e.wait)
+}
+
+func (e *retryAfterError) Unwrap() error { return e.err }
