@@ -537,11 +537,16 @@ func TestAppScopedKeys(t *testing.T) {
 	accMust(t, h, http.MethodPost, "/v1/api-keys", adminKey, map[string]any{"name": "other admin"}, http.StatusCreated, &other)
 	accMust(t, h, http.MethodPost, "/v1/api-keys", adminKey, map[string]any{"name": "revoked", "app_id": a.app}, http.StatusCreated, &revoked)
 	accMust(t, h, http.MethodPost, "/v1/api-keys/"+revoked.ID+"/revoke", adminKey, nil, http.StatusOK, nil)
+	// A bulk retry of B's dead letters, started by an admin.
+	var job struct {
+		ID string `json:"id"`
+	}
+	accMust(t, h, http.MethodPost, "/v1/dead-letters/retry", adminKey, map[string]any{"app_id": b.app}, http.StatusAccepted, &job)
 
 	idsOf := func(f fixture) map[string]string {
 		return map[string]string{
 			"app_id": f.app, "endpoint_id": f.endpoint, "event_id": f.event, "delivery_id": f.delivery,
-			"key_id": other.ID, "name": "link.clicked",
+			"key_id": other.ID, "name": "link.clicked", "job_id": job.ID,
 		}
 	}
 	// A minimal valid body for every operation that takes one.
@@ -557,6 +562,7 @@ func TestAppScopedKeys(t *testing.T) {
 		"POST /v1/apps/{app_id}/links":                                 map[string]any{"url": "https://example.com/"},
 		"POST /v1/event-types":                                         map[string]any{"name": "acc.sneaky"},
 		"PATCH /v1/event-types/{name}":                                 map[string]any{"description": "changed"},
+		"POST /v1/dead-letters/retry":                                  map[string]any{},
 	}
 	ops := accOps(t, h)
 	bodyOf := func(op accOp) any {
@@ -655,14 +661,27 @@ func TestAppScopedKeys(t *testing.T) {
 	}
 
 	// Reads outside any app: only its app is listed; event types are shared.
-	want := map[string]bool{"GET /v1/apps": true, "GET /v1/event-types": true, "GET /v1/event-types/{name}": true}
+	// Dead letters are filtered to the key's app: B's are not found.
+	want := map[string]int{
+		"GET /v1/apps": http.StatusOK, "GET /v1/event-types": http.StatusOK, "GET /v1/event-types/{name}": http.StatusOK,
+		"GET /v1/dead-letters": http.StatusOK, "POST /v1/dead-letters/retry": http.StatusAccepted,
+		"POST /v1/dead-letters/{delivery_id}/retry": http.StatusConflict, // A's delivery succeeded
+		"GET /v1/dead-letters/retries/{job_id}":     http.StatusNotFound, // an admin's job on B
+	}
 	for _, op := range global {
-		if !want[op.String()] {
+		status, ok := want[op.String()]
+		if !ok {
 			t.Errorf("%s: the test does not know whether app-scoped keys may call it; classify it", op)
 			continue
 		}
-		accMust(t, h, op.Method, accPath(t, op.Path, idsOf(a)), scoped.Key, bodyOf(op), http.StatusOK, nil)
+		r := accDo(t, h, op.Method, accPath(t, op.Path, idsOf(a)), scoped.Key, bodyOf(op))
+		if r.code != status {
+			t.Errorf("scoped key: %s = %d, want %d", op, r.code, status)
+		}
 	}
+	accCheckProblem(t, "scoped key: retry of B's delivery", accDo(t, h, http.MethodPost, "/v1/dead-letters/"+b.delivery+"/retry", scoped.Key, nil), http.StatusNotFound, "")
+	accCheckProblem(t, "scoped key: list of B's dead letters", accDo(t, h, http.MethodGet, "/v1/dead-letters?app_id="+b.app, scoped.Key, nil), http.StatusNotFound, "")
+	accCheckProblem(t, "scoped key: bulk retry of B's dead letters", accDo(t, h, http.MethodPost, "/v1/dead-letters/retry", scoped.Key, map[string]any{"app_id": b.app}), http.StatusNotFound, "")
 	var apps accList[struct {
 		ID string `json:"id"`
 	}]

@@ -145,9 +145,11 @@ func (a *App) Run(ctx context.Context) error {
 	metrics := tasks.NewMetrics(a.metrics)
 
 	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets, DisableAfter: a.cfg.DisableAfter})
+	// The inspector shares a.rdb, which Close closes.
+	deadLetters := tasks.NewDeadLetters(a.db, queue, asynq.NewInspectorFromRedisClient(a.rdb), a.log)
 	g, ctx := errgroup.WithContext(ctx)
 	if a.apiLn != nil {
-		srv := api.New(reg, events.NewStore(a.db), links.NewService(a.db), a.log, api.Config{
+		srv := api.New(reg, events.NewStore(a.db), links.NewService(a.db), deadLetters, a.log, api.Config{
 			AdminAPIKey:   a.cfg.AdminAPIKey,
 			MaxEventBytes: a.cfg.MaxEventBytes,
 			Version:       Version(),
@@ -195,7 +197,7 @@ func (a *App) Run(ctx context.Context) error {
 			AllowPrivateTargets: a.cfg.AllowPrivateTargets,
 			UserAgent:           "hookd/" + Version(),
 		})
-		worker := tasks.NewWorker(a.rdb, fanout, deliverer, log, tasks.WorkerConfig{
+		worker := tasks.NewWorker(a.rdb, fanout, deliverer, deadLetters, log, tasks.WorkerConfig{
 			Queue:           queueCfg,
 			Concurrency:     a.cfg.Concurrency,
 			ShutdownTimeout: a.cfg.ShutdownTimeout,

@@ -19,6 +19,11 @@ Usage:
                           create an API key (admin, or scoped to one app) and print it
   hookd apikey list       list API keys
   hookd apikey revoke ID  revoke an API key
+  hookd dlq list [--app ID] [--endpoint ID] [--event-type T] [--since T] [--until T]
+                          list dead letters (failed deliveries)
+  hookd dlq retry DELIVERY_ID...
+  hookd dlq retry --all [filters]
+                          deliver dead letters again, with a fresh retry schedule
   hookd version           print the version
 
 Run "hookd serve -h" for the flags; each has a HOOKD_* environment variable.
@@ -63,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer db.Close()
 		return Migrate(ctx, db, log)
+	case "dlq":
+		return dlq(ctx, args, getenv, stdout, log)
 	case "apikey":
 		return apikey(ctx, args, getenv, stdout, log)
 	case "version":

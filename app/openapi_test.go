@@ -24,13 +24,17 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 	link := h.mustCreate("/v1/apps/"+appID+"/links", map[string]any{"url": "https://example.com/", "code": "doc"})
 	ev := h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "invoice.paid", "payload": map[string]any{"n": 1}})
 	key := h.mustCreate("/v1/api-keys", map[string]any{"name": "doc"})
+	var job struct {
+		ID string `json:"id"`
+	}
+	h.do(http.MethodPost, "/v1/dead-letters/retry", map[string]any{}, &job)
 	var deliveryID string
 	waitFor(t, "the delivery row", func() bool {
 		return h.db.NewSelect().Table("deliveries").Column("id").Where("event_id = ?", ev.ID).Scan(t.Context(), &deliveryID) == nil
 	})
 	params := map[string]string{
 		"{app_id}": appID, "{endpoint_id}": ep.ID, "{event_id}": ev.ID, "{delivery_id}": deliveryID,
-		"{key_id}": key.ID, "{code}": link.Code, "{name}": "link.clicked",
+		"{key_id}": key.ID, "{code}": link.Code, "{name}": "link.clicked", "{job_id}": job.ID,
 	}
 
 	ops := h.doc.Operations()

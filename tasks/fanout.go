@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
@@ -71,7 +72,7 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("read deliveries of %s: %w", ev.EventID, err)
 	}
 
-	body, err := json.Marshal(Webhook{Type: ev.Type, Timestamp: ev.CreatedAt.UTC(), Data: ev.Data})
+	body, err := encodeWebhook(ev.Type, ev.CreatedAt, ev.Data)
 	if err != nil {
 		return fmt.Errorf("encode webhook %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
 	}
@@ -84,4 +85,11 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	f.metrics.deliveriesCreated.Add(float64(len(payloads)))
 	return nil
+}
+
+// encodeWebhook returns the body every delivery of an event carries. A
+// retried dead letter encodes it again from the stored event: it must come
+// out byte for byte the same.
+func encodeWebhook(eventType string, createdAt time.Time, data json.RawMessage) ([]byte, error) {
+	return json.Marshal(Webhook{Type: eventType, Timestamp: createdAt.UTC(), Data: data})
 }

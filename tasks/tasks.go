@@ -18,6 +18,9 @@ const (
 	TypeFanout = "event:fanout"
 	// TypeDeliver POSTs one event to one endpoint.
 	TypeDeliver = "webhook:deliver"
+	// TypeRetryDeadLetters retries the dead letters a filter selects, in
+	// batches, recording its progress.
+	TypeRetryDeadLetters = "deadletters:retry"
 )
 
 // Default queue names.

@@ -39,7 +39,7 @@ type Worker struct {
 
 // NewWorker returns a Worker processing tasks from rdb's queues. It does not
 // close rdb.
-func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, log *slog.Logger, cfg WorkerConfig) *Worker {
+func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, deadLetters *DeadLetters, log *slog.Logger, cfg WorkerConfig) *Worker {
 	cfg.Queue = cfg.Queue.withDefaults()
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 50)
 	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 20*time.Millisecond)
@@ -78,6 +78,7 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeFanout, fanout)
 	mux.Handle(TypeDeliver, deliverer)
+	mux.Handle(TypeRetryDeadLetters, deadLetters)
 	return &Worker{srv: srv, mux: mux}
 }
 

@@ -46,20 +46,21 @@ const maxBodyBytes = 64 << 10
 
 // Server serves the HTTP API.
 type Server struct {
-	registry *registry.Registry
-	events   *events.Store
-	links    *links.Service
-	log      *slog.Logger
-	cfg      Config
-	adminKey [32]byte
+	registry    *registry.Registry
+	events      *events.Store
+	links       *links.Service
+	deadLetters DeadLetterRetrier
+	log         *slog.Logger
+	cfg         Config
+	adminKey    [32]byte
 }
 
 // New returns a Server.
-func New(reg *registry.Registry, evs *events.Store, ls *links.Service, log *slog.Logger, cfg Config) *Server {
+func New(reg *registry.Registry, evs *events.Store, ls *links.Service, dl DeadLetterRetrier, log *slog.Logger, cfg Config) *Server {
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = DefaultMaxEventBytes
 	}
-	return &Server{registry: reg, events: evs, links: ls, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey))}
+	return &Server{registry: reg, events: evs, links: ls, deadLetters: dl, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey))}
 }
 
 // Handler returns the routes: every operation is registered through huma,
@@ -76,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	s.registerEventTypes(api)
 	s.registerEvents(api)
 	s.registerDeliveries(api)
+	s.registerDeadLetters(api)
 	s.registerAPIKeys(api)
 	s.registerLinks(api)
 	documentProblem(api.OpenAPI())

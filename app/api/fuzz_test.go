@@ -29,7 +29,7 @@ func FuzzRequestDecoding(f *testing.F) {
 		f.Fatal(err)
 	}
 	reg := registry.New(db, registry.Config{AllowPrivateTargets: true})
-	h := api.New(reg, events.NewStore(db), links.NewService(db), log, api.Config{AdminAPIKey: fuzzKey, MaxEventBytes: 4096}).Handler()
+	h := api.New(reg, events.NewStore(db), links.NewService(db), nil, log, api.Config{AdminAPIKey: fuzzKey, MaxEventBytes: 4096}).Handler()
 
 	a, err := reg.CreateApp(f.Context(), registry.AppInput{Name: "fuzz"})
 	if err != nil {

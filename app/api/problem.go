@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,7 +129,7 @@ func (s *Server) fail(ctx context.Context, err error) error {
 		p := newProblem(http.StatusUnprocessableEntity, "validation", invalid.Error())
 		p.Field = invalid.Field
 		return p
-	case errors.Is(err, resource.ErrNotFound):
+	case errors.Is(err, resource.ErrNotFound), errors.Is(err, sql.ErrNoRows):
 		return newProblem(http.StatusNotFound, "not-found", "no such resource")
 	case errors.Is(err, resource.ErrConflict):
 		return newProblem(http.StatusConflict, "conflict", err.Error())

@@ -120,3 +120,12 @@ func deliveryOf(r tasks.Delivery) Delivery {
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, SucceededAt: r.SucceededAt, FailedAt: r.FailedAt,
 	}
 }
+
+// DeliveryByID returns delivery id of any application, without attempts.
+func (s *Store) DeliveryByID(ctx context.Context, id string) (Delivery, error) {
+	var row tasks.Delivery
+	if err := s.db.NewSelect().Model(&row).Where("id = ?", id).Scan(ctx); err != nil {
+		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, notFound(err))
+	}
+	return deliveryOf(row), nil
+}

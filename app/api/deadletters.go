@@ -1,0 +1,150 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/hookd/hookd/app/events"
+	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/tasks"
+)
+
+// DeadLetterRetrier retries dead letters, one by one or in bulk
+// (tasks.DeadLetters).
+type DeadLetterRetrier interface {
+	Retry(ctx context.Context, ids []string) ([]string, error)
+	StartBulk(ctx context.Context, f tasks.DeadLetterFilter) (tasks.RetryJob, error)
+	Job(ctx context.Context, id string) (tasks.RetryJob, error)
+}
+
+// DeadLetterQuery is the filter of dead-letter lists and bulk retries.
+type DeadLetterQuery struct {
+	AppID      string    `query:"app_id" pattern:"^app_[0-9a-z]{26}$" doc:"Only this application's dead letters."`
+	EndpointID string    `query:"endpoint_id" maxLength:"64" doc:"Only dead letters to this endpoint."`
+	EventType  string    `query:"event_type" maxLength:"128" doc:"Only dead letters of events of this type."`
+	Since      time.Time `query:"since" doc:"Only deliveries that failed at or after this time (RFC 3339)."`
+	Until      time.Time `query:"until" doc:"Only deliveries that failed before this time (RFC 3339)."`
+}
+
+type listDeadLettersInput struct {
+	DeadLetterQuery
+	PageParams
+}
+
+type deadLetterPath struct {
+	DeliveryID string `path:"delivery_id" pattern:"^dlv_[0-9a-z]{26}$" doc:"Delivery ID."`
+}
+
+type bulkRetryInput struct {
+	Body struct {
+		AppID      string    `json:"app_id,omitempty" pattern:"^app_[0-9a-z]{26}$"`
+		EndpointID string    `json:"endpoint_id,omitempty" maxLength:"64"`
+		EventType  string    `json:"event_type,omitempty" maxLength:"128"`
+		Since      time.Time `json:"since,omitzero" doc:"Only deliveries that failed at or after this time."`
+		Until      time.Time `json:"until,omitzero" doc:"Only deliveries that failed before this time."`
+	}
+}
+
+type jobPath struct {
+	JobID string `path:"job_id" pattern:"^dlr_[0-9a-z]{26}$" doc:"Bulk retry ID."`
+}
+
+type acceptedOutput[T any] struct {
+	Body T
+}
+
+// scopedFilter confines a dead-letter filter to the caller's application:
+// an app-scoped key sees its own dead letters only, and naming another
+// application is a 404.
+func scopedFilter(ctx context.Context, f tasks.DeadLetterFilter) (tasks.DeadLetterFilter, error) {
+	p := principalOf(ctx)
+	if p.appID == "" {
+		return f, nil
+	}
+	if f.AppID != "" && f.AppID != p.appID {
+		return f, resource.ErrNotFound
+	}
+	f.AppID = p.appID
+	return f, nil
+}
+
+func (s *Server) registerDeadLetters(api huma.API) {
+	tags := []string{"Dead letters"}
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "list-dead-letters", Method: http.MethodGet, Path: "/v1/dead-letters", Tags: tags,
+		Summary:     "List dead letters",
+		Description: "Deliveries that failed for good (retries exhausted, 410 Gone, endpoint disabled or deleted), newest first.",
+		Security:    bearer(),
+	}), func(ctx context.Context, in *listDeadLettersInput) (*listOutput[events.DeadLetter], error) {
+		f, err := scopedFilter(ctx, tasks.DeadLetterFilter{AppID: in.AppID, EndpointID: in.EndpointID, EventType: in.EventType, Since: in.Since, Until: in.Until})
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		p, err := s.events.DeadLetters(ctx, f, in.query())
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return pageOf(p), nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "retry-dead-letter", Method: http.MethodPost, Path: "/v1/dead-letters/{delivery_id}/retry", Tags: tags,
+		Summary: "Retry a dead letter",
+		Description: "Moves the delivery back to pending and delivers it again with a fresh retry schedule. " +
+			"409 when the delivery is not a dead letter.",
+		DefaultStatus: http.StatusAccepted, Security: bearer(),
+	}), func(ctx context.Context, in *deadLetterPath) (*acceptedOutput[events.Delivery], error) {
+		d, err := s.events.DeliveryByID(ctx, in.DeliveryID)
+		if err == nil && principalOf(ctx).appID != "" && d.AppID != principalOf(ctx).appID {
+			err = resource.ErrNotFound
+		}
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		retried, err := s.deadLetters.Retry(ctx, []string{in.DeliveryID})
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		if len(retried) == 0 {
+			return nil, newProblem(http.StatusConflict, "conflict", "the delivery is "+d.Status+", not a dead letter")
+		}
+		if d, err = s.events.Delivery(ctx, d.AppID, in.DeliveryID); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return &acceptedOutput[events.Delivery]{Body: d}, nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "retry-dead-letters", Method: http.MethodPost, Path: "/v1/dead-letters/retry", Tags: tags,
+		Summary: "Retry dead letters in bulk",
+		Description: "Starts a background job that retries every dead letter the filter selects (failed before now), " +
+			"in batches; follow it with GET /v1/dead-letters/retries/{job_id}.",
+		DefaultStatus: http.StatusAccepted, Security: bearer(), MaxBodyBytes: maxBodyBytes,
+	}), func(ctx context.Context, in *bulkRetryInput) (*acceptedOutput[tasks.RetryJob], error) {
+		b := in.Body
+		f, err := scopedFilter(ctx, tasks.DeadLetterFilter{AppID: b.AppID, EndpointID: b.EndpointID, EventType: b.EventType, Since: b.Since, Until: b.Until})
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		job, err := s.deadLetters.StartBulk(ctx, f)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return &acceptedOutput[tasks.RetryJob]{Body: job}, nil
+	})
+	huma.Register(api, withErrors(huma.Operation{
+		OperationID: "get-dead-letter-retry", Method: http.MethodGet, Path: "/v1/dead-letters/retries/{job_id}", Tags: tags,
+		Summary: "Follow a bulk retry", Description: "status is running until every selected dead letter was retried.",
+		Security: bearer(),
+	}), func(ctx context.Context, in *jobPath) (*bodyOutput[tasks.RetryJob], error) {
+		job, err := s.deadLetters.Job(ctx, in.JobID)
+		if err == nil && principalOf(ctx).appID != "" && job.Filter.AppID != principalOf(ctx).appID {
+			err = resource.ErrNotFound
+		}
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return body(job), nil
+	})
+}

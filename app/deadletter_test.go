@@ -1,0 +1,179 @@
+package app_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hookd/hookd/app"
+)
+
+type deadLetterItem struct {
+	DeliveryID string  `json:"delivery_id"`
+	AppID      string  `json:"app_id"`
+	EndpointID string  `json:"endpoint_id"`
+	EventID    string  `json:"event_id"`
+	EventType  string  `json:"event_type"`
+	LastError  *string `json:"last_error"`
+	FailedAt   string  `json:"failed_at"`
+}
+
+type deadLetterPage struct {
+	Data       []deadLetterItem `json:"data"`
+	NextCursor *string          `json:"next_cursor"`
+}
+
+// switchable returns a receiver that fails with 500 until ok is set.
+func switchable(t *testing.T) (*receiver, *atomic.Bool) {
+	var ok atomic.Bool
+	return newReceiver(t, func(int) int {
+		if ok.Load() {
+			return http.StatusNoContent
+		}
+		return http.StatusInternalServerError
+	}), &ok
+}
+
+func (h *harness) deliveryStatus(id string) string {
+	h.t.Helper()
+	var status string
+	if err := h.db.NewSelect().Table("deliveries").Column("status").Where("id = ?", id).Scan(h.t.Context(), &status); err != nil {
+		return ""
+	}
+	return status
+}
+
+func TestDeadLetterRetryFromAPI(t *testing.T) {
+	t.Parallel()
+	h := start(t, map[string]string{"HOOKD_RETRY_SCHEDULE": "10ms"})
+	recv, ok := switchable(t)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
+	ev := h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": 1}})
+
+	var dl deadLetterPage
+	waitFor(t, "a dead letter", func() bool {
+		h.do(http.MethodGet, "/v1/dead-letters?app_id="+appID, nil, &dl)
+		return len(dl.Data) == 1
+	})
+	d := dl.Data[0]
+	if d.AppID != appID || d.EndpointID != ep.ID || d.EventID != ev.ID || d.EventType != "order.paid" || d.LastError == nil || d.FailedAt == "" {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	if n := len(recv.got()); n != 2 {
+		t.Errorf("receiver got %d requests before the dead letter, want 2 (1 try + 1 retry)", n)
+	}
+
+	ok.Store(true)
+	var retried struct {
+		Status string `json:"status"`
+	}
+	if code := h.do(http.MethodPost, "/v1/dead-letters/"+d.DeliveryID+"/retry", nil, &retried); code != http.StatusAccepted || retried.Status != "pending" {
+		t.Fatalf("retry = %d %+v, want 202 pending", code, retried)
+	}
+	waitFor(t, "the retried dead letter to succeed", func() bool {
+		var got struct {
+			Status string `json:"status"`
+		}
+		h.do(http.MethodGet, "/v1/apps/"+appID+"/deliveries/"+d.DeliveryID, nil, &got)
+		return got.Status == "succeeded"
+	})
+	if code, p, _ := h.raw(http.MethodPost, "/v1/dead-letters/"+d.DeliveryID+"/retry", "Bearer "+adminKey, "", ""); code != http.StatusConflict {
+		t.Errorf("retrying a succeeded delivery = %d %v, want 409", code, p)
+	}
+	h.do(http.MethodGet, "/v1/dead-letters?app_id="+appID, nil, &dl)
+	if len(dl.Data) != 0 {
+		t.Errorf("dead letters after the retry succeeded: %+v", dl.Data)
+	}
+	// The retried webhook is the same message: same webhook-id and body.
+	got := recv.got()
+	last, first := got[len(got)-1], got[0]
+	if last.header.Get("webhook-id") != first.header.Get("webhook-id") || !bytes.Equal(last.body, first.body) {
+		t.Errorf("retried webhook differs: %s %s vs %s %s", last.header.Get("webhook-id"), last.body, first.header.Get("webhook-id"), first.body)
+	}
+}
+
+func TestBulkRetryByEndpoint(t *testing.T) {
+	t.Parallel()
+	// Every delivery fails: the circuits must stay closed for them to.
+	h := start(t, map[string]string{"HOOKD_RETRY_SCHEDULE": "10ms", "HOOKD_CIRCUIT_THRESHOLD": "1000"})
+	recv1, ok1 := switchable(t)
+	recv2, ok2 := switchable(t)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	ep1 := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv1.URL})
+	ep2 := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv2.URL})
+	const events = 30
+	for i := range events {
+		h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": i}})
+	}
+	waitFor(t, "every delivery to fail", func() bool {
+		return h.count(`SELECT count(*) FROM deliveries WHERE status = 'failed'`) == 2*events
+	})
+	ok1.Store(true)
+	ok2.Store(true)
+
+	var job struct {
+		ID      string `json:"id"`
+		Status  string `json:"status"`
+		Retried int    `json:"retried"`
+	}
+	if code := h.do(http.MethodPost, "/v1/dead-letters/retry", map[string]any{"endpoint_id": ep1.ID}, &job); code != http.StatusAccepted || !strings.HasPrefix(job.ID, "dlr_") {
+		t.Fatalf("bulk retry = %d %+v, want 202 with a job", code, job)
+	}
+	waitFor(t, "the bulk retry to complete", func() bool {
+		h.do(http.MethodGet, "/v1/dead-letters/retries/"+job.ID, nil, &job)
+		return job.Status == "completed"
+	})
+	if job.Retried != events {
+		t.Errorf("bulk retry retried %d, want %d", job.Retried, events)
+	}
+	waitFor(t, "endpoint 1's deliveries to succeed", func() bool {
+		return h.count(`SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND status = 'succeeded'`, ep1.ID) == events
+	})
+	if n := h.count(`SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND status = 'failed'`, ep2.ID); n != events {
+		t.Errorf("endpoint 2 has %d dead letters after a retry of endpoint 1's, want %d", n, events)
+	}
+
+	// The CLI retries the rest.
+	var out bytes.Buffer
+	env := map[string]string{
+		"HOOKD_DATABASE_URL": accDatabaseURL(t, h),
+		"HOOKD_REDIS_URL":    testRedisURL(t),
+	}
+	log := slog.New(slog.DiscardHandler)
+	if err := app.Main(t.Context(), []string{"dlq", "list", "--endpoint", ep2.ID}, func(k string) string { return env[k] }, &out, log); err != nil {
+		t.Fatalf("dlq list: %v", err)
+	}
+	if n := strings.Count(out.String(), ep2.ID); n != events {
+		t.Errorf("dlq list shows %d dead letters of endpoint 2, want %d:\n%s", n, events, out.String())
+	}
+	// The CLI enqueues on the default queue, which no worker of this test
+	// serves: the test checks that Postgres and the queue agree on what was
+	// retried, then drops the queue.
+	t.Cleanup(func() { _ = asynq.NewInspectorFromRedisClient(h.rdb).DeleteQueue("deliveries", true) })
+	out.Reset()
+	if err := app.Main(t.Context(), []string{"dlq", "retry", "--all", "--endpoint", ep2.ID}, func(k string) string { return env[k] }, &out, log); err != nil {
+		t.Fatalf("dlq retry: %v", err)
+	}
+	if !strings.Contains(out.String(), "retried 30 dead letters") {
+		t.Errorf("dlq retry printed %q", out.String())
+	}
+	if n := h.count(`SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND status = 'pending'`, ep2.ID); n != events {
+		t.Errorf("%d of endpoint 2's deliveries pending after dlq retry --all, want %d", n, events)
+	}
+	var ids []string
+	if err := h.db.NewSelect().Table("deliveries").Column("id").Where("endpoint_id = ?", ep2.ID).Scan(t.Context(), &ids); err != nil {
+		t.Fatal(err)
+	}
+	ins := asynq.NewInspectorFromRedisClient(h.rdb)
+	for _, id := range ids {
+		if _, err := ins.GetTaskInfo("deliveries", id); err != nil {
+			t.Errorf("delivery %s retried without a task: %v", id, err)
+		}
+	}
+}

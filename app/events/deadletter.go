@@ -1,0 +1,50 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/tasks"
+)
+
+// DeadLetter is a delivery that failed for good: retries exhausted, or a
+// permanent failure (410 Gone, endpoint disabled or deleted).
+type DeadLetter struct {
+	DeliveryID   string    `json:"delivery_id"`
+	AppID        string    `json:"app_id"`
+	EndpointID   string    `json:"endpoint_id"`
+	EventID      string    `json:"event_id"`
+	EventType    string    `json:"event_type"`
+	LastError    *string   `json:"last_error"`
+	FailedAt     time.Time `json:"failed_at"`
+	AttemptCount int       `json:"attempt_count"`
+}
+
+// DeadLetters lists the dead letters f selects, newest delivery first.
+func (s *Store) DeadLetters(ctx context.Context, f tasks.DeadLetterFilter, q resource.PageQuery) (resource.Page[DeadLetter], error) {
+	after, err := q.Key()
+	if err != nil {
+		return resource.Page[DeadLetter]{}, err
+	}
+	var rows []tasks.Delivery
+	sel := s.db.NewSelect().Model(&rows).OrderExpr("id DESC").Limit(q.Fetch())
+	if after != "" {
+		sel.Where("id < ?", after)
+	}
+	if err := f.Apply(sel).Scan(ctx); err != nil {
+		return resource.Page[DeadLetter]{}, fmt.Errorf("list dead letters: %w", err)
+	}
+	dls := make([]DeadLetter, len(rows))
+	for i, r := range rows {
+		dls[i] = DeadLetter{
+			DeliveryID: r.ID, AppID: r.AppID, EndpointID: r.EndpointID, EventID: r.EventID, EventType: r.EventType,
+			LastError: r.LastError, AttemptCount: r.Attempts,
+		}
+		if r.FailedAt != nil {
+			dls[i].FailedAt = *r.FailedAt
+		}
+	}
+	return resource.NewPage(q, dls, func(d DeadLetter) string { return d.DeliveryID }), nil
+}

@@ -1,0 +1,226 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/hookd/hookd/outbox"
+)
+
+// DeadLetterFilter selects dead letters (failed deliveries). Empty fields
+// select all; Since and Until bound when the delivery failed.
+type DeadLetterFilter struct {
+	AppID      string    `json:"app_id,omitempty"`
+	EndpointID string    `json:"endpoint_id,omitempty"`
+	EventType  string    `json:"event_type,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
+	Until      time.Time `json:"until,omitzero"`
+}
+
+// Apply narrows q, a query on deliveries, to the dead letters f selects.
+func (f DeadLetterFilter) Apply(q *bun.SelectQuery) *bun.SelectQuery {
+	q.Where("?TableAlias.status = ?", StatusFailed)
+	for col, v := range map[string]string{"app_id": f.AppID, "endpoint_id": f.EndpointID, "event_type": f.EventType} {
+		if v != "" {
+			q.Where("?TableAlias.? = ?", bun.Ident(col), v)
+		}
+	}
+	if !f.Since.IsZero() {
+		q.Where("?TableAlias.failed_at >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		q.Where("?TableAlias.failed_at < ?", f.Until)
+	}
+	return q
+}
+
+// RetryJob is a bulk retry of dead letters and its progress.
+type RetryJob struct {
+	bun.BaseModel `bun:"table:dead_letter_retries"`
+
+	ID     string           `bun:"id,pk" json:"id"`
+	Filter DeadLetterFilter `bun:"filter,type:jsonb,notnull" json:"filter"`
+	Status string           `bun:"status,notnull" json:"status" enum:"running,completed"`
+	// Cutoff: only deliveries that failed before it are retried.
+	Cutoff     time.Time  `bun:"cutoff,notnull" json:"cutoff"`
+	Cursor     string     `bun:"cursor,notnull" json:"-"`
+	Retried    int        `bun:"retried,notnull" json:"retried"`
+	CreatedAt  time.Time  `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
+	UpdatedAt  time.Time  `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
+	FinishedAt *time.Time `bun:"finished_at" json:"finished_at"`
+}
+
+// Retry job states.
+const (
+	JobRunning   = "running"
+	JobCompleted = "completed"
+)
+
+// retryBatch is how many dead letters one step of a bulk retry takes.
+const retryBatch = 500
+
+// DeadLetters retries failed deliveries: it moves them back to pending and
+// enqueues fresh delivery tasks (same task ID, a full retry schedule),
+// removing what asynq still holds of the old one (its archived task).
+type DeadLetters struct {
+	db        *bun.DB
+	queue     *Queue
+	inspector *asynq.Inspector
+	log       *slog.Logger
+}
+
+// NewDeadLetters returns a DeadLetters.
+func NewDeadLetters(db *bun.DB, queue *Queue, inspector *asynq.Inspector, log *slog.Logger) *DeadLetters {
+	return &DeadLetters{db: db, queue: queue, inspector: inspector, log: log}
+}
+
+// Retry retries the dead letters among ids and returns the IDs it retried:
+// deliveries that are not failed, or whose event is no longer stored, are
+// left alone.
+func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var retried []string
+	err := dl.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var rows []struct {
+			ID         string          `bun:"id"`
+			EventID    string          `bun:"event_id"`
+			EndpointID string          `bun:"endpoint_id"`
+			Type       string          `bun:"topic"`
+			Payload    json.RawMessage `bun:"payload,type:json"`
+			CreatedAt  time.Time       `bun:"created_at"`
+		}
+		err := tx.NewSelect().TableExpr("deliveries AS d").
+			Join("JOIN outbox_events AS o ON o.id = d.event_id").
+			ColumnExpr("d.id, d.event_id, d.endpoint_id, o.topic, o.payload, o.created_at").
+			Where("d.id IN (?)", bun.In(ids)).
+			Where("d.status = ?", StatusFailed).
+			OrderExpr("d.id").
+			For("UPDATE OF d").
+			Scan(ctx, &rows)
+		if err != nil {
+			return fmt.Errorf("lock dead letters: %w", err)
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		payloads := make([]DeliverPayload, len(rows))
+		retried = make([]string, len(rows))
+		for i, r := range rows {
+			body, err := encodeWebhook(r.Type, r.CreatedAt, r.Payload)
+			if err != nil {
+				return fmt.Errorf("encode webhook %s: %w", r.EventID, err)
+			}
+			payloads[i] = DeliverPayload{DeliveryID: r.ID, EventID: r.EventID, EndpointID: r.EndpointID, Body: body}
+			retried[i] = r.ID
+		}
+		_, err = tx.NewUpdate().Model((*Delivery)(nil)).
+			Set("status = ?", StatusPending).
+			Set("failed_at = NULL").
+			Set("updated_at = clock_timestamp()").
+			Where("id IN (?)", bun.In(retried)).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("move dead letters to pending: %w", err)
+		}
+		// Enqueue before commit: should the commit fail, the task finds
+		// the delivery failed, sends it anyway and records the outcome.
+		for _, id := range retried {
+			err := dl.inspector.DeleteTask(dl.queue.cfg.Deliveries, id)
+			if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+				return fmt.Errorf("remove old task of %s: %w", id, err)
+			}
+		}
+		return dl.queue.EnqueueDeliveries(ctx, payloads)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retry dead letters: %w", err)
+	}
+	return retried, nil
+}
+
+// StartBulk records a bulk retry of the dead letters f selects (those that
+// failed until now) and enqueues the task that performs it.
+func (dl *DeadLetters) StartBulk(ctx context.Context, f DeadLetterFilter) (RetryJob, error) {
+	job := RetryJob{ID: outbox.NewID("dlr"), Filter: f, Status: JobRunning}
+	if _, err := dl.db.NewInsert().Model(&job).Value("cutoff", "clock_timestamp()").Returning("*").Exec(ctx); err != nil {
+		return RetryJob{}, fmt.Errorf("record bulk retry: %w", err)
+	}
+	payload, err := json.Marshal(retryJobPayload{JobID: job.ID})
+	if err != nil {
+		return RetryJob{}, fmt.Errorf("encode bulk retry: %w", err)
+	}
+	task := asynq.NewTask(TypeRetryDeadLetters, payload, asynq.TaskID(job.ID), asynq.Queue(dl.queue.cfg.Events),
+		asynq.MaxRetry(fanoutMaxRetry), asynq.Timeout(time.Hour), asynq.Retention(dl.queue.cfg.Retention))
+	if err := dl.queue.enqueue(ctx, task); err != nil {
+		return RetryJob{}, fmt.Errorf("enqueue bulk retry %s: %w", job.ID, err)
+	}
+	return job, nil
+}
+
+// Job returns bulk retry id.
+func (dl *DeadLetters) Job(ctx context.Context, id string) (RetryJob, error) {
+	var job RetryJob
+	if err := dl.db.NewSelect().Model(&job).Where("id = ?", id).Scan(ctx); err != nil {
+		return RetryJob{}, fmt.Errorf("get bulk retry %s: %w", id, err)
+	}
+	return job, nil
+}
+
+type retryJobPayload struct {
+	JobID string `json:"job_id"`
+}
+
+// ProcessTask runs a TypeRetryDeadLetters task: it retries the job's dead
+// letters a batch at a time, saving its position after each batch, so a
+// rerun continues where the last one stopped.
+func (dl *DeadLetters) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var p retryJobPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("decode bulk retry payload: %w: %w", err, asynq.SkipRetry)
+	}
+	job, err := dl.Job(ctx, p.JobID)
+	if err != nil {
+		return err
+	}
+	return dl.Run(ctx, &job)
+}
+
+// Run performs bulk retry job until no dead letter is left that it
+// selects, saving its progress in Postgres after each batch.
+func (dl *DeadLetters) Run(ctx context.Context, job *RetryJob) error {
+	for job.Status == JobRunning {
+		var ids []string
+		q := dl.db.NewSelect().Model((*Delivery)(nil)).Column("id").
+			Where("?TableAlias.failed_at <= ?", job.Cutoff).
+			Where("?TableAlias.id > ?", job.Cursor).
+			OrderExpr("id").Limit(retryBatch)
+		if err := job.Filter.Apply(q).Scan(ctx, &ids); err != nil {
+			return fmt.Errorf("bulk retry %s: select dead letters: %w", job.ID, err)
+		}
+		retried, err := dl.Retry(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("bulk retry %s: %w", job.ID, err)
+		}
+		upd := dl.db.NewUpdate().Model(job).WherePK().
+			Set("retried = retried + ?", len(retried)).
+			Set("updated_at = clock_timestamp()")
+		if len(ids) < retryBatch {
+			upd.Set("status = ?", JobCompleted).Set("finished_at = clock_timestamp()")
+		} else {
+			upd.Set("cursor = ?", ids[len(ids)-1])
+		}
+		if err := upd.Returning("*").Scan(ctx, job); err != nil {
+			return fmt.Errorf("bulk retry %s: save progress: %w", job.ID, err)
+		}
+	}
+	return nil
+}
