@@ -141,7 +141,12 @@ func (a *App) Run(ctx context.Context) error {
 	// slow delivery to a second worker while the first still waits.
 	queueCfg.DeliverTimeout = a.cfg.DeliveryTimeout + 15*time.Second
 	client := asynq.NewClientFromRedisClient(a.rdb)
-	queue := tasks.NewQueue(client, queueCfg)
+	fair := tasks.NewFairness(a.rdb, tasks.FairnessConfig{
+		BacklogThreshold: a.cfg.OverflowBacklog,
+		PerEndpoint:      a.cfg.EndpointConcurrency,
+		SlotTTL:          2 * queueCfg.DeliverTimeout,
+	})
+	queue := tasks.NewQueue(client, fair, queueCfg)
 	metrics := tasks.NewMetrics(a.metrics)
 
 	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets, DisableAfter: a.cfg.DisableAfter})
@@ -179,6 +184,7 @@ func (a *App) Run(ctx context.Context) error {
 			Endpoint: reg.DeliveryEndpoint,
 			Health:   reg.Health(),
 			Limiter:  tasks.NewRateLimiter(a.rdb),
+			Fairness: fair,
 			Breaker: tasks.NewBreaker(a.rdb, tasks.BreakerConfig{
 				Threshold: a.cfg.CircuitThreshold,
 				Cooldown:  a.cfg.CircuitCooldown,

@@ -104,7 +104,7 @@ func start(t *testing.T, env map[string]string) *harness {
 		base:   "http://" + a.HTTPAddr(),
 		db:     bun.NewDB(sqldb, pgdialect.New()),
 		rdb:    redis.NewClient(mustParseRedis(t, cfg.RedisURL)),
-		queues: []string{cfg.Queue.Events, cfg.Queue.Deliveries},
+		queues: []string{cfg.Queue.Events, cfg.Queue.Deliveries, cfg.Queue.Deliveries + "_overflow"},
 	}
 	h.doc = loadDoc(t, h.base)
 	h.client = &http.Client{Transport: h.doc.Transport(t, nil, nil)}

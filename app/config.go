@@ -49,6 +49,8 @@ type Config struct {
 	CircuitThreshold    int
 	CircuitCooldown     time.Duration
 	DisableAfter        time.Duration
+	EndpointConcurrency int
+	OverflowBacklog     int
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
@@ -163,6 +165,14 @@ func settings() []setting {
 		{"HOOKD_ENDPOINT_DISABLE_AFTER", "endpoint-disable-after", "120h",
 			"an endpoint whose every attempt failed for this long is disabled", func(c *Config, v string) error {
 				return setDuration(&c.DisableAfter, v)
+			}},
+		{"HOOKD_ENDPOINT_CONCURRENCY", "endpoint-concurrency", "10",
+			"deliveries to one endpoint in flight at once, across all workers", func(c *Config, v string) error {
+				return setPositive(&c.EndpointConcurrency, v)
+			}},
+		{"HOOKD_OVERFLOW_BACKLOG", "overflow-backlog", "1000",
+			"unfinished deliveries an endpoint may have before its new ones go to the low-priority overflow queue", func(c *Config, v string) error {
+				return setPositive(&c.OverflowBacklog, v)
 			}},
 		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", "50",
 			"tasks a worker processes at once", func(c *Config, v string) error {
@@ -305,4 +315,13 @@ func (c Config) masked() []any {
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency,
 	}
+}
+
+func setPositive(dst *int, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return errors.New("want a positive number")
+	}
+	*dst = n
+	return nil
 }

@@ -94,7 +94,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer rdb.Close()
-	queue := tasks.NewQueue(asynq.NewClientFromRedisClient(rdb), tasks.QueueConfig{})
+	queue := tasks.NewQueue(asynq.NewClientFromRedisClient(rdb), tasks.NewFairness(rdb, tasks.FairnessConfig{}), tasks.QueueConfig{})
 	dl := tasks.NewDeadLetters(db, queue, asynq.NewInspectorFromRedisClient(rdb), log)
 	if !*all {
 		retried, err := dl.Retry(ctx, fs.Args())

@@ -134,9 +134,11 @@ func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error
 		// Enqueue before commit: should the commit fail, the task finds
 		// the delivery failed, sends it anyway and records the outcome.
 		for _, id := range retried {
-			err := dl.inspector.DeleteTask(dl.queue.cfg.Deliveries, id)
-			if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
-				return fmt.Errorf("remove old task of %s: %w", id, err)
+			for _, queue := range []string{dl.queue.cfg.Deliveries, dl.queue.cfg.Overflow} {
+				err := dl.inspector.DeleteTask(queue, id)
+				if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+					return fmt.Errorf("remove old task of %s: %w", id, err)
+				}
 			}
 		}
 		return dl.queue.EnqueueDeliveries(ctx, payloads)

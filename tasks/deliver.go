@@ -90,6 +90,7 @@ type Deliverer struct {
 	health   EndpointHealth
 	limiter  *RateLimiter
 	breaker  *Breaker
+	fair     *Fairness
 	retry    RetryPolicy
 	client   *http.Client
 	cfg      DelivererConfig
@@ -103,6 +104,7 @@ type DelivererDeps struct {
 	Health   EndpointHealth
 	Limiter  *RateLimiter
 	Breaker  *Breaker
+	Fairness *Fairness
 	// Retry is the policy the delivery tasks were enqueued with; it tells
 	// the last try.
 	Retry   RetryPolicy
@@ -136,7 +138,7 @@ func NewDeliverer(db *bun.DB, deps DelivererDeps, log *slog.Logger, cfg Delivere
 		},
 	}
 	return &Deliverer{
-		db: db, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, breaker: deps.Breaker,
+		db: db, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, breaker: deps.Breaker, fair: deps.Fairness,
 		retry: deps.Retry.withDefaults(), client: client, cfg: cfg, metrics: deps.Metrics, log: log,
 	}
 }
@@ -153,6 +155,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case errors.Is(err, sql.ErrNoRows):
 		// Its endpoint or app was deleted: nothing is owed to anyone.
 		d.log.InfoContext(ctx, "delivery dropped: its row is gone", slog.String("delivery_id", p.DeliveryID))
+		d.finished(ctx, p.EndpointID)
 		return nil
 	case err != nil:
 		return fmt.Errorf("read delivery %s: %w", p.DeliveryID, err)
@@ -186,6 +189,18 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		d.metrics.attempts.WithLabelValues(OutcomeCircuitOpen).Inc()
 		return &deferral{outcome: OutcomeCircuitOpen, wait: wait}
 	}
+	// A slow endpoint holds at most its share of the workers.
+	if ok, err := d.fair.Acquire(ctx, ep.ID); err != nil {
+		return err
+	} else if !ok {
+		d.metrics.attempts.WithLabelValues(OutcomeEndpointBusy).Inc()
+		return &deferral{outcome: OutcomeEndpointBusy, wait: time.Second}
+	}
+	defer func() {
+		if err := d.fair.Release(context.WithoutCancel(ctx), ep.ID); err != nil {
+			d.log.WarnContext(ctx, "endpoint slot not given back", slog.String("endpoint_id", ep.ID), slog.Any("err", err))
+		}
+	}()
 
 	a, resp := d.send(ctx, ep, p)
 	d.metrics.attempts.WithLabelValues(a.ErrorClass).Inc()
@@ -218,6 +233,9 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := d.record(ctx, a, next); err != nil {
 		return err
 	}
+	if next != StatusPending {
+		d.finished(ctx, ep.ID)
+	}
 	switch {
 	case ok:
 		return nil
@@ -231,6 +249,13 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	return err
+}
+
+// finished takes a delivery off its endpoint's backlog.
+func (d *Deliverer) finished(ctx context.Context, endpointID string) {
+	if err := d.fair.Finished(context.WithoutCancel(ctx), endpointID); err != nil {
+		d.log.WarnContext(ctx, "backlog not updated", slog.String("endpoint_id", endpointID), slog.Any("err", err))
+	}
 }
 
 // isLastTry reports whether the running delivery has no retries left. The
@@ -336,6 +361,7 @@ func (d *Deliverer) fail(ctx context.Context, p DeliverPayload, reason string) e
 	if err := d.markFailed(ctx, p.DeliveryID, reason); err != nil {
 		return err
 	}
+	d.finished(ctx, p.EndpointID)
 	return fmt.Errorf("deliver %s: %s: %w", p.DeliveryID, reason, asynq.SkipRetry)
 }
 

@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookd_delivery_attempts_total",
-			Help: "Delivery attempts by outcome: success, http_3xx, http_4xx, http_5xx, timeout, connect_error, tls_error, ssrf_blocked or error; rate_limited and circuit_open count deliveries postponed before any request.",
+			Help: "Delivery attempts by outcome: success, http_3xx, http_4xx, http_5xx, timeout, connect_error, tls_error, ssrf_blocked or error; rate_limited, circuit_open and endpoint_busy count deliveries postponed before any request.",
 		}, []string{"outcome"}),
 		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hookd_delivery_attempt_duration_seconds",

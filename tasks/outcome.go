@@ -13,8 +13,9 @@ import (
 )
 
 // Outcome classes of a delivery attempt, recorded with each attempt and
-// counted by hookd_delivery_attempts_total. RateLimited and CircuitOpen are
-// not attempts: the delivery was postponed before any request.
+// counted by hookd_delivery_attempts_total. RateLimited, CircuitOpen and
+// EndpointBusy (the endpoint's in-flight cap) are not attempts: the
+// delivery was postponed before any request.
 const (
 	OutcomeSuccess      = "success"
 	OutcomeHTTP3xx      = "http_3xx"
@@ -27,6 +28,7 @@ const (
 	OutcomeError        = "error"
 	OutcomeRateLimited  = "rate_limited"
 	OutcomeCircuitOpen  = "circuit_open"
+	OutcomeEndpointBusy = "endpoint_busy"
 )
 
 // classify names the outcome of a request that got status (0 for none) or

@@ -20,6 +20,9 @@ type QueueConfig struct {
 	Events string
 	// Deliveries is the delivery queue (default "deliveries").
 	Deliveries string
+	// Overflow holds the deliveries of endpoints with a large backlog
+	// (default Deliveries + "_overflow").
+	Overflow string
 	// Retry is the delivery retry policy; it sets each delivery's MaxRetry.
 	Retry RetryPolicy
 	// DeliverTimeout bounds one delivery task; it must exceed the HTTP
@@ -34,6 +37,7 @@ type QueueConfig struct {
 func (c QueueConfig) withDefaults() QueueConfig {
 	c.Events = cmp.Or(c.Events, QueueEvents)
 	c.Deliveries = cmp.Or(c.Deliveries, QueueDeliveries)
+	c.Overflow = cmp.Or(c.Overflow, c.Deliveries+"_overflow")
 	c.Retry = c.Retry.withDefaults()
 	c.DeliverTimeout = cmp.Or(c.DeliverTimeout, 30*time.Second)
 	c.Retention = cmp.Or(c.Retention, 24*time.Hour)
@@ -51,12 +55,13 @@ const fanoutMaxRetry = 100_000
 // which Queue treats as success. Queue is the outbox's Publisher.
 type Queue struct {
 	client *asynq.Client
+	fair   *Fairness
 	cfg    QueueConfig
 }
 
 // NewQueue returns a Queue enqueuing through client.
-func NewQueue(client *asynq.Client, cfg QueueConfig) *Queue {
-	return &Queue{client: client, cfg: cfg.withDefaults()}
+func NewQueue(client *asynq.Client, fair *Fairness, cfg QueueConfig) *Queue {
+	return &Queue{client: client, fair: fair, cfg: cfg.withDefaults()}
 }
 
 // Publish enqueues one fan-out task per event, with the event's ID as the
@@ -89,14 +94,26 @@ func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
 // EnqueueDeliveries enqueues one delivery task per payload, with the
 // delivery's ID as the task ID.
 func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) error {
+	counts := map[string]int{}
 	for _, p := range ps {
+		counts[p.EndpointID]++
+	}
+	overflowing, err := q.fair.Overflowing(ctx, counts)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		queue := q.cfg.Deliveries
+		if overflowing[p.EndpointID] {
+			queue = q.cfg.Overflow
+		}
 		payload, err := json.Marshal(p)
 		if err != nil {
 			return fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
 		}
 		task := asynq.NewTask(TypeDeliver, payload,
 			asynq.TaskID(p.DeliveryID),
-			asynq.Queue(q.cfg.Deliveries),
+			asynq.Queue(queue),
 			// One spare retry: the deliverer ends a delivery after the
 			// policy's last try itself, and asynq must not archive a last
 			// try that was only postponed (rate limit, open circuit).

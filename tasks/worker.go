@@ -49,7 +49,9 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
 		// Fan-outs are short and gate every delivery of an event: prefer them.
-		Queues:                   map[string]int{cfg.Queue.Events: 5, cfg.Queue.Deliveries: 2},
+		// Fan-outs first (they are cheap and feed the rest), then fresh
+		// deliveries, then the overflow of endpoints with a large backlog.
+		Queues:                   map[string]int{cfg.Queue.Events: 6, cfg.Queue.Deliveries: 3, cfg.Queue.Overflow: 1},
 		RetryDelayFunc:           cfg.Queue.Retry.retryDelay,
 		IsFailure:                isFailure,
 		TaskCheckInterval:        cfg.TaskCheckInterval,

@@ -1,0 +1,116 @@
+package tasks
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// acquireSlot takes one of an endpoint's in-flight slots if fewer than
+// ARGV[1] are taken; the key expires (ARGV[2] ms) should a worker die
+// holding slots.
+const acquireSlot = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`
+
+// releaseSlot gives a slot back, never below zero.
+const releaseSlot = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+`
+
+// FairnessConfig tunes Fairness. Zero values take the defaults.
+type FairnessConfig struct {
+	// BacklogThreshold is how many unfinished deliveries an endpoint may
+	// have before its new ones go to the overflow queue (default 1000).
+	BacklogThreshold int
+	// PerEndpoint caps the deliveries to one endpoint in flight at once
+	// across all workers (default 10).
+	PerEndpoint int
+	// SlotTTL bounds how long a dead worker's slots stay taken (default
+	// 2m); it must exceed a delivery attempt.
+	SlotTTL time.Duration
+}
+
+// Fairness keeps one endpoint from delaying the others, with two Redis
+// counters per endpoint. Its backlog (deliveries enqueued and not yet
+// finished) decides the queue: past the threshold, new deliveries go to the
+// overflow queue, which workers serve with a low weight, so deliveries to
+// quiet endpoints never wait behind a flood. Its in-flight count caps how
+// many workers one endpoint can hold: a slow or hanging endpoint takes at
+// most PerEndpoint of them, and its other deliveries are postponed.
+type Fairness struct {
+	rdb              redis.Cmdable
+	acquire, release *redis.Script
+	cfg              FairnessConfig
+}
+
+// NewFairness returns a Fairness on rdb.
+func NewFairness(rdb redis.Cmdable, cfg FairnessConfig) *Fairness {
+	cfg.BacklogThreshold = cmp.Or(cfg.BacklogThreshold, 1000)
+	cfg.PerEndpoint = cmp.Or(cfg.PerEndpoint, 10)
+	cfg.SlotTTL = cmp.Or(cfg.SlotTTL, 2*time.Minute)
+	return &Fairness{rdb: rdb, acquire: redis.NewScript(acquireSlot), release: redis.NewScript(releaseSlot), cfg: cfg}
+}
+
+func backlogKey(endpointID string) string  { return "hookd:backlog:" + endpointID }
+func inflightKey(endpointID string) string { return "hookd:inflight:" + endpointID }
+
+// backlogTTL lets a backlog counter that lost track (a crash between
+// enqueue and finish) reset itself once the endpoint goes quiet.
+const backlogTTL = time.Hour
+
+// Overflowing adds counts (deliveries about to be enqueued, by endpoint) to
+// the endpoints' backlogs and returns those now past the threshold.
+func (f *Fairness) Overflowing(ctx context.Context, counts map[string]int) (map[string]bool, error) {
+	pipe := f.rdb.Pipeline()
+	incrs := make(map[string]*redis.IntCmd, len(counts))
+	for ep, n := range counts {
+		incrs[ep] = pipe.IncrBy(ctx, backlogKey(ep), int64(n))
+		pipe.Expire(ctx, backlogKey(ep), backlogTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("count backlogs: %w", err)
+	}
+	over := map[string]bool{}
+	for ep, c := range incrs {
+		if c.Val() > int64(f.cfg.BacklogThreshold) {
+			over[ep] = true
+		}
+	}
+	return over, nil
+}
+
+// Finished takes a delivery to endpointID off its backlog.
+func (f *Fairness) Finished(ctx context.Context, endpointID string) error {
+	if err := f.release.Run(ctx, f.rdb, []string{backlogKey(endpointID)}).Err(); err != nil {
+		return fmt.Errorf("count backlog of %s: %w", endpointID, err)
+	}
+	return nil
+}
+
+// Acquire takes an in-flight slot of endpointID, or reports that all are
+// taken.
+func (f *Fairness) Acquire(ctx context.Context, endpointID string) (bool, error) {
+	n, err := f.acquire.Run(ctx, f.rdb, []string{inflightKey(endpointID)}, f.cfg.PerEndpoint, f.cfg.SlotTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("take a slot of %s: %w", endpointID, err)
+	}
+	return n == 1, nil
+}
+
+// Release gives back an in-flight slot of endpointID.
+func (f *Fairness) Release(ctx context.Context, endpointID string) error {
+	if err := f.release.Run(ctx, f.rdb, []string{inflightKey(endpointID)}).Err(); err != nil {
+		return fmt.Errorf("give back a slot of %s: %w", endpointID, err)
+	}
+	return nil
+}
