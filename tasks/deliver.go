@@ -177,7 +177,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 	// Postpone, without spending a retry, what the endpoint's rate limit or
 	// open circuit does not let through now.
-	if wait, err := d.limiter.Allow(ctx, ep.ID, ep.RateLimit); err != nil {
+	if wait, err := d.admit(ctx, ep, p.DeliveryID); err != nil {
 		return err
 	} else if wait > 0 {
 		d.metrics.attempts.WithLabelValues(OutcomeRateLimited).Inc()
@@ -249,6 +249,28 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	return err
+}
+
+// maxRateHold is the longest a worker waits in place for a delivery's
+// rate-limit slot. asynq schedules retries to the whole second, so a
+// delivery postponed by less comes back early, up to a second; waiting out
+// the last moments here sends it on time, which keeps the rate even.
+const maxRateHold = 250 * time.Millisecond
+
+// admit asks the endpoint's rate limit for the delivery's slot. A slot at
+// most maxRateHold away is waited for in place; otherwise it returns how
+// long the delivery must be postponed.
+func (d *Deliverer) admit(ctx context.Context, ep Endpoint, deliveryID string) (time.Duration, error) {
+	wait, err := d.limiter.Allow(ctx, ep.ID, deliveryID, ep.RateLimit)
+	if err != nil || wait == 0 || wait > maxRateHold {
+		return wait, err
+	}
+	select {
+	case <-time.After(wait):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return d.limiter.Allow(ctx, ep.ID, deliveryID, ep.RateLimit)
 }
 
 // finished takes a delivery off its endpoint's backlog.
@@ -340,9 +362,11 @@ func (d *Deliverer) record(ctx context.Context, a *Attempt, status string) error
 			Where("id = ?", a.DeliveryID)
 		switch status {
 		case StatusSucceeded:
-			q = q.Set("succeeded_at = clock_timestamp()")
+			q = q.Set("succeeded_at = clock_timestamp()").Set("failed_at = NULL")
 		case StatusFailed:
 			q = q.Set("failed_at = clock_timestamp()")
+		default:
+			q = q.Set("failed_at = NULL") // a dead letter run again from Asynqmon
 		}
 		if _, err := q.Exec(ctx); err != nil {
 			return fmt.Errorf("update delivery: %w", err)

@@ -69,7 +69,9 @@ func (p RetryPolicy) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	delay := p.Delay(n)
 	var ra *retryAfterError
 	if errors.As(err, &ra) {
-		delay = max(delay, ra.wait)
+		// asynq schedules retries to the second, rounding down: without the
+		// extra second a retry could come up to a second sooner than asked.
+		delay = max(delay, ra.wait+time.Second)
 	}
 	return delay
 }

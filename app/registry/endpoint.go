@@ -241,7 +241,8 @@ func (r *Registry) SetEndpointDisabled(ctx context.Context, appID, id string, di
 		upd.Set("disabled_reason = ?", cmp.Or(reason, "disabled by the API")).
 			Set("disabled_at = coalesce(disabled_at, clock_timestamp())")
 	} else {
-		upd.Set("disabled_reason = NULL").Set("disabled_at = NULL")
+		// A fresh start: the failing streak that may have disabled it is over.
+		upd.Set("disabled_reason = NULL").Set("disabled_at = NULL").Set("failing_since = NULL")
 	}
 	var ep Endpoint
 	if err := upd.Returning("*").Scan(ctx, &ep); err != nil {

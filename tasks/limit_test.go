@@ -1,0 +1,222 @@
+package tasks_test
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookd/hookd/tasks"
+)
+
+// limiterRedisDB is the logical Redis database of this package's tests.
+const limiterRedisDB = 5
+
+// limiterRedis returns a client on the package's Redis database, or fails
+// the test at once when Redis is unreachable.
+func limiterRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	u, err := url.Parse(cmp.Or(os.Getenv("HOOKD_TEST_REDIS_URL"), "redis://127.0.0.1:6379"))
+	if err != nil {
+		t.Fatalf("HOOKD_TEST_REDIS_URL: %v", err)
+	}
+	u.Path = fmt.Sprintf("/%d", limiterRedisDB)
+	opt, err := redis.ParseURL(u.String())
+	if err != nil {
+		t.Fatalf("HOOKD_TEST_REDIS_URL: %v", err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("redis unreachable at %s (run `go tool task services` or set HOOKD_TEST_REDIS_URL): %v", u.Redacted(), err)
+	}
+	return rdb
+}
+
+// limiterKey returns a fresh endpoint ID and deletes its limiter key when
+// the test ends: the database is shared, so nothing else is flushed.
+func limiterKey(t *testing.T, rdb *redis.Client) string {
+	t.Helper()
+	id := "ep_limittest_" + rand.Text()
+	t.Cleanup(func() {
+		// t.Context is already done here.
+		if err := rdb.Del(context.Background(), "hookd:ratelimit:"+id).Err(); err != nil {
+			t.Errorf("delete limiter key: %v", err)
+		}
+	})
+	return id
+}
+
+// admission is what a caller looping on Allow saw.
+type admission struct {
+	admitted []time.Time // when each admitted call returned
+	// refusedAfterWait counts the calls refused although they came after
+	// the wait asked for.
+	refusedAfterWait int
+	calls            int
+	callTime         time.Duration // spent in Allow
+	overslept        time.Duration // slept beyond the waits asked for
+}
+
+// admitFor calls Allow in a loop for d, sleeping whatever it asks.
+func admitFor(t *testing.T, l *tasks.RateLimiter, id string, perSecond int, d time.Duration) admission {
+	t.Helper()
+	var a admission
+	waited := false
+	ticket := 0
+	for start := time.Now(); time.Since(start) < d; {
+		called := time.Now()
+		wait, err := l.Allow(t.Context(), id, fmt.Sprint(ticket), perSecond)
+		a.calls++
+		a.callTime += time.Since(called)
+		if err != nil {
+			t.Error(err)
+			return a
+		}
+		if wait == 0 {
+			a.admitted = append(a.admitted, time.Now())
+			waited = false
+			ticket++
+			continue
+		}
+		if waited {
+			a.refusedAfterWait++
+		}
+		slept := time.Now()
+		time.Sleep(wait)
+		a.overslept += time.Since(slept) - wait
+		waited = true
+	}
+	return a
+}
+
+func TestLimiter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis; skipped with -short")
+	}
+	t.Parallel()
+
+	t.Run("BurstAdmitsOne", func(t *testing.T) {
+		t.Parallel()
+		rdb := limiterRedis(t)
+		l, id := tasks.NewRateLimiter(rdb), limiterKey(t, rdb)
+
+		const callers = 20
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			waits = make([]time.Duration, callers)
+			errs  = make([]error, callers)
+		)
+		// Open a connection per caller first, so that the calls come
+		// together, well within one interval.
+		for range callers {
+			wg.Go(func() { _ = rdb.Ping(t.Context()).Err() })
+		}
+		wg.Wait()
+		for i := range callers {
+			wg.Go(func() {
+				<-start
+				waits[i], errs[i] = l.Allow(t.Context(), id, fmt.Sprint(i), 10)
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		admitted := 0
+		slots := map[time.Duration]bool{}
+		for i, wait := range waits {
+			switch {
+			case errs[i] != nil:
+				t.Errorf("Allow: %v", errs[i])
+			case wait == 0:
+				admitted++
+			case wait < 0 || wait > callers*100*time.Millisecond:
+				t.Errorf("wait = %s, want within (0, %s]", wait, callers*100*time.Millisecond)
+			default:
+				// Refused calls queue for distinct slots, one interval apart.
+				slots[(wait+50*time.Millisecond)/(100*time.Millisecond)] = true
+			}
+		}
+		if len(slots) != callers-1 {
+			t.Errorf("the %d refused calls reserved %d distinct slots, want one each (waits %v)", callers-1, len(slots), waits)
+		}
+		if admitted != 1 {
+			t.Errorf("%d of %d concurrent calls admitted at 10/s, want 1 (waits %v)", admitted, callers, waits)
+		}
+	})
+
+	for _, perSecond := range []int{10, 100} {
+		t.Run(fmt.Sprintf("Rate%d", perSecond), func(t *testing.T) {
+			t.Parallel()
+			rdb := limiterRedis(t)
+			l, id := tasks.NewRateLimiter(rdb), limiterKey(t, rdb)
+
+			const d = 1500 * time.Millisecond
+			a := admitFor(t, l, id, perSecond, d)
+			got := len(a.admitted)
+			// A lone caller that waits as told is let through at once.
+			if a.refusedAfterWait > 0 {
+				t.Errorf("%d calls refused after waiting as told", a.refusedAfterWait)
+			}
+			want := perSecond * int(d/time.Millisecond) / 1000
+			slack := max(1, want/10)
+			if got < want-slack || got > want+slack {
+				t.Errorf("admitted %d in %s at %d/s, want %d±%d", got, d, perSecond, want, slack)
+			}
+			// Without burst tolerance, each admission is late by the
+			// caller's own latency (Redis round trip, timer overshoot),
+			// which the spacing shows.
+			if got > 1 {
+				spacing := a.admitted[got-1].Sub(a.admitted[0]) / time.Duration(got-1)
+				t.Logf("admitted %d in %s at %d/s: one every %s; Allow took %s on average, sleeps overshot by %s",
+					got, d, perSecond, spacing.Round(time.Microsecond), (a.callTime / time.Duration(a.calls)).Round(time.Microsecond),
+					(a.overslept / time.Duration(max(a.calls-got, 1))).Round(time.Microsecond))
+			}
+		})
+	}
+
+	t.Run("SharedAcrossClients", func(t *testing.T) {
+		t.Parallel()
+		// Two clients stand for two worker processes.
+		rdb1, rdb2 := limiterRedis(t), limiterRedis(t)
+		l1, l2 := tasks.NewRateLimiter(rdb1), tasks.NewRateLimiter(rdb2)
+		id := limiterKey(t, rdb1)
+
+		const d = 1500 * time.Millisecond
+		var a1, a2 admission
+		var wg sync.WaitGroup
+		wg.Go(func() { a1 = admitFor(t, l1, id, 10, d) })
+		wg.Go(func() { a2 = admitFor(t, l2, id, 10, d) })
+		wg.Wait()
+		n1, n2 := len(a1.admitted), len(a2.admitted)
+		if total := n1 + n2; total < 14 || total > 16 {
+			t.Errorf("two limiters admitted %d+%d in %s at 10/s, want 15±1 together", n1, n2, d)
+		}
+		t.Logf("two limiters admitted %d+%d in %s at 10/s", n1, n2, d)
+	})
+
+	t.Run("Unlimited", func(t *testing.T) {
+		t.Parallel()
+		rdb := limiterRedis(t)
+		l, id := tasks.NewRateLimiter(rdb), limiterKey(t, rdb)
+		for _, perSecond := range []int{0, -1} {
+			for range 100 {
+				wait, err := l.Allow(t.Context(), id, "t", perSecond)
+				if err != nil || wait != 0 {
+					t.Fatalf("Allow(%d) = %s, %v; want 0, nil", perSecond, wait, err)
+				}
+			}
+		}
+		if n, err := rdb.Exists(t.Context(), "hookd:ratelimit:"+id).Result(); err != nil || n != 0 {
+			t.Errorf("an unlimited endpoint left a limiter key (exists %d, %v)", n, err)
+		}
+	})
+}
