@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -175,5 +176,62 @@ func TestBulkRetryByEndpoint(t *testing.T) {
 		if _, err := ins.GetTaskInfo("deliveries", id); err != nil {
 			t.Errorf("delivery %s retried without a task: %v", id, err)
 		}
+	}
+}
+
+// TestBulkRetryOfTenThousand retries 10,000 dead letters: the request
+// returns at once with a job, which retries them all in the background.
+func TestBulkRetryOfTenThousand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 dead letters; skipped with -short")
+	}
+	t.Parallel()
+	h := start(t, nil)
+	recv := newReceiver(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
+	const n = 10_000
+	_, err := h.db.ExecContext(t.Context(), `
+		INSERT INTO outbox_events (id, tenant, topic, payload, published_at)
+		SELECT 'evt_' || lpad(g::text, 26, '0'), ?, 'bulk.import', '{"n":1}', clock_timestamp()
+		FROM generate_series(1, ?) AS g`, appID, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.db.ExecContext(t.Context(), `
+		INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, status, attempts, last_error, failed_at)
+		SELECT 'dlv_' || lpad(g::text, 26, '0'), 'evt_' || lpad(g::text, 26, '0'), ?, ?, 'bulk.import',
+		       'failed', 8, 'HTTP 500', clock_timestamp() - interval '1 minute'
+		FROM generate_series(1, ?) AS g`, ep.ID, appID, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var job struct {
+		ID      string `json:"id"`
+		Status  string `json:"status"`
+		Retried int    `json:"retried"`
+	}
+	sent := time.Now()
+	if code := h.do(http.MethodPost, "/v1/dead-letters/retry", map[string]any{"app_id": appID}, &job); code != http.StatusAccepted {
+		t.Fatalf("bulk retry = %d, want 202", code)
+	}
+	if took := time.Since(sent); took > 2*time.Second {
+		t.Errorf("starting a bulk retry of %d took %s: it must not wait for the retries", n, took)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for job.Status != "completed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("bulk retry still %s after 2 minutes, %d retried", job.Status, job.Retried)
+		}
+		time.Sleep(100 * time.Millisecond)
+		h.do(http.MethodGet, "/v1/dead-letters/retries/"+job.ID, nil, &job)
+	}
+	t.Logf("bulk retry of %d dead letters completed in %s", n, time.Since(sent).Round(time.Millisecond))
+	if job.Retried != n {
+		t.Errorf("bulk retry retried %d, want %d", job.Retried, n)
+	}
+	if left := h.count(`SELECT count(*) FROM deliveries WHERE status = 'failed'`); left != 0 {
+		t.Errorf("%d dead letters left", left)
 	}
 }
