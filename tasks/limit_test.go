@@ -66,14 +66,14 @@ type admission struct {
 }
 
 // admitFor calls Allow in a loop for d, sleeping whatever it asks.
-func admitFor(t *testing.T, l *tasks.RateLimiter, id string, perSecond int, d time.Duration) admission {
+func admitFor(t *testing.T, l *tasks.RateLimiter, id, caller string, perSecond int, d time.Duration) admission {
 	t.Helper()
 	var a admission
 	waited := false
 	ticket := 0
 	for start := time.Now(); time.Since(start) < d; {
 		called := time.Now()
-		wait, err := l.Allow(t.Context(), id, fmt.Sprint(ticket), perSecond)
+		wait, err := l.Allow(t.Context(), id, caller+"-"+fmt.Sprint(ticket), perSecond)
 		a.calls++
 		a.callTime += time.Since(called)
 		if err != nil {
@@ -159,27 +159,37 @@ func TestLimiter(t *testing.T) {
 			rdb := limiterRedis(t)
 			l, id := tasks.NewRateLimiter(rdb), limiterKey(t, rdb)
 
-			const d = 1500 * time.Millisecond
-			a := admitFor(t, l, id, perSecond, d)
-			got := len(a.admitted)
-			// A lone caller that waits as told is let through at once.
-			if a.refusedAfterWait > 0 {
-				t.Errorf("%d calls refused after waiting as told", a.refusedAfterWait)
+			// Several callers, so that the limiter and not one caller's
+			// round trips sets the pace on a loaded machine.
+			const d, callers = 1500 * time.Millisecond, 4
+			var (
+				wg sync.WaitGroup
+				as [callers]admission
+			)
+			for i := range callers {
+				wg.Go(func() { as[i] = admitFor(t, l, id, fmt.Sprint(i), perSecond, d) })
 			}
+			wg.Wait()
+			got, refused := 0, 0
+			for _, a := range as {
+				got += len(a.admitted)
+				refused += a.refusedAfterWait
+			}
+			// A caller that waits as told is let through at once.
+			if refused > 0 {
+				t.Errorf("%d calls refused after waiting as told", refused)
+			}
+			// Never above the limit. Below it only by what late callers
+			// lose at the end of the window: a loaded machine oversleeps.
 			want := perSecond * int(d/time.Millisecond) / 1000
 			slack := max(1, want/10)
-			if got < want-slack || got > want+slack {
-				t.Errorf("admitted %d in %s at %d/s, want %d±%d", got, d, perSecond, want, slack)
+			if got > want+slack {
+				t.Errorf("admitted %d in %s at %d/s, over the limit (%d+%d)", got, d, perSecond, want, slack)
 			}
-			// Without burst tolerance, each admission is late by the
-			// caller's own latency (Redis round trip, timer overshoot),
-			// which the spacing shows.
-			if got > 1 {
-				spacing := a.admitted[got-1].Sub(a.admitted[0]) / time.Duration(got-1)
-				t.Logf("admitted %d in %s at %d/s: one every %s; Allow took %s on average, sleeps overshot by %s",
-					got, d, perSecond, spacing.Round(time.Microsecond), (a.callTime / time.Duration(a.calls)).Round(time.Microsecond),
-					(a.overslept / time.Duration(max(a.calls-got, 1))).Round(time.Microsecond))
+			if got < want*7/10 {
+				t.Errorf("admitted %d in %s at %d/s, far below the limit (%d)", got, d, perSecond, want)
 			}
+			t.Logf("%d callers admitted %d in %s at %d/s", callers, got, d, perSecond)
 		})
 	}
 
@@ -193,8 +203,8 @@ func TestLimiter(t *testing.T) {
 		const d = 1500 * time.Millisecond
 		var a1, a2 admission
 		var wg sync.WaitGroup
-		wg.Go(func() { a1 = admitFor(t, l1, id, 10, d) })
-		wg.Go(func() { a2 = admitFor(t, l2, id, 10, d) })
+		wg.Go(func() { a1 = admitFor(t, l1, id, "1", 10, d) })
+		wg.Go(func() { a2 = admitFor(t, l2, id, "2", 10, d) })
 		wg.Wait()
 		n1, n2 := len(a1.admitted), len(a2.admitted)
 		if total := n1 + n2; total < 14 || total > 16 {
