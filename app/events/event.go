@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 
@@ -73,6 +74,9 @@ func (s *Store) Publish(ctx context.Context, appID string, in PublishInput) (ev 
 	var payload bytes.Buffer
 	if err := json.Compact(&payload, in.Payload); err != nil || payload.Len() == 0 || payload.Bytes()[0] != '{' {
 		return Event{}, false, resource.Invalid("payload", "must be a JSON object")
+	}
+	if !utf8.Valid(in.Payload) {
+		return Event{}, false, resource.Invalid("payload", "must be valid UTF-8")
 	}
 	if err := s.checkType(ctx, in.Type, payload.Bytes()); err != nil {
 		return Event{}, false, err

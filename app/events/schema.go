@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -60,6 +61,9 @@ func normalizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	if len(raw) > maxSchemaBytes {
 		return nil, resource.Invalid("schema", "must be at most %d bytes", maxSchemaBytes)
+	}
+	if !utf8.Valid(raw) {
+		return nil, resource.Invalid("schema", "must be valid UTF-8")
 	}
 	if t := bytes.TrimSpace(raw); t[0] != '{' {
 		return nil, resource.Invalid("schema", "must be a JSON Schema object")

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -344,6 +345,9 @@ func validEventTypes(in []string) ([]string, error) {
 
 // validFilter parses a filter and returns it compacted, or nil for none.
 func validFilter(raw json.RawMessage) (json.RawMessage, error) {
+	if !utf8.Valid(raw) {
+		return nil, resource.Invalid("filter", "must be valid UTF-8")
+	}
 	f, err := filter.Parse(raw)
 	if err != nil {
 		return nil, resource.Invalid("filter", "%v", err)
