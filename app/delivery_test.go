@@ -59,28 +59,8 @@ type dlvEndpoint struct {
 // the status and the raw response body.
 func dlvDo(h *harness, method, path, body string) (int, []byte) {
 	h.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(h.t.Context(), method, h.base+path, rd)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+adminKey)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		h.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		h.t.Fatalf("%s %s: read response: %v", method, path, err)
-	}
-	return resp.StatusCode, b
+	code, b, _ := resDo(h, method, path, body)
+	return code, b
 }
 
 // dlvMust sends body and fails unless hookd answers want; it decodes the
