@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
+	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -120,6 +122,9 @@ func (a *App) HTTPAddr() string {
 	return a.apiLn.Addr().String()
 }
 
+// Gatherer returns the registry /metrics serves.
+func (a *App) Gatherer() prometheus.Gatherer { return a.metrics }
+
 // MetricsAddr returns the metrics listen address, or "" when disabled.
 func (a *App) MetricsAddr() string {
 	if a.metricsLn == nil {
@@ -148,13 +153,28 @@ func (a *App) Run(ctx context.Context) error {
 	})
 	queue := tasks.NewQueue(client, fair, queueCfg)
 	metrics := tasks.NewMetrics(a.metrics)
+	// The inspector shares a.rdb, which Close closes.
+	inspector := asynq.NewInspectorFromRedisClient(a.rdb)
+	a.metrics.MustRegister(newOutboxCollector(a.db), asynqmetrics.NewQueueMetricsCollector(inspector))
 
 	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets, DisableAfter: a.cfg.DisableAfter})
-	// The inspector shares a.rdb, which Close closes.
-	deadLetters := tasks.NewDeadLetters(a.db, queue, asynq.NewInspectorFromRedisClient(a.rdb), a.log)
+	deadLetters := tasks.NewDeadLetters(a.db, queue, inspector, metrics, a.log)
 	g, ctx := errgroup.WithContext(ctx)
 	if a.apiLn != nil {
+		redisOpt, err := asynq.ParseRedisURI(a.cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("parse HOOKD_REDIS_URL: %w", err)
+		}
+		monitor := asynqmon.New(asynqmon.Options{
+			RootPath:          "/monitoring",
+			RedisConnOpt:      redisOpt,
+			ReadOnly:          a.cfg.MonitoringReadOnly,
+			PrometheusAddress: a.cfg.PrometheusURL,
+		})
+		defer monitor.Close()
 		srv := api.New(reg, events.NewStore(a.db), links.NewService(a.db), deadLetters, a.log, api.Config{
+			Monitoring:    monitor,
+			Metrics:       a.metrics,
 			AdminAPIKey:   a.cfg.AdminAPIKey,
 			MaxEventBytes: a.cfg.MaxEventBytes,
 			Version:       Version(),
@@ -174,7 +194,7 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return a.serveHTTP(ctx, "metrics", a.metricsLn, mux) })
 	}
 	if a.has(RoleRelay) {
-		relay := outbox.NewRelay(a.db, queue, a.log.With(slog.String("role", RoleRelay)), outbox.RelayConfig{})
+		relay := outbox.NewRelay(a.db, queue, a.log.With(slog.String("role", RoleRelay)), outbox.RelayConfig{Observer: metrics})
 		g.Go(func() error { return relay.Run(ctx) })
 	}
 	if a.has(RoleWorker) {

@@ -51,6 +51,8 @@ type Config struct {
 	DisableAfter        time.Duration
 	EndpointConcurrency int
 	OverflowBacklog     int
+	MonitoringReadOnly  bool
+	PrometheusURL       string
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
@@ -173,6 +175,21 @@ func settings() []setting {
 		{"HOOKD_OVERFLOW_BACKLOG", "overflow-backlog", "1000",
 			"unfinished deliveries an endpoint may have before its new ones go to the low-priority overflow queue", func(c *Config, v string) error {
 				return setPositive(&c.OverflowBacklog, v)
+			}},
+		{"HOOKD_MONITORING_READONLY", "monitoring-readonly", "false",
+			"serve Asynqmon at /monitoring/ read-only (no run, delete or archive buttons)", func(c *Config, v string) error {
+				return setBool(&c.MonitoringReadOnly, v)
+			}},
+		{"HOOKD_PROMETHEUS_URL", "prometheus-url", "",
+			"Prometheus base URL, for the charts of Asynqmon at /monitoring/ (empty: no charts)", func(c *Config, v string) error {
+				if v != "" {
+					u, err := url.Parse(v)
+					if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+						return errors.New("want an http(s) URL")
+					}
+				}
+				c.PrometheusURL = v
+				return nil
 			}},
 		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", "50",
 			"tasks a worker processes at once", func(c *Config, v string) error {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/resource"
@@ -95,7 +96,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer rdb.Close()
 	queue := tasks.NewQueue(asynq.NewClientFromRedisClient(rdb), tasks.NewFairness(rdb, tasks.FairnessConfig{}), tasks.QueueConfig{})
-	dl := tasks.NewDeadLetters(db, queue, asynq.NewInspectorFromRedisClient(rdb), log)
+	dl := tasks.NewDeadLetters(db, queue, asynq.NewInspectorFromRedisClient(rdb), tasks.NewMetrics(prometheus.NewRegistry()), log)
 	if !*all {
 		retried, err := dl.Retry(ctx, fs.Args())
 		if err != nil {

@@ -69,3 +69,29 @@ func Publish(ctx context.Context, tx bun.Tx, msgs ...*Message) error {
 	}
 	return nil
 }
+
+// Stats describes the outbox's unpublished rows.
+type Stats struct {
+	// Pending counts unpublished rows.
+	Pending int64
+	// Lag is the age of the oldest unpublished row (0 when none).
+	Lag time.Duration
+}
+
+// ReadStats reads the outbox's unpublished rows through the partial index
+// on them: cheap enough to run on every metrics scrape.
+func ReadStats(ctx context.Context, db bun.IDB) (Stats, error) {
+	var row struct {
+		Pending int64   `bun:"pending"`
+		LagSecs float64 `bun:"lag"`
+	}
+	err := db.NewSelect().Model((*Message)(nil)).
+		ColumnExpr("count(*) AS pending").
+		ColumnExpr("coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS lag").
+		Where("published_at IS NULL").
+		Scan(ctx, &row)
+	if err != nil {
+		return Stats{}, fmt.Errorf("read outbox stats: %w", err)
+	}
+	return Stats{Pending: row.Pending, Lag: time.Duration(row.LagSecs * float64(time.Second))}, nil
+}

@@ -33,7 +33,22 @@ type RelayConfig struct {
 	// doubles with each further failure, up to MaxErrorBackoff (default 30s).
 	ErrorBackoff    time.Duration
 	MaxErrorBackoff time.Duration
+	// Observer hears about every batch (optional).
+	Observer RelayObserver
 }
+
+// RelayObserver hears what a relay does, for metrics.
+type RelayObserver interface {
+	// BatchRelayed reports a batch of n events published in d (n may be 0).
+	BatchRelayed(n int, d time.Duration)
+	// BatchFailed reports a batch that rolled back.
+	BatchFailed()
+}
+
+type noObserver struct{}
+
+func (noObserver) BatchRelayed(int, time.Duration) {}
+func (noObserver) BatchFailed()                    {}
 
 // Relay moves committed events from the outbox to a Publisher. Any number of
 // relays may run against one table: each claims rows with
@@ -52,6 +67,9 @@ func NewRelay(db *bun.DB, pub Publisher, log *slog.Logger, cfg RelayConfig) *Rel
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.ErrorBackoff = cmp.Or(cfg.ErrorBackoff, 500*time.Millisecond)
 	cfg.MaxErrorBackoff = max(cmp.Or(cfg.MaxErrorBackoff, 30*time.Second), cfg.ErrorBackoff)
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	return &Relay{db: db, pub: pub, log: log, cfg: cfg}
 }
 
@@ -60,6 +78,7 @@ func NewRelay(db *bun.DB, pub Publisher, log *slog.Logger, cfg RelayConfig) *Rel
 // the Publisher fails, the transaction rolls back and the events stay
 // unpublished for the next pass. It returns how many events it published.
 func (r *Relay) RelayBatch(ctx context.Context) (int, error) {
+	start := time.Now()
 	var batch []Message
 	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		err := tx.NewSelect().Model(&batch).
@@ -91,8 +110,12 @@ func (r *Relay) RelayBatch(ctx context.Context) (int, error) {
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Observer.BatchFailed()
+		}
 		return 0, fmt.Errorf("relay batch: %w", err)
 	}
+	r.cfg.Observer.BatchRelayed(len(batch), time.Since(start))
 	return len(batch), nil
 }
 

@@ -71,14 +71,15 @@ const retryBatch = 500
 // removing what asynq still holds of the old one (its archived task).
 type DeadLetters struct {
 	db        *bun.DB
+	metrics   *Metrics
 	queue     *Queue
 	inspector *asynq.Inspector
 	log       *slog.Logger
 }
 
 // NewDeadLetters returns a DeadLetters.
-func NewDeadLetters(db *bun.DB, queue *Queue, inspector *asynq.Inspector, log *slog.Logger) *DeadLetters {
-	return &DeadLetters{db: db, queue: queue, inspector: inspector, log: log}
+func NewDeadLetters(db *bun.DB, queue *Queue, inspector *asynq.Inspector, metrics *Metrics, log *slog.Logger) *DeadLetters {
+	return &DeadLetters{db: db, queue: queue, inspector: inspector, metrics: metrics, log: log}
 }
 
 // Retry retries the dead letters among ids and returns the IDs it retried:
@@ -119,7 +120,7 @@ func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error
 			if err != nil {
 				return fmt.Errorf("encode webhook %s: %w", r.EventID, err)
 			}
-			payloads[i] = DeliverPayload{DeliveryID: r.ID, EventID: r.EventID, EndpointID: r.EndpointID, Body: body}
+			payloads[i] = DeliverPayload{DeliveryID: r.ID, EventID: r.EventID, EndpointID: r.EndpointID, Body: body, CreatedAt: r.CreatedAt}
 			retried[i] = r.ID
 		}
 		_, err = tx.NewUpdate().Model((*Delivery)(nil)).
@@ -146,6 +147,7 @@ func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error
 	if err != nil {
 		return nil, fmt.Errorf("retry dead letters: %w", err)
 	}
+	dl.metrics.replayed.Add(float64(len(retried)))
 	return retried, nil
 }
 

@@ -236,6 +236,16 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if next != StatusPending {
 		d.finished(ctx, ep.ID)
 	}
+	if ok && !p.CreatedAt.IsZero() {
+		d.metrics.latency.Observe(time.Since(p.CreatedAt).Seconds())
+	}
+	if disabled {
+		reason := "failing"
+		if gone {
+			reason = "gone"
+		}
+		d.metrics.disabled.WithLabelValues(reason).Inc()
+	}
 	switch {
 	case ok:
 		return nil

@@ -44,6 +44,7 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("find subscribers of %s: %w", ev.EventID, err)
 	}
 	f.metrics.eventsFannedOut.Inc()
+	f.metrics.perEvent.Observe(float64(len(endpoints)))
 	if len(endpoints) == 0 {
 		return nil
 	}
@@ -78,7 +79,7 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	payloads := make([]DeliverPayload, len(pending))
 	for i, d := range pending {
-		payloads[i] = DeliverPayload{DeliveryID: d.ID, EventID: ev.EventID, EndpointID: d.EndpointID, Body: body}
+		payloads[i] = DeliverPayload{DeliveryID: d.ID, EventID: ev.EventID, EndpointID: d.EndpointID, Body: body, CreatedAt: ev.CreatedAt}
 	}
 	if err := f.queue.EnqueueDeliveries(ctx, payloads); err != nil {
 		return fmt.Errorf("fan out %s: %w", ev.EventID, err)

@@ -46,6 +46,9 @@ type DeliverPayload struct {
 	EventID    string          `json:"event_id"`
 	EndpointID string          `json:"endpoint_id"`
 	Body       json.RawMessage `json:"body"`
+	// CreatedAt is when the event was written to the outbox, for the
+	// end-to-end latency metric.
+	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 // Webhook is the body POSTed to endpoints.

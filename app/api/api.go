@@ -15,6 +15,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
@@ -36,6 +37,11 @@ type Config struct {
 	Version string
 	// Checks are run by /readyz, by name.
 	Checks map[string]CheckFunc
+	// Monitoring, when set, is served at /monitoring/ to admin keys
+	// (Asynqmon).
+	Monitoring http.Handler
+	// Metrics registers the API's request metrics (optional).
+	Metrics prometheus.Registerer
 }
 
 // DefaultMaxEventBytes is the default bound of an event request body.
@@ -53,6 +59,7 @@ type Server struct {
 	log         *slog.Logger
 	cfg         Config
 	adminKey    [32]byte
+	metrics     *httpMetrics
 }
 
 // New returns a Server.
@@ -60,7 +67,7 @@ func New(reg *registry.Registry, evs *events.Store, ls *links.Service, dl DeadLe
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = DefaultMaxEventBytes
 	}
-	return &Server{registry: reg, events: evs, links: ls, deadLetters: dl, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey))}
+	return &Server{registry: reg, events: evs, links: ls, deadLetters: dl, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey)), metrics: newHTTPMetrics(cfg.Metrics)}
 }
 
 // Handler returns the routes: every operation is registered through huma,
@@ -69,7 +76,7 @@ func New(reg *registry.Registry, evs *events.Store, ls *links.Service, dl DeadLe
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	api := humago.New(mux, s.humaConfig())
-	api.UseMiddleware(s.authenticate(api))
+	api.UseMiddleware(s.metrics.observe, s.authenticate(api))
 
 	s.registerHealth(api)
 	s.registerApps(api)
@@ -82,6 +89,10 @@ func (s *Server) Handler() http.Handler {
 	s.registerLinks(api)
 	documentProblem(api.OpenAPI())
 
+	if s.cfg.Monitoring != nil {
+		mux.Handle("/monitoring/", s.monitoring(s.cfg.Monitoring))
+		mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, newProblem(http.StatusNotFound, "not-found", "no such route"))
 	})
