@@ -20,6 +20,7 @@ import (
 
 	"database/sql"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/uptrace/bun"
@@ -60,6 +61,8 @@ type harness struct {
 	client  *http.Client
 	noRedir *http.Client
 	doc     *openapitest.Doc
+	// metrics gathers what hookd's /metrics serves.
+	metrics prometheus.Gatherer
 }
 
 // start runs hookd with test defaults; env overrides HOOKD_* variables.
@@ -106,6 +109,7 @@ func start(t *testing.T, env map[string]string) *harness {
 		rdb:    redis.NewClient(mustParseRedis(t, cfg.RedisURL)),
 		queues: []string{cfg.Queue.Events, cfg.Queue.Deliveries, cfg.Queue.Deliveries + "_overflow"},
 	}
+	h.metrics = a.Gatherer()
 	h.doc = loadDoc(t, h.base)
 	h.client = &http.Client{Transport: h.doc.Transport(t, nil, nil)}
 	h.noRedir = &http.Client{
