@@ -7,7 +7,25 @@
 # Result:
 #   postgres://hookd:hookd@127.0.0.1:5432/hookd?sslmode=disable
 #   redis://127.0.0.1:6379/0
+#
+# With --with-prometheus it also makes prometheus and promtool available
+# (deploy/prometheus.sh: Debian's package, no system service left running).
 set -euo pipefail
+
+WITH_PROMETHEUS=0
+for arg in "$@"; do
+	case $arg in
+	--with-prometheus) WITH_PROMETHEUS=1 ;;
+	-h | --help)
+		printf 'usage: %s [--with-prometheus]\n' "$0" >&2
+		exit 0
+		;;
+	*)
+		printf 'services: unknown argument %s (want --with-prometheus)\n' "$arg" >&2
+		exit 2
+		;;
+	esac
+done
 
 readonly PG_HOST=127.0.0.1
 readonly PG_PORT=5432
@@ -266,4 +284,7 @@ setup_redis() {
 
 setup_postgres
 setup_redis
+if [[ $WITH_PROMETHEUS -eq 1 ]]; then
+	bash "$(dirname "${BASH_SOURCE[0]}")/prometheus.sh"
+fi
 log "done"
