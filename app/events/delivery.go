@@ -99,7 +99,7 @@ func (s *Store) Deliveries(ctx context.Context, appID string, f DeliveryFilter, 
 func (s *Store) Delivery(ctx context.Context, appID, id string) (Delivery, error) {
 	var row tasks.Delivery
 	if err := s.db.NewSelect().Model(&row).Where("app_id = ? AND id = ?", appID, id).Scan(ctx); err != nil {
-		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, notFound(err))
+		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, resource.NotFound(err))
 	}
 	var attempts []tasks.Attempt
 	if err := s.db.NewSelect().Model(&attempts).Where("delivery_id = ?", id).OrderExpr("attempted_at, id").Scan(ctx); err != nil {
@@ -125,7 +125,7 @@ func deliveryOf(r tasks.Delivery) Delivery {
 func (s *Store) DeliveryByID(ctx context.Context, id string) (Delivery, error) {
 	var row tasks.Delivery
 	if err := s.db.NewSelect().Model(&row).Where("id = ?", id).Scan(ctx); err != nil {
-		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, notFound(err))
+		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, resource.NotFound(err))
 	}
 	return deliveryOf(row), nil
 }

@@ -145,7 +145,7 @@ func claimKey(ctx context.Context, tx bun.Tx, k idempotencyKey) (string, error) 
 func (s *Store) checkType(ctx context.Context, name string, payload json.RawMessage) error {
 	var et EventType
 	err := s.db.NewSelect().Model(&et).Where("name = ?", name).Scan(ctx)
-	if errors.Is(notFound(err), resource.ErrNotFound) {
+	if errors.Is(resource.NotFound(err), resource.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -168,7 +168,7 @@ func (s *Store) checkType(ctx context.Context, name string, payload json.RawMess
 func (s *Store) Event(ctx context.Context, appID, id string) (Event, error) {
 	var m outbox.Message
 	if err := s.db.NewSelect().Model(&m).Where("tenant = ? AND id = ?", appID, id).Scan(ctx); err != nil {
-		return Event{}, fmt.Errorf("get event %s: %w", id, notFound(err))
+		return Event{}, fmt.Errorf("get event %s: %w", id, resource.NotFound(err))
 	}
 	var counts []struct {
 		Status string `bun:"status"`

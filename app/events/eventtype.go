@@ -106,7 +106,7 @@ func (s *Store) CreateEventType(ctx context.Context, in EventTypeInput) (EventTy
 func (s *Store) EventType(ctx context.Context, name string) (EventType, error) {
 	var et EventType
 	if err := s.db.NewSelect().Model(&et).Where("name = ?", name).Scan(ctx); err != nil {
-		return EventType{}, fmt.Errorf("get event type %s: %w", name, notFound(err))
+		return EventType{}, fmt.Errorf("get event type %s: %w", name, resource.NotFound(err))
 	}
 	return et, nil
 }
@@ -156,7 +156,7 @@ func (s *Store) UpdateEventType(ctx context.Context, name string, p EventTypePat
 	}
 	var et EventType
 	if err := upd.Returning("*").Scan(ctx, &et); err != nil {
-		return EventType{}, fmt.Errorf("update event type %s: %w", name, notFound(err))
+		return EventType{}, fmt.Errorf("update event type %s: %w", name, resource.NotFound(err))
 	}
 	return et, nil
 }

@@ -2,7 +2,6 @@ package events
 
 import (
 	"bytes"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,10 +128,3 @@ func escapePointer(tokens []string) []string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-func notFound(err error) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return resource.ErrNotFound
-	}
-	return err
-}

@@ -88,7 +88,7 @@ func (r *Registry) APIKeys(ctx context.Context, q resource.PageQuery) (resource.
 func (r *Registry) APIKey(ctx context.Context, id string) (APIKey, error) {
 	var k APIKey
 	if err := r.db.NewSelect().Model(&k).Where("id = ?", id).Scan(ctx); err != nil {
-		return APIKey{}, fmt.Errorf("get api key %s: %w", id, notFound(err))
+		return APIKey{}, fmt.Errorf("get api key %s: %w", id, resource.NotFound(err))
 	}
 	return k, nil
 }
@@ -100,7 +100,7 @@ func (r *Registry) RevokeAPIKey(ctx context.Context, id string) (APIKey, error) 
 		Set("revoked_at = coalesce(revoked_at, clock_timestamp())").
 		Returning("*").Scan(ctx, &k)
 	if err != nil {
-		return APIKey{}, fmt.Errorf("revoke api key %s: %w", id, notFound(err))
+		return APIKey{}, fmt.Errorf("revoke api key %s: %w", id, resource.NotFound(err))
 	}
 	return k, nil
 }
@@ -115,7 +115,7 @@ func (r *Registry) Authenticate(ctx context.Context, key string) (APIKey, error)
 	var k APIKey
 	err := r.db.NewSelect().Model(&k).Where("hash = ?", sum[:]).Where("revoked_at IS NULL").Scan(ctx)
 	if err != nil {
-		return APIKey{}, fmt.Errorf("authenticate: %w", notFound(err))
+		return APIKey{}, fmt.Errorf("authenticate: %w", resource.NotFound(err))
 	}
 	if k.LastUsedAt == nil || time.Since(*k.LastUsedAt) > time.Minute {
 		_, err := r.db.NewUpdate().Model((*APIKey)(nil)).Set("last_used_at = clock_timestamp()").Where("id = ?", k.ID).Exec(ctx)

@@ -141,7 +141,7 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 func (r *Registry) Endpoint(ctx context.Context, appID, id string) (Endpoint, error) {
 	var ep Endpoint
 	if err := r.db.NewSelect().Model(&ep).Where("app_id = ? AND id = ?", appID, id).Scan(ctx); err != nil {
-		return Endpoint{}, fmt.Errorf("get endpoint %s: %w", id, notFound(err))
+		return Endpoint{}, fmt.Errorf("get endpoint %s: %w", id, resource.NotFound(err))
 	}
 	return ep, nil
 }
@@ -224,7 +224,7 @@ func (r *Registry) UpdateEndpoint(ctx context.Context, appID, id string, p Endpo
 	}
 	var ep Endpoint
 	if err := upd.Returning("*").Scan(ctx, &ep); err != nil {
-		return Endpoint{}, fmt.Errorf("update endpoint %s: %w", id, notFound(err))
+		return Endpoint{}, fmt.Errorf("update endpoint %s: %w", id, resource.NotFound(err))
 	}
 	return ep, nil
 }
@@ -247,7 +247,7 @@ func (r *Registry) SetEndpointDisabled(ctx context.Context, appID, id string, di
 	}
 	var ep Endpoint
 	if err := upd.Returning("*").Scan(ctx, &ep); err != nil {
-		return Endpoint{}, fmt.Errorf("set endpoint %s disabled=%t: %w", id, disabled, notFound(err))
+		return Endpoint{}, fmt.Errorf("set endpoint %s disabled=%t: %w", id, disabled, resource.NotFound(err))
 	}
 	return ep, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/hookd/hookd/app/resource"
 )
 
 // Health is the deliverer's tasks.EndpointHealth on the registry: it
@@ -37,7 +39,7 @@ func (h Health) Failed(ctx context.Context, id string, gone bool, reason string)
 		Returning("failing_since").
 		Scan(ctx, &since)
 	if err != nil {
-		return false, fmt.Errorf("extend failing streak of endpoint %s: %w", id, notFound(err))
+		return false, fmt.Errorf("extend failing streak of endpoint %s: %w", id, resource.NotFound(err))
 	}
 	why := ""
 	switch {

@@ -6,8 +6,6 @@ package registry
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -93,7 +91,7 @@ func (r *Registry) CreateApp(ctx context.Context, in AppInput) (App, error) {
 func (r *Registry) App(ctx context.Context, id string) (App, error) {
 	var a App
 	if err := r.db.NewSelect().Model(&a).Where("id = ?", id).Scan(ctx); err != nil {
-		return App{}, fmt.Errorf("get app %s: %w", id, notFound(err))
+		return App{}, fmt.Errorf("get app %s: %w", id, resource.NotFound(err))
 	}
 	return a, nil
 }
@@ -137,7 +135,7 @@ func (r *Registry) UpdateApp(ctx context.Context, id string, p AppPatch) (App, e
 	}
 	var a App
 	if err := upd.Returning("*").Scan(ctx, &a); err != nil {
-		return App{}, fmt.Errorf("update app %s: %w", id, notFound(err))
+		return App{}, fmt.Errorf("update app %s: %w", id, resource.NotFound(err))
 	}
 	return a, nil
 }
@@ -196,11 +194,4 @@ func orEmpty(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
-}
-
-func notFound(err error) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return resource.ErrNotFound
-	}
-	return err
 }

@@ -72,7 +72,7 @@ func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace tim
 		var epID string
 		err := tx.NewSelect().Model((*Endpoint)(nil)).Column("id").Where("app_id = ? AND id = ?", appID, id).For("UPDATE").Scan(ctx, &epID)
 		if err != nil {
-			return fmt.Errorf("lock endpoint %s: %w", id, notFound(err))
+			return fmt.Errorf("lock endpoint %s: %w", id, resource.NotFound(err))
 		}
 		_, err = tx.NewUpdate().Model((*endpointSecret)(nil)).
 			Set("expires_at = clock_timestamp() + ?::interval", fmt.Sprintf("%d microseconds", grace.Microseconds())).

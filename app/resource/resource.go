@@ -4,6 +4,7 @@
 package resource
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 
@@ -29,6 +30,15 @@ func SQLState(err error) string {
 // ErrNotFound means the resource does not exist (or is not visible to the
 // caller).
 var ErrNotFound = errors.New("not found")
+
+// NotFound translates sql.ErrNoRows, a query that found no row, into
+// ErrNotFound; other errors pass through.
+func NotFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
 
 // ErrConflict means the request clashes with an existing resource.
 var ErrConflict = errors.New("conflict")
