@@ -70,14 +70,11 @@ func apikey(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("apikey: unknown command %q (want create, list or revoke)", sub)
 	}
 
-	db, err := openDB(ctx, *dbURL)
+	db, err := openMigrated(ctx, *dbURL, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := Migrate(ctx, db, log); err != nil {
-		return err
-	}
 	return run(registry.New(db, registry.Config{}))
 }
 

@@ -97,6 +97,21 @@ func openDB(ctx context.Context, url string) (*bun.DB, error) {
 	return db, nil
 }
 
+// openMigrated opens the database and brings its schema up to date: what
+// the CLI commands that work on the database (migrate, apikey, dlq) need.
+// The caller closes the database.
+func openMigrated(ctx context.Context, url string, log *slog.Logger) (*bun.DB, error) {
+	db, err := openDB(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, db, log); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
 func openRedis(ctx context.Context, url string) (*redis.Client, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {

@@ -62,12 +62,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return err
 		}
-		db, err := openDB(ctx, cfg.DatabaseURL)
+		db, err := openMigrated(ctx, cfg.DatabaseURL, log)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		return Migrate(ctx, db, log)
+		return db.Close()
 	case "dlq":
 		return dlq(ctx, args, getenv, stdout, log)
 	case "apikey":

@@ -64,14 +64,11 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("dlq retry: filters go with --all")
 	}
 
-	db, err := openDB(ctx, *dbURL)
+	db, err := openMigrated(ctx, *dbURL, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := Migrate(ctx, db, log); err != nil {
-		return err
-	}
 	if sub == "list" {
 		page, err := events.NewStore(db).DeadLetters(ctx, f, resource.PageQuery{Limit: *limit})
 		if err != nil {

@@ -202,14 +202,20 @@ func (s *Server) principal(ctx huma.Context) (principal, bool) {
 	if !ok || token == "" {
 		return principal{}, false
 	}
-	sum := sha256.Sum256([]byte(token))
+	return s.keyPrincipal(ctx.Context(), token)
+}
+
+// keyPrincipal resolves an API key: HOOKD_ADMIN_API_KEY or a live key in
+// the registry. An unknown or revoked key reports false.
+func (s *Server) keyPrincipal(ctx context.Context, key string) (principal, bool) {
+	sum := sha256.Sum256([]byte(key))
 	if s.cfg.AdminAPIKey != "" && subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) == 1 {
 		return principal{}, true
 	}
-	k, err := s.registry.Authenticate(ctx.Context(), token)
+	k, err := s.registry.Authenticate(ctx, key)
 	if err != nil {
 		if !isNotFound(err) {
-			s.log.ErrorContext(ctx.Context(), "authenticate failed", slog.Any("err", err))
+			s.log.ErrorContext(ctx, "authenticate failed", slog.Any("err", err))
 		}
 		return principal{}, false
 	}

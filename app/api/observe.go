@@ -1,8 +1,7 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -55,7 +54,7 @@ func (s *Server) monitoring(next http.Handler) http.Handler {
 		if !ok {
 			_, key, _ = r.BasicAuth()
 		}
-		if key == "" || !s.isAdminKey(r, key) {
+		if !s.isAdmin(r.Context(), key) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="hookd monitoring", charset="UTF-8"`)
 			writeProblem(w, newProblem(http.StatusUnauthorized, "unauthorized", "sign in with an admin API key as the password (any user name)"))
 			return
@@ -64,13 +63,12 @@ func (s *Server) monitoring(next http.Handler) http.Handler {
 	})
 }
 
-// isAdminKey reports whether key is HOOKD_ADMIN_API_KEY or a live admin
-// API key.
-func (s *Server) isAdminKey(r *http.Request, key string) bool {
-	sum := sha256.Sum256([]byte(key))
-	if s.cfg.AdminAPIKey != "" && subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) == 1 {
-		return true
+// isAdmin reports whether key is an admin key: HOOKD_ADMIN_API_KEY or a
+// live API key not scoped to an app.
+func (s *Server) isAdmin(ctx context.Context, key string) bool {
+	if key == "" {
+		return false
 	}
-	k, err := s.registry.Authenticate(r.Context(), key)
-	return err == nil && k.AppID == nil
+	p, ok := s.keyPrincipal(ctx, key)
+	return ok && p.appID == ""
 }
