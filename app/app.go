@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"time"
 
@@ -206,6 +207,12 @@ func (a *App) Run(ctx context.Context) error {
 	if a.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{Registry: a.metrics}))
+		// Profiles for `hookd bench --profile` and operators: the metrics
+		// address is internal, as /metrics already is.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		g.Go(func() error { return a.serveHTTP(ctx, "metrics", a.metricsLn, mux) })
 	}
 	if a.has(RoleRelay) {

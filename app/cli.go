@@ -24,6 +24,7 @@ Usage:
   hookd dlq retry DELIVERY_ID...
   hookd dlq retry --all [filters]
                           deliver dead letters again, with a fresh retry schedule
+  hookd bench [flags]     run the load generator against this binary (see hookd bench -h)
   hookd version           print the version
 
 Run "hookd serve -h" for the flags; each has a HOOKD_* environment variable.
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return dlq(ctx, args, getenv, stdout, log)
 	case "apikey":
 		return apikey(ctx, args, getenv, stdout, log)
+	case "bench":
+		return benchCommand(ctx, args, getenv, stdout, log)
 	case "version":
 		fmt.Fprintln(stdout, "hookd", Version())
 		return nil

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hookd/hookd/app/bench"
+)
+
+// benchCommand runs "hookd bench": the load generator.
+func benchCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("hookd bench", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: hookd bench [flags]
+
+Runs this hookd binary (every role in one process) against real Postgres
+and Redis and a local receiver, and reports ingest and delivery rates,
+commit-to-receipt latency, hookd's CPU time and peak RSS, next to this
+machine's raw Asynq and Postgres rates measured in the same run.
+
+It works in a schema of its own (dropped afterwards) and FLUSHES the Redis
+database it is given, before and after: give it one nothing else uses.
+hookd inherits the environment, so HOOKD_* settings can be tried.
+
+Scenarios: %s (default: all but soak).
+
+Flags:
+`, strings.Join(bench.All(), ", "))
+		fs.PrintDefaults()
+	}
+	var cfg bench.Config
+	fs.StringVar(&cfg.DatabaseURL, "database-url", envOr(getenv, "HOOKD_DATABASE_URL"), "Postgres URL to create the bench schema in (HOOKD_DATABASE_URL)")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/15", "Redis URL of a database the bench may flush")
+	scenarios := fs.String("scenarios", strings.Join(bench.Standard(), ","), "comma-separated scenarios to run, in order")
+	fs.IntVar(&cfg.Events, "events", 10000, "events of the burst scenario (clicks: half, fanout10: a fifth)")
+	fs.Float64Var(&cfg.Rate, "rate", 500, "offered events/s of the steady and soak scenarios (failing: a fifth)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long the steady and failing scenarios offer their rate")
+	fs.DurationVar(&cfg.Soak, "soak", 5*time.Minute, "how long the soak scenario runs")
+	fs.IntVar(&cfg.BaselineTasks, "baseline", 20000, "no-op tasks and outbox rows of the baselines")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and heap profiles of hookd, taken during burst, to this directory")
+	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	cfg.Scenarios = strings.Split(*scenarios, ",")
+
+	rep, err := bench.Run(ctx, cfg, log)
+	if rep != nil {
+		if werr := rep.WriteTable(stdout); werr != nil {
+			err = errors.Join(err, werr)
+		}
+		if *jsonOut != "" {
+			f, ferr := os.Create(*jsonOut)
+			if ferr == nil {
+				ferr = errors.Join(rep.WriteJSON(f), f.Close())
+			}
+			err = errors.Join(err, ferr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+// Package bench is hookd's load generator. It runs the real hookd binary
+// (every role in one process) against real Postgres and Redis, publishes
+// events through the API and through link clicks, receives the signed
+// webhooks on a local receiver and reports ingest rates, end-to-end
+// deliveries per second, commit-to-receipt latency, and hookd's CPU time
+// and peak RSS. In the same run it measures this machine's ceilings (raw
+// Asynq enqueue+process of no-op tasks, raw Postgres inserts of outbox
+// rows) so that every rate reads as a ratio.
+//
+// It creates its own Postgres schema and drops it afterwards, and flushes
+// its Redis database before and after the run: point it at a database
+// nothing else uses.
+package bench
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun/driver/pgdriver"
+)
+
+// Config describes a bench run. Zero values take the defaults.
+type Config struct {
+	// Binary is the hookd executable to run (default: this executable).
+	Binary string
+	// DatabaseURL is the Postgres database the run gets a schema in.
+	DatabaseURL string
+	// RedisURL names the Redis database the run flushes and uses.
+	RedisURL string
+	// Scenarios to run, in order (default Standard()).
+	Scenarios []string
+	// Events is the event count of the throughput scenarios (default 10000).
+	Events int
+	// Rate is the offered events/s of the steady scenarios (default 500).
+	Rate float64
+	// Duration is how long the steady scenarios offer Rate (default 10s).
+	Duration time.Duration
+	// Soak is how long the soak scenario runs (default 5m).
+	Soak time.Duration
+	// BaselineTasks is how many no-op tasks and outbox rows the baselines
+	// process (default 20000).
+	BaselineTasks int
+	// Env is added to hookd's environment (HOOKD_*=... settings to try).
+	Env []string
+	// ProfileDir, when set, receives a CPU and a heap profile of hookd
+	// taken during the burst scenario.
+	ProfileDir string
+}
+
+// Scenario names.
+const (
+	ScenarioBaseline = "baseline"
+	ScenarioIdle     = "idle"
+	ScenarioSteady   = "steady"
+	ScenarioBurst    = "burst"
+	ScenarioClicks   = "clicks"
+	ScenarioFanout   = "fanout10"
+	ScenarioFailing  = "failing"
+	ScenarioSoak     = "soak"
+)
+
+// Standard returns the scenarios `go tool task bench` runs.
+func Standard() []string {
+	return []string{ScenarioBaseline, ScenarioIdle, ScenarioSteady, ScenarioBurst, ScenarioClicks, ScenarioFanout, ScenarioFailing}
+}
+
+// All returns every scenario name.
+func All() []string { return append(Standard(), ScenarioSoak) }
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return c, fmt.Errorf("find the hookd binary: %w", err)
+		}
+		c.Binary = exe
+	}
+	c.DatabaseURL = cmp.Or(c.DatabaseURL, "postgres://hookd:hookd@127.0.0.1:5432/hookd?sslmode=disable")
+	c.RedisURL = cmp.Or(c.RedisURL, "redis://127.0.0.1:6379/15")
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = Standard()
+	}
+	for _, s := range c.Scenarios {
+		if !slices.Contains(All(), s) {
+			return c, fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(All(), ", "))
+		}
+	}
+	c.Events = cmp.Or(c.Events, 10000)
+	c.Rate = cmp.Or(c.Rate, 500)
+	c.Duration = cmp.Or(c.Duration, 10*time.Second)
+	c.Soak = cmp.Or(c.Soak, 5*time.Minute)
+	c.BaselineTasks = cmp.Or(c.BaselineTasks, 20000)
+	return c, nil
+}
+
+// Report is what a run measured.
+type Report struct {
+	Started  time.Time `json:"started"`
+	Machine  Machine   `json:"machine"`
+	Baseline *Baseline `json:"baseline,omitempty"`
+	Results  []Result  `json:"results"`
+}
+
+// Run runs the configured scenarios and returns their report. It writes
+// progress to log.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Started: time.Now().UTC(), Machine: describeMachine()}
+
+	rdb, err := openRedis(ctx, cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	defer rdb.Close()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("flush redis: %w", err)
+	}
+	defer rdb.FlushDB(context.WithoutCancel(ctx))
+
+	schema := "bench_" + strings.ToLower(rand.Text()[:12])
+	dbURL, drop, err := createSchema(ctx, cfg.DatabaseURL, schema)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+
+	if slices.Contains(cfg.Scenarios, ScenarioBaseline) {
+		log.InfoContext(ctx, "measuring baselines", slog.Int("tasks", cfg.BaselineTasks))
+		b, err := measureBaseline(ctx, rdb, dbURL, cfg.BaselineTasks)
+		if err != nil {
+			return nil, err
+		}
+		rep.Baseline = &b
+	}
+
+	rest := slices.DeleteFunc(slices.Clone(cfg.Scenarios), func(s string) bool { return s == ScenarioBaseline })
+	if len(rest) == 0 {
+		return rep, nil
+	}
+	recv, err := startReceiver()
+	if err != nil {
+		return nil, err
+	}
+	defer recv.Close()
+	h, err := startHookd(ctx, cfg.Binary, append([]string{
+		"HOOKD_DATABASE_URL=" + dbURL,
+		"HOOKD_REDIS_URL=" + cfg.RedisURL,
+	}, cfg.Env...), log)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Stop()
+
+	r := &runner{cfg: cfg, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
+	for i, name := range rest {
+		log.InfoContext(ctx, "running scenario", slog.String("scenario", name))
+		res, err := r.run(ctx, name, fmt.Sprintf("s%d", i))
+		if err != nil {
+			return rep, fmt.Errorf("scenario %s: %w", name, err)
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	if err := h.Stop(); err != nil {
+		return rep, fmt.Errorf("hookd did not stop cleanly: %w", err)
+	}
+	return rep, nil
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		*Report
+		Targets []Target `json:"targets"`
+	}{r, r.Targets()})
+}
+
+func openRedis(ctx context.Context, rawURL string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	opt.PoolSize = 64
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("redis unreachable at %s: %w", opt.Addr, err)
+	}
+	return rdb, nil
+}
+
+// createSchema creates schema in the database and returns a URL whose
+// connections use it, and a function that drops it.
+func createSchema(ctx context.Context, rawURL, schema string) (string, func(), error) {
+	admin := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(rawURL)))
+	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA "`+schema+`"`); err != nil {
+		_ = admin.Close()
+		return "", nil, fmt.Errorf("create schema %s (is Postgres up? run `go tool task services`): %w", schema, err)
+	}
+	drop := func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_, _ = admin.ExecContext(ctx, `DROP SCHEMA "`+schema+`" CASCADE`)
+		_ = admin.Close()
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		drop()
+		return "", nil, fmt.Errorf("parse database url: %w", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
+}
+
+// errIncomplete marks a scenario whose deliveries did not all arrive.
+var errIncomplete = errors.New("deliveries missing")

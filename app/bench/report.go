@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints the report as a table, then the targets it meets or
+// misses.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "machine: %d CPUs (%s), %s, %s, %s\n", r.Machine.CPUs, r.Machine.Model, r.Machine.Memory, r.Machine.OS, r.Machine.Go)
+	if bl := r.Baseline; bl != nil {
+		fmt.Fprintf(&b, "baseline: raw asynq %.0f no-op tasks/s, raw postgres %.0f outbox rows/s (%d each)\n", bl.AsynqTasksPerSec, bl.OutboxRowsPerSec, bl.Tasks)
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tsource\tevents\toffered/s\tfan-out\tendpoints\tingest ev/s\tdeliveries/s\tof asynq\tp50 ms\tp95 ms\tp99 ms\tmax ms\tdelivered\tdups\tCPU s\tpeak RSS MiB\t")
+	for _, res := range r.Results {
+		offered := "max"
+		switch {
+		case res.Scenario == ScenarioIdle:
+			offered = "1 at a time"
+		case res.OfferedRate > 0:
+			offered = fmt.Sprintf("%.0f", res.OfferedRate)
+		}
+		eps := fmt.Sprint(res.Endpoints)
+		if res.FailingEndpoints > 0 {
+			eps += fmt.Sprintf(" (%d failing)", res.FailingEndpoints)
+		}
+		ratio := "-"
+		if res.AsynqRatio > 0 {
+			ratio = fmt.Sprintf("%.0f%%", 100*res.AsynqRatio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%d/%d\t%d\t%.1f\t%.0f\t\n",
+			res.Scenario, res.Source, res.Events, offered, res.FanOut, eps,
+			rate(res.IngestPerSec), rate(res.DeliveriesPerSec), ratio,
+			res.Latency.P50, res.Latency.P95, res.Latency.P99, res.Latency.Max,
+			res.Delivered, res.Expected, res.Duplicates, res.CPUSeconds, res.PeakRSSMiB)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, res := range r.Results {
+		if len(res.Memory) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s memory (every 10s): ", res.Scenario)
+		for i, m := range res.Memory {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%.0fs %.0f/%.0f MiB", m.AtSeconds, m.RSSMiB, m.HeapMiB)
+		}
+		b.WriteString(" (RSS/heap in use)\n")
+	}
+	b.WriteString("\ntargets:\n")
+	for _, t := range r.Targets() {
+		mark := "MET   "
+		if !t.Met {
+			mark = "MISSED"
+		}
+		fmt.Fprintf(&b, "  %s %s: %s\n", mark, t.Name, t.Detail)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func rate(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// Target is one of the performance targets, checked against a report.
+type Target struct {
+	Name   string `json:"name"`
+	Met    bool   `json:"met"`
+	Detail string `json:"detail"`
+}
+
+// Targets checks the report against hookd's performance targets, for the
+// scenarios it ran.
+func (r *Report) Targets() []Target {
+	var ts []Target
+	by := map[string]Result{}
+	for _, res := range r.Results {
+		by[res.Scenario] = res
+	}
+	if r.Baseline != nil {
+		best := Result{}
+		for _, name := range []string{ScenarioBurst, ScenarioClicks, ScenarioFanout} {
+			if res, ok := by[name]; ok && res.DeliveriesPerSec > best.DeliveriesPerSec {
+				best = res
+			}
+		}
+		if best.Scenario != "" {
+			ts = append(ts, Target{
+				Name: "throughput ≥ 25% of raw asynq (aim 50%)", Met: best.AsynqRatio >= 0.25,
+				Detail: fmt.Sprintf("%.0f deliveries/s in %s = %.0f%% of %.0f tasks/s", best.DeliveriesPerSec, best.Scenario, 100*best.AsynqRatio, r.Baseline.AsynqTasksPerSec),
+			})
+		}
+	}
+	if res, ok := by[ScenarioSteady]; ok {
+		ts = append(ts, Target{
+			Name: fmt.Sprintf("latency at %.0f ev/s: p99 ≤ 50 ms, p50 ≤ 10 ms", res.OfferedRate),
+			Met:  res.Latency.P99 <= 50 && res.Latency.P50 <= 10,
+			Detail: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms (ingest kept up at %.0f ev/s)",
+				res.Latency.P50, res.Latency.P99, res.IngestPerSec),
+		})
+	}
+	if res, ok := by[ScenarioIdle]; ok {
+		ts = append(ts, Target{
+			Name:   "single event on an idle system < 50 ms",
+			Met:    res.Latency.Max < 50,
+			Detail: fmt.Sprintf("max %.1f ms, p50 %.1f ms over %d events", res.Latency.Max, res.Latency.P50, res.Events),
+		})
+	}
+	if res, ok := by[ScenarioSoak]; ok && len(res.Memory) >= 3 {
+		// Flat: the last third's RSS is within 10% of the first third's
+		// after warm-up (the first sample is taken before load).
+		m := res.Memory[1:]
+		third := max(len(m)/3, 1)
+		first, last := avgRSS(m[:third]), avgRSS(m[len(m)-third:])
+		growth := last/first - 1
+		ts = append(ts, Target{
+			Name:   "memory flat over the soak (≤ 10% growth), RSS < 200 MB",
+			Met:    growth <= 0.10 && res.PeakRSSMiB*(1<<20) < 200e6,
+			Detail: fmt.Sprintf("RSS %.0f → %.0f MiB (%+.1f%%), peak %.0f MiB over %.0fs", first, last, 100*growth, res.PeakRSSMiB, res.Seconds),
+		})
+	}
+	return ts
+}
+
+func avgRSS(ms []MemorySample) float64 {
+	var sum float64
+	for _, m := range ms {
+		sum += m.RSSMiB
+	}
+	return sum / float64(len(ms))
+}
