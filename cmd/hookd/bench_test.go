@@ -1,0 +1,111 @@
+package main_test
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookd/hookd/outbox/outboxtest"
+)
+
+// benchRedisDB is TestBenchSmoke's own logical Redis database: the bench
+// flushes it before and after its run.
+const benchRedisDB = 7
+
+// TestBenchSmoke runs `hookd bench` on a small load through every standard
+// scenario and checks that its JSON report holds plausible numbers.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and Redis; skipped with -short")
+	}
+	t.Parallel()
+	bin := build(t)
+	redisURL, _ := url.Parse(cmp.Or(os.Getenv("HOOKD_TEST_REDIS_URL"), "redis://127.0.0.1:6379"))
+	redisURL.Path = fmt.Sprintf("/%d", benchRedisDB)
+	jsonFile := filepath.Join(t.TempDir(), "bench.json")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "bench",
+		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing",
+		"--events", "200", "--rate", "50", "--duration", "2s", "--baseline", "500",
+		"--json", jsonFile,
+		"--redis-url", redisURL.String(),
+		"--database-url", outboxtest.DatabaseURL(),
+	)
+	// On timeout, let the bench stop its hookd and drop its schema.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	cmd.Stderr = t.Output()
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hookd bench: %v\n%s", err, stdout)
+	}
+	if !strings.Contains(string(stdout), "\ntargets:\n") {
+		t.Errorf("table has no targets section:\n%s", stdout)
+	}
+
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Baseline struct {
+			AsynqTasksPerSec float64 `json:"asynq_tasks_per_sec"`
+			OutboxRowsPerSec float64 `json:"outbox_rows_per_sec"`
+		} `json:"baseline"`
+		Results []struct {
+			Scenario   string `json:"scenario"`
+			Expected   int    `json:"expected_deliveries"`
+			Delivered  int    `json:"delivered"`
+			Duplicates *int   `json:"duplicates"`
+			Failed     int    `json:"failed_requests"`
+			Latency    struct {
+				P50 float64 `json:"p50_ms"`
+				P99 float64 `json:"p99_ms"`
+				Max float64 `json:"max_ms"`
+			} `json:"latency"`
+			CPUSeconds float64 `json:"hookd_cpu_seconds"`
+			PeakRSSMiB float64 `json:"hookd_peak_rss_mib"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("decode %s: %v", jsonFile, err)
+	}
+	if rep.Baseline.AsynqTasksPerSec <= 0 || rep.Baseline.OutboxRowsPerSec <= 0 {
+		t.Errorf("baseline = %+v, want positive rates", rep.Baseline)
+	}
+
+	want := []string{"idle", "steady", "burst", "clicks", "fanout10", "failing"}
+	var got []string
+	for _, res := range rep.Results {
+		got = append(got, res.Scenario)
+		if res.Expected <= 0 || res.Delivered != res.Expected {
+			t.Errorf("%s: delivered %d of %d", res.Scenario, res.Delivered, res.Expected)
+		}
+		if res.Duplicates == nil || *res.Duplicates < 0 {
+			t.Errorf("%s: duplicates missing or negative", res.Scenario)
+		}
+		if l := res.Latency; l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max {
+			t.Errorf("%s: latency %+v, want 0 < p50 <= p99 <= max", res.Scenario, l)
+		}
+		if res.CPUSeconds <= 0 || res.PeakRSSMiB <= 0 {
+			t.Errorf("%s: CPU %gs, peak RSS %g MiB, want both positive", res.Scenario, res.CPUSeconds, res.PeakRSSMiB)
+		}
+		if res.Scenario == "failing" && res.Failed <= 0 {
+			t.Errorf("failing: %d failed requests, want some", res.Failed)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("scenarios = %v, want %v", got, want)
+	}
+}
