@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -58,7 +59,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if a.db, err = openDB(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
-	if a.rdb, err = openRedis(ctx, cfg.RedisURL); err != nil {
+	if a.rdb, err = openRedis(ctx, cfg.RedisURL, cfg.Concurrency+50); err != nil {
 		return nil, err
 	}
 	if cfg.Migrate {
@@ -113,11 +114,15 @@ func openMigrated(ctx context.Context, url string, log *slog.Logger) (*bun.DB, e
 	return db, nil
 }
 
-func openRedis(ctx context.Context, url string) (*redis.Client, error) {
+// openRedis connects to url. Unless the URL sets pool_size, the pool holds
+// poolSize connections: every worker slot talks to Redis, besides asynq's
+// own loops, and go-redis' default (10 per CPU) would make them queue.
+func openRedis(ctx context.Context, url string, poolSize int) (*redis.Client, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse HOOKD_REDIS_URL: %w", err)
 	}
+	opt.PoolSize = cmp.Or(opt.PoolSize, poolSize)
 	rdb := redis.NewClient(opt)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -221,9 +226,14 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.has(RoleWorker) {
 		log := a.log.With(slog.String("role", RoleWorker))
-		fanout := tasks.NewFanout(a.db, queue, reg.Subscribers, metrics, log)
+		// Endpoints and subscriptions come from memory, kept current by
+		// Postgres notifications.
+		cache := reg.NewCache(log, 0)
+		g.Go(func() error { return cache.Run(ctx) })
+		fanout := tasks.NewFanout(a.db, queue, cache.Subscribers, metrics, log)
 		deliverer := tasks.NewDeliverer(a.db, tasks.DelivererDeps{
-			Endpoint: reg.DeliveryEndpoint,
+			Redis:    a.rdb,
+			Endpoint: cache.DeliveryEndpoint,
 			Health:   reg.Health(),
 			Limiter:  tasks.NewRateLimiter(a.rdb),
 			Fairness: fair,

@@ -87,7 +87,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return tw.Flush()
 	}
 
-	rdb, err := openRedis(ctx, *redisURL)
+	rdb, err := openRedis(ctx, *redisURL, 0)
 	if err != nil {
 		return err
 	}

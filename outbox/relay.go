@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,11 +82,17 @@ func (r *Relay) RelayBatch(ctx context.Context) (int, error) {
 	start := time.Now()
 	var batch []Message
 	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		err := tx.NewSelect().Model(&batch).
+		// Claim and mark in one statement: the mark commits only if the
+		// Publisher succeeds, and the row locks keep other relays off.
+		claim := tx.NewSelect().Model((*Message)(nil)).Column("id").
 			Where("published_at IS NULL").
 			OrderExpr("seq").
 			Limit(int64(r.cfg.BatchSize)).
-			For("UPDATE SKIP LOCKED").
+			For("UPDATE SKIP LOCKED")
+		err := tx.NewUpdate().Model(&batch).
+			Set("published_at = clock_timestamp()").
+			Where("id IN (?)", claim).
+			Returning("id, tenant, topic, payload, created_at, seq").
 			Scan(ctx)
 		if err != nil {
 			return fmt.Errorf("claim events: %w", err)
@@ -93,19 +100,10 @@ func (r *Relay) RelayBatch(ctx context.Context) (int, error) {
 		if len(batch) == 0 {
 			return nil
 		}
+		// RETURNING follows no order; the Publisher gets the outbox's.
+		slices.SortFunc(batch, func(a, b Message) int { return cmp.Compare(a.Seq, b.Seq) })
 		if err := r.pub.Publish(ctx, batch); err != nil {
 			return fmt.Errorf("publish %d events: %w", len(batch), err)
-		}
-		ids := make([]string, len(batch))
-		for i := range batch {
-			ids[i] = batch[i].ID
-		}
-		_, err = tx.NewUpdate().Model((*Message)(nil)).
-			Set("published_at = clock_timestamp()").
-			Where("id IN (?)", bun.In(ids)).
-			Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("mark %d events published: %w", len(batch), err)
 		}
 		return nil
 	})

@@ -60,13 +60,13 @@ type BreakerConfig struct {
 // instead of failing, and one probe delivery at a time tests whether it
 // came back.
 type Breaker struct {
-	rdb           redis.Scripter
+	rdb           redis.Cmdable
 	allow, record *redis.Script
 	cfg           BreakerConfig
 }
 
 // NewBreaker returns a Breaker on rdb.
-func NewBreaker(rdb redis.Scripter, cfg BreakerConfig) *Breaker {
+func NewBreaker(rdb redis.Cmdable, cfg BreakerConfig) *Breaker {
 	cfg.Threshold = cmp.Or(cfg.Threshold, 10)
 	cfg.Cooldown = cmp.Or(cfg.Cooldown, 30*time.Second)
 	cfg.ProbeTimeout = cmp.Or(cfg.ProbeTimeout, time.Minute)
@@ -80,9 +80,22 @@ func breakerKeys(id string) []string {
 // Allow reports whether a delivery to endpoint id may be sent now, and
 // whether it is the probe of a half-open circuit; if not, how long to wait.
 func (b *Breaker) Allow(ctx context.Context, id string) (wait time.Duration, probe bool, err error) {
-	n, err := b.allow.Run(ctx, b.rdb, breakerKeys(id), b.cfg.ProbeTimeout.Milliseconds(), b.cfg.Cooldown.Milliseconds()).Int64()
-	if err != nil {
+	c := b.allowCall(id)
+	if err := runScripts(ctx, b.rdb, c); err != nil {
 		return 0, false, fmt.Errorf("read circuit of endpoint %s: %w", id, err)
+	}
+	return b.allowed(c)
+}
+
+func (b *Breaker) allowCall(id string) *scriptCall {
+	return call(b.allow, breakerKeys(id), b.cfg.ProbeTimeout.Milliseconds(), b.cfg.Cooldown.Milliseconds())
+}
+
+// allowed reads the result of an allowCall.
+func (b *Breaker) allowed(c *scriptCall) (wait time.Duration, probe bool, err error) {
+	n, err := c.cmd.Int64()
+	if err != nil {
+		return 0, false, fmt.Errorf("read circuit of endpoint %s: %w", c.keys[0], err)
 	}
 	if n < 0 {
 		return 0, true, nil
@@ -90,17 +103,31 @@ func (b *Breaker) Allow(ctx context.Context, id string) (wait time.Duration, pro
 	return time.Duration(n) * time.Millisecond, false, nil
 }
 
+// abandonProbe gives up the probe Allow granted, unsent, so that another
+// delivery can probe at once.
+func (b *Breaker) abandonProbe(ctx context.Context, id string) error {
+	if err := b.rdb.Del(ctx, breakerKeys(id)[1]).Err(); err != nil {
+		return fmt.Errorf("give up probe of endpoint %s: %w", id, err)
+	}
+	return nil
+}
+
 // Record counts the outcome of an attempt to endpoint id and reports
 // whether its circuit is open afterwards.
 func (b *Breaker) Record(ctx context.Context, id string, ok bool) (open bool, err error) {
+	c := b.recordCall(id, ok)
+	if err := runScripts(ctx, b.rdb, c); err != nil {
+		return false, fmt.Errorf("record outcome for endpoint %s: %w", id, err)
+	}
+	n, err := c.cmd.Int64()
+	return n == 1, err
+}
+
+func (b *Breaker) recordCall(id string, ok bool) *scriptCall {
 	okArg := "0"
 	if ok {
 		okArg = "1"
 	}
-	n, err := b.record.Run(ctx, b.rdb, breakerKeys(id), okArg, b.cfg.Threshold,
-		b.cfg.Cooldown.Milliseconds(), (24 * time.Hour).Milliseconds()).Int64()
-	if err != nil {
-		return false, fmt.Errorf("record outcome for endpoint %s: %w", id, err)
-	}
-	return n == 1, nil
+	return call(b.record, breakerKeys(id), okArg, b.cfg.Threshold,
+		b.cfg.Cooldown.Milliseconds(), (24 * time.Hour).Milliseconds())
 }

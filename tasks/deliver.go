@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
 	"github.com/hookd/hookd/tasks/signature"
@@ -34,6 +35,9 @@ type Endpoint struct {
 	Disabled bool
 	// RateLimit caps deliveries per second to the endpoint (0: none).
 	RateLimit int
+	// Failing tells that the endpoint's failing streak runs: a success
+	// must end it (EndpointHealth.Succeeded).
+	Failing bool
 }
 
 // EndpointHealth hears the outcome of every attempt: it disables endpoints
@@ -86,6 +90,7 @@ const (
 // records the attempt. A delivery already succeeded is skipped.
 type Deliverer struct {
 	db       *bun.DB
+	rdb      redis.Cmdable
 	endpoint EndpointFunc
 	health   EndpointHealth
 	limiter  *RateLimiter
@@ -100,6 +105,9 @@ type Deliverer struct {
 
 // DelivererDeps are what a Deliverer works with besides Postgres.
 type DelivererDeps struct {
+	// Redis is where Limiter, Breaker and Fairness keep their state; the
+	// deliverer pipelines their calls on it.
+	Redis    redis.Cmdable
 	Endpoint EndpointFunc
 	Health   EndpointHealth
 	Limiter  *RateLimiter
@@ -138,7 +146,7 @@ func NewDeliverer(db *bun.DB, deps DelivererDeps, log *slog.Logger, cfg Delivere
 		},
 	}
 	return &Deliverer{
-		db: db, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, breaker: deps.Breaker, fair: deps.Fairness,
+		db: db, rdb: deps.Redis, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, breaker: deps.Breaker, fair: deps.Fairness,
 		retry: deps.Retry.withDefaults(), client: client, cfg: cfg, metrics: deps.Metrics, log: log,
 	}
 }
@@ -149,24 +157,22 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("decode delivery payload: %w: %w", err, asynq.SkipRetry)
 	}
-	var status string
-	err := d.db.NewSelect().Model((*Delivery)(nil)).Column("status").Where("id = ?", p.DeliveryID).Scan(ctx, &status)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		// Its endpoint or app was deleted: nothing is owed to anyone.
-		d.log.InfoContext(ctx, "delivery dropped: its row is gone", slog.String("delivery_id", p.DeliveryID))
-		d.finished(ctx, p.EndpointID)
-		return nil
-	case err != nil:
-		return fmt.Errorf("read delivery %s: %w", p.DeliveryID, err)
-	case status == StatusSucceeded:
-		return nil
+	if done, err := d.alreadyDone(ctx, p); done || err != nil {
+		return err
 	}
 
 	ep, err := d.endpoint(ctx, p.EndpointID)
 	switch {
 	case errors.Is(err, ErrEndpointGone):
-		return d.fail(ctx, p, "endpoint deleted")
+		// Deleting an endpoint deletes its deliveries: nothing is owed to
+		// anyone, and no dead letter is kept. A row a racing fan-out wrote
+		// meanwhile is closed, not left pending.
+		d.log.InfoContext(ctx, "delivery dropped: its endpoint is gone", slog.String("delivery_id", p.DeliveryID))
+		if err := d.markFailed(ctx, p.DeliveryID, "endpoint deleted"); err != nil {
+			return err
+		}
+		d.finished(ctx, p.EndpointID)
+		return nil
 	case err != nil:
 		return fmt.Errorf("read endpoint %s: %w", p.EndpointID, err)
 	case ep.Disabled:
@@ -183,44 +189,38 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		d.metrics.attempts.WithLabelValues(OutcomeRateLimited).Inc()
 		return &deferral{outcome: OutcomeRateLimited, wait: wait}
 	}
-	if wait, _, err := d.breaker.Allow(ctx, ep.ID); err != nil {
+	if wait, outcome, err := d.gate(ctx, ep.ID); err != nil {
 		return err
 	} else if wait > 0 {
-		d.metrics.attempts.WithLabelValues(OutcomeCircuitOpen).Inc()
-		return &deferral{outcome: OutcomeCircuitOpen, wait: wait}
+		d.metrics.attempts.WithLabelValues(outcome).Inc()
+		return &deferral{outcome: outcome, wait: wait}
 	}
-	// A slow endpoint holds at most its share of the workers.
-	if ok, err := d.fair.Acquire(ctx, ep.ID); err != nil {
-		return err
-	} else if !ok {
-		d.metrics.attempts.WithLabelValues(OutcomeEndpointBusy).Inc()
-		return &deferral{outcome: OutcomeEndpointBusy, wait: time.Second}
-	}
-	defer func() {
-		if err := d.fair.Release(context.WithoutCancel(ctx), ep.ID); err != nil {
-			d.log.WarnContext(ctx, "endpoint slot not given back", slog.String("endpoint_id", ep.ID), slog.Any("err", err))
-		}
-	}()
+	// The slot is given back, the circuit told the outcome and the backlog
+	// updated in one round trip, on every way out.
+	var sent, ok, finished bool
+	defer func() { d.settle(context.WithoutCancel(ctx), ep.ID, sent, ok, finished) }()
 
 	a, resp := d.send(ctx, ep, p)
+	sent = true
 	d.metrics.attempts.WithLabelValues(a.ErrorClass).Inc()
 	d.metrics.attemptDuration.WithLabelValues(a.ErrorClass).Observe(a.DurationMS / 1000)
-	ok := a.ErrorClass == OutcomeSuccess
+	ok = a.ErrorClass == OutcomeSuccess
 	gone := a.StatusCode != nil && *a.StatusCode == http.StatusGone
 
-	// The circuit and the endpoint's health follow every attempt; neither
-	// may lose the attempt itself, so their errors are only logged.
-	if _, err := d.breaker.Record(ctx, ep.ID, ok); err != nil {
-		d.log.WarnContext(ctx, "circuit not updated", slog.String("endpoint_id", ep.ID), slog.Any("err", err))
+	// The endpoint's health follows every attempt but may not lose the
+	// attempt itself, so its errors are only logged.
+	var (
+		disabled  bool
+		healthErr error
+	)
+	switch {
+	case ok && ep.Failing:
+		healthErr = d.health.Succeeded(ctx, ep.ID)
+	case !ok:
+		disabled, healthErr = d.health.Failed(ctx, ep.ID, gone, describe(a))
 	}
-	disabled := false
-	if ok {
-		err = d.health.Succeeded(ctx, ep.ID)
-	} else {
-		disabled, err = d.health.Failed(ctx, ep.ID, gone, describe(a))
-	}
-	if err != nil {
-		d.log.WarnContext(ctx, "endpoint health not updated", slog.String("endpoint_id", ep.ID), slog.Any("err", err))
+	if healthErr != nil {
+		d.log.WarnContext(ctx, "endpoint health not updated", slog.String("endpoint_id", ep.ID), slog.Any("err", healthErr))
 	}
 
 	next := StatusPending
@@ -233,9 +233,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := d.record(ctx, a, next); err != nil {
 		return err
 	}
-	if next != StatusPending {
-		d.finished(ctx, ep.ID)
-	}
+	finished = next != StatusPending
 	if ok && !p.CreatedAt.IsZero() {
 		d.metrics.latency.Observe(time.Since(p.CreatedAt).Seconds())
 	}
@@ -259,6 +257,76 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	return err
+}
+
+// alreadyDone reports whether a delivery needs no attempt: it succeeded
+// already, or its row is gone with its endpoint or app. Only a task run
+// again can find it so (a retry, a task recovered from a dead worker, a
+// dead letter run from Asynqmon), so a first run skips the query: a fresh
+// delivery task is enqueued only for a pending row.
+func (d *Deliverer) alreadyDone(ctx context.Context, p DeliverPayload) (bool, error) {
+	if n, _ := asynq.GetRetryCount(ctx); n == 0 {
+		return false, nil
+	}
+	var status string
+	err := d.db.NewSelect().Model((*Delivery)(nil)).Column("status").Where("id = ?", p.DeliveryID).Scan(ctx, &status)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		// Its endpoint or app was deleted: nothing is owed to anyone.
+		d.log.InfoContext(ctx, "delivery dropped: its row is gone", slog.String("delivery_id", p.DeliveryID))
+		d.finished(ctx, p.EndpointID)
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("read delivery %s: %w", p.DeliveryID, err)
+	}
+	return status == StatusSucceeded, nil
+}
+
+// gate asks the endpoint's circuit and takes one of its in-flight slots, in
+// one round trip: a slow endpoint holds at most its share of the workers.
+// A wait above zero postpones the delivery, for the outcome it names.
+func (d *Deliverer) gate(ctx context.Context, endpointID string) (time.Duration, string, error) {
+	allow, acquire := d.breaker.allowCall(endpointID), d.fair.acquireCall(endpointID)
+	if err := runScripts(ctx, d.rdb, allow, acquire); err != nil {
+		// Whatever the outcome, a slot taken is given back.
+		return 0, "", errors.Join(fmt.Errorf("gate endpoint %s: %w", endpointID, err), d.fair.Release(context.WithoutCancel(ctx), endpointID))
+	}
+	wait, probe, err := d.breaker.allowed(allow)
+	if err != nil {
+		return 0, "", err
+	}
+	slot, err := d.fair.acquired(acquire)
+	if err != nil {
+		return 0, "", err
+	}
+	switch {
+	case wait > 0 && slot:
+		return wait, OutcomeCircuitOpen, d.fair.Release(context.WithoutCancel(ctx), endpointID)
+	case wait > 0:
+		return wait, OutcomeCircuitOpen, nil
+	case !slot && probe:
+		return time.Second, OutcomeEndpointBusy, d.breaker.abandonProbe(context.WithoutCancel(ctx), endpointID)
+	case !slot:
+		return time.Second, OutcomeEndpointBusy, nil
+	}
+	return 0, "", nil
+}
+
+// settle gives back the slot gate took and, for an attempt sent, tells the
+// circuit its outcome and, for a finished delivery, takes it off the
+// endpoint's backlog, in one round trip. Errors are logged: none of them
+// may lose the attempt.
+func (d *Deliverer) settle(ctx context.Context, endpointID string, sent, ok, finished bool) {
+	calls := []*scriptCall{d.fair.releaseCall(endpointID)}
+	if sent {
+		calls = append(calls, d.breaker.recordCall(endpointID, ok))
+	}
+	if finished {
+		calls = append(calls, d.fair.finishedCall(endpointID))
+	}
+	if err := runScripts(ctx, d.rdb, calls...); err != nil {
+		d.log.WarnContext(ctx, "endpoint slot, circuit or backlog not updated", slog.String("endpoint_id", endpointID), slog.Any("err", err))
+	}
 }
 
 // maxRateHold is the longest a worker waits in place for a delivery's
@@ -353,37 +421,30 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) (*A
 }
 
 // record stores an attempt and moves the delivery to status, in one
-// transaction.
+// statement: a single round trip, atomic as a transaction would be.
 func (d *Deliverer) record(ctx context.Context, a *Attempt, status string) error {
 	lastErr := a.Error
 	if lastErr == nil && status != StatusSucceeded {
 		lastErr = ptr(describe(a))
 	}
-	err := d.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewInsert().Model(a).Exec(ctx); err != nil {
-			return fmt.Errorf("insert attempt: %w", err)
-		}
-		q := tx.NewUpdate().Model((*Delivery)(nil)).
-			Set("status = ?", status).
-			Set("attempts = attempts + 1").
-			Set("last_status_code = ?", a.StatusCode).
-			Set("last_error = ?", lastErr).
-			Set("updated_at = clock_timestamp()").
-			Where("id = ?", a.DeliveryID)
-		switch status {
-		case StatusSucceeded:
-			q = q.Set("succeeded_at = clock_timestamp()").Set("failed_at = NULL")
-		case StatusFailed:
-			q = q.Set("failed_at = clock_timestamp()")
-		default:
-			q = q.Set("failed_at = NULL") // a dead letter run again from Asynqmon
-		}
-		if _, err := q.Exec(ctx); err != nil {
-			return fmt.Errorf("update delivery: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
+	q := d.db.NewUpdate().
+		With("attempt", d.db.NewInsert().Model(a)).
+		Model((*Delivery)(nil)).
+		Set("status = ?", status).
+		Set("attempts = attempts + 1").
+		Set("last_status_code = ?", a.StatusCode).
+		Set("last_error = ?", lastErr).
+		Set("updated_at = clock_timestamp()").
+		Where("id = ?", a.DeliveryID)
+	switch status {
+	case StatusSucceeded:
+		q = q.Set("succeeded_at = clock_timestamp()").Set("failed_at = NULL")
+	case StatusFailed:
+		q = q.Set("failed_at = clock_timestamp()")
+	default:
+		q = q.Set("failed_at = NULL") // a dead letter run again from Asynqmon
+	}
+	if _, err := q.Exec(ctx); err != nil {
 		return fmt.Errorf("record attempt of %s: %w", a.DeliveryID, err)
 	}
 	return nil

@@ -91,26 +91,47 @@ func (f *Fairness) Overflowing(ctx context.Context, counts map[string]int) (map[
 
 // Finished takes a delivery to endpointID off its backlog.
 func (f *Fairness) Finished(ctx context.Context, endpointID string) error {
-	if err := f.release.Run(ctx, f.rdb, []string{backlogKey(endpointID)}).Err(); err != nil {
+	if err := runScripts(ctx, f.rdb, f.finishedCall(endpointID)); err != nil {
 		return fmt.Errorf("count backlog of %s: %w", endpointID, err)
 	}
 	return nil
 }
 
+func (f *Fairness) finishedCall(endpointID string) *scriptCall {
+	return call(f.release, []string{backlogKey(endpointID)})
+}
+
 // Acquire takes an in-flight slot of endpointID, or reports that all are
 // taken.
 func (f *Fairness) Acquire(ctx context.Context, endpointID string) (bool, error) {
-	n, err := f.acquire.Run(ctx, f.rdb, []string{inflightKey(endpointID)}, f.cfg.PerEndpoint, f.cfg.SlotTTL.Milliseconds()).Int()
-	if err != nil {
+	c := f.acquireCall(endpointID)
+	if err := runScripts(ctx, f.rdb, c); err != nil {
 		return false, fmt.Errorf("take a slot of %s: %w", endpointID, err)
+	}
+	return f.acquired(c)
+}
+
+func (f *Fairness) acquireCall(endpointID string) *scriptCall {
+	return call(f.acquire, []string{inflightKey(endpointID)}, f.cfg.PerEndpoint, f.cfg.SlotTTL.Milliseconds())
+}
+
+// acquired reads the result of an acquireCall.
+func (f *Fairness) acquired(c *scriptCall) (bool, error) {
+	n, err := c.cmd.Int()
+	if err != nil {
+		return false, fmt.Errorf("take a slot of %s: %w", c.keys[0], err)
 	}
 	return n == 1, nil
 }
 
 // Release gives back an in-flight slot of endpointID.
 func (f *Fairness) Release(ctx context.Context, endpointID string) error {
-	if err := f.release.Run(ctx, f.rdb, []string{inflightKey(endpointID)}).Err(); err != nil {
+	if err := runScripts(ctx, f.rdb, f.releaseCall(endpointID)); err != nil {
 		return fmt.Errorf("give back a slot of %s: %w", endpointID, err)
 	}
 	return nil
+}
+
+func (f *Fairness) releaseCall(endpointID string) *scriptCall {
+	return call(f.release, []string{inflightKey(endpointID)})
 }

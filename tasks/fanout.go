@@ -59,18 +59,17 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			EventType:  ev.Type,
 		}
 	}
-	if _, err := f.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Exec(ctx); err != nil {
-		return fmt.Errorf("insert deliveries of %s: %w", ev.EventID, err)
-	}
-	// Read back rather than trust the insert: a previous run may have
-	// created some rows, with other IDs.
+	// One statement inserts the missing rows and returns every pending
+	// one: those it inserted, and those a previous run created (with other
+	// IDs), which its snapshot still shows.
 	var pending []Delivery
-	err = f.db.NewSelect().Model(&pending).Column("id", "endpoint_id").
-		Where("event_id = ?", ev.EventID).
-		Where("status = ?", StatusPending).
-		Scan(ctx)
+	err = f.db.NewRaw(`WITH inserted AS (?) SELECT id, endpoint_id FROM inserted
+		UNION ALL SELECT id, endpoint_id FROM deliveries WHERE event_id = ? AND status = ?`,
+		f.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Returning("id, endpoint_id"),
+		ev.EventID, StatusPending,
+	).Scan(ctx, &pending)
 	if err != nil {
-		return fmt.Errorf("read deliveries of %s: %w", ev.EventID, err)
+		return fmt.Errorf("write deliveries of %s: %w", ev.EventID, err)
 	}
 
 	body, err := encodeWebhook(ev.Type, ev.CreatedAt, ev.Data)

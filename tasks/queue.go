@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hookd/hookd/outbox"
 )
@@ -64,10 +65,16 @@ func NewQueue(client *asynq.Client, fair *Fairness, cfg QueueConfig) *Queue {
 	return &Queue{client: client, fair: fair, cfg: cfg.withDefaults()}
 }
 
+// enqueueParallelism is how many enqueues of a batch are in flight at
+// once: each is a round trip to Redis, and one at a time would make a
+// relay batch or a large fan-out as slow as their sum.
+const enqueueParallelism = 16
+
 // Publish enqueues one fan-out task per event, with the event's ID as the
 // task ID.
 func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
-	for _, m := range batch {
+	ts := make([]idTask, len(batch))
+	for i, m := range batch {
 		payload, err := json.Marshal(FanoutPayload{
 			EventID:   m.ID,
 			AppID:     m.Tenant,
@@ -78,17 +85,14 @@ func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
 		if err != nil {
 			return fmt.Errorf("encode event %s: %w", m.ID, err)
 		}
-		task := asynq.NewTask(TypeFanout, payload,
+		ts[i] = idTask{m.ID, asynq.NewTask(TypeFanout, payload,
 			asynq.TaskID(m.ID),
 			asynq.Queue(q.cfg.Events),
 			asynq.MaxRetry(fanoutMaxRetry),
 			asynq.Retention(q.cfg.Retention),
-		)
-		if err := q.enqueue(ctx, task); err != nil {
-			return fmt.Errorf("enqueue fan-out of %s: %w", m.ID, err)
-		}
+		)}
 	}
-	return nil
+	return q.enqueueAll(ctx, ts)
 }
 
 // EnqueueDeliveries enqueues one delivery task per payload, with the
@@ -102,7 +106,8 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 	if err != nil {
 		return err
 	}
-	for _, p := range ps {
+	ts := make([]idTask, len(ps))
+	for i, p := range ps {
 		queue := q.cfg.Deliveries
 		if overflowing[p.EndpointID] {
 			queue = q.cfg.Overflow
@@ -111,7 +116,7 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 		if err != nil {
 			return fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
 		}
-		task := asynq.NewTask(TypeDeliver, payload,
+		ts[i] = idTask{p.DeliveryID, asynq.NewTask(TypeDeliver, payload,
 			asynq.TaskID(p.DeliveryID),
 			asynq.Queue(queue),
 			// One spare retry: the deliverer ends a delivery after the
@@ -121,12 +126,30 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 			asynq.Timeout(q.cfg.DeliverTimeout),
 			// No retention: a finished delivery's body would sit in Redis
 			// for nothing, since the handler skips succeeded deliveries.
-		)
-		if err := q.enqueue(ctx, task); err != nil {
-			return fmt.Errorf("enqueue delivery %s: %w", p.DeliveryID, err)
-		}
+		)}
 	}
-	return nil
+	return q.enqueueAll(ctx, ts)
+}
+
+// idTask is a task and its ID, for errors.
+type idTask struct {
+	id   string
+	task *asynq.Task
+}
+
+// enqueueAll enqueues ts, up to enqueueParallelism at once.
+func (q *Queue) enqueueAll(ctx context.Context, ts []idTask) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(enqueueParallelism)
+	for _, t := range ts {
+		g.Go(func() error {
+			if err := q.enqueue(ctx, t.task); err != nil {
+				return fmt.Errorf("enqueue %s %s: %w", t.task.Type(), t.id, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 func (q *Queue) enqueue(ctx context.Context, task *asynq.Task) error {

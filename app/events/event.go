@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -78,29 +77,28 @@ func (s *Store) Publish(ctx context.Context, appID string, in PublishInput) (ev 
 	if !utf8.Valid(in.Payload) {
 		return Event{}, false, resource.Invalid("payload", "must be valid UTF-8")
 	}
-	if err := s.checkType(ctx, in.Type, payload.Bytes()); err != nil {
+	if err := s.checkAppAndType(ctx, appID, in.Type, payload.Bytes()); err != nil {
 		return Event{}, false, err
 	}
 
 	msg := &outbox.Message{ID: outbox.NewID("evt"), Tenant: appID, Topic: in.Type, Payload: in.Payload}
+	if in.IdempotencyKey == "" {
+		// The event is the whole change: one statement commits it. (An
+		// app deleted since the check leaves an event nobody receives.)
+		if err := outbox.PublishNow(ctx, s.db, msg); err != nil {
+			return Event{}, false, fmt.Errorf("publish %s: %w", in.Type, err)
+		}
+		return Event{ID: msg.ID, AppID: appID, Type: msg.Topic, Payload: msg.Payload, CreatedAt: msg.CreatedAt}, false, nil
+	}
 	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		ok, err := tx.NewSelect().Table("applications").Where("id = ?", appID).Exists(ctx)
+		sum := sha256.Sum256(append([]byte(in.Type+"\x00"), payload.Bytes()...))
+		original, err := claimKey(ctx, tx, idempotencyKey{AppID: appID, Key: in.IdempotencyKey, EventID: msg.ID, RequestHash: sum[:]})
 		if err != nil {
-			return fmt.Errorf("find app %s: %w", appID, err)
+			return err
 		}
-		if !ok {
-			return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
-		}
-		if in.IdempotencyKey != "" {
-			sum := sha256.Sum256(append([]byte(in.Type+"\x00"), payload.Bytes()...))
-			original, err := claimKey(ctx, tx, idempotencyKey{AppID: appID, Key: in.IdempotencyKey, EventID: msg.ID, RequestHash: sum[:]})
-			if err != nil {
-				return err
-			}
-			if original != "" {
-				ev.ID, replayed = original, true
-				return nil
-			}
+		if original != "" {
+			ev.ID, replayed = original, true
+			return nil
 		}
 		return outbox.Publish(ctx, tx, msg)
 	})
@@ -140,24 +138,29 @@ func claimKey(ctx context.Context, tx bun.Tx, k idempotencyKey) (string, error) 
 	return prior.EventID, nil
 }
 
-// checkType refuses events of archived types and validates payloads of
-// types with a schema. Types that are not registered are accepted.
-func (s *Store) checkType(ctx context.Context, name string, payload json.RawMessage) error {
-	var et EventType
-	err := s.db.NewSelect().Model(&et).Where("name = ?", name).Scan(ctx)
-	if errors.Is(resource.NotFound(err), resource.ErrNotFound) {
+// checkAppAndType finds app appID, refuses events of archived types and
+// validates payloads of types with a schema (types that are not
+// registered are accepted), reading both in one query.
+func (s *Store) checkAppAndType(ctx context.Context, appID, name string, payload json.RawMessage) error {
+	var row struct {
+		App bool `bun:"app"`
+		EventType
+	}
+	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM applications WHERE id = ?) AS app, et.*
+		FROM (SELECT 1) AS one LEFT JOIN event_types AS et ON et.name = ?`, appID, name).Scan(ctx, &row)
+	switch {
+	case err != nil:
+		return fmt.Errorf("find app %s and event type %s: %w", appID, name, err)
+	case !row.App:
+		return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
+	case row.Name == "":
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("get event type %s: %w", name, err)
-	}
-	if et.Archived {
+	case row.Archived:
 		return resource.Invalid("type", "event type %s is archived", name)
-	}
-	if et.Schema == nil {
+	case row.Schema == nil:
 		return nil
 	}
-	sch, err := s.schemaFor(et)
+	sch, err := s.schemaFor(row.EventType)
 	if err != nil {
 		return err
 	}

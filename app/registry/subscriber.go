@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/hookd/hookd/app/filter"
 	"github.com/hookd/hookd/tasks"
@@ -16,8 +17,25 @@ import (
 
 // Subscribers returns the enabled endpoints of app appID subscribed to
 // eventType whose filter, if any, matches payload. It is the fan-out's
-// tasks.SubscribersFunc.
+// tasks.SubscribersFunc; Cache.Subscribers serves it from memory.
 func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]string, error) {
+	subs, err := r.subscriptions(ctx, appID, eventType)
+	if err != nil {
+		return nil, err
+	}
+	return matching(subs, payload), nil
+}
+
+// subscription is an enabled endpoint subscribed to an event type, with
+// its filter parsed (nil: every event).
+type subscription struct {
+	endpointID string
+	filter     *filter.Filter
+}
+
+// subscriptions returns the enabled endpoints of app appID subscribed to
+// eventType, in ID order.
+func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) ([]subscription, error) {
 	var rows []struct {
 		ID     string          `bun:"id"`
 		Filter json.RawMessage `bun:"filter,type:json"`
@@ -31,13 +49,9 @@ func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, pay
 	if err != nil {
 		return nil, fmt.Errorf("find subscribers: %w", err)
 	}
-	ids := make([]string, 0, len(rows))
-	var (
-		doc     any
-		decoded bool
-		valid   bool
-	)
+	subs := make([]subscription, 0, len(rows))
 	for _, row := range rows {
+		sub := subscription{endpointID: row.ID}
 		if len(row.Filter) > 0 {
 			f, err := filter.Parse(row.Filter)
 			if err != nil {
@@ -45,17 +59,35 @@ func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, pay
 				// (a stricter hookd) selects nothing rather than everything.
 				continue
 			}
+			sub.filter = f
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+// matching returns the IDs of the subscriptions whose filter accepts
+// payload, which is decoded at most once.
+func matching(subs []subscription, payload json.RawMessage) []string {
+	ids := make([]string, 0, len(subs))
+	var (
+		doc     any
+		decoded bool
+		valid   bool
+	)
+	for _, sub := range subs {
+		if sub.filter != nil {
 			if !decoded {
 				doc, valid = decodePayload(payload)
 				decoded = true
 			}
-			if !valid || !f.MatchValue(doc) {
+			if !valid || !sub.filter.MatchValue(doc) {
 				continue
 			}
 		}
-		ids = append(ids, row.ID)
+		ids = append(ids, sub.endpointID)
 	}
-	return ids, nil
+	return ids
 }
 
 // decodePayload decodes a payload once for every filter, numbers exact.
@@ -75,35 +107,74 @@ func decodePayload(payload json.RawMessage) (any, bool) {
 
 // DeliveryEndpoint returns what the deliverer needs of an endpoint: its URL,
 // headers, state and live signing keys. It is the deliverer's
-// tasks.EndpointFunc.
+// tasks.EndpointFunc; Cache.DeliveryEndpoint serves it from memory.
 func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpoint, error) {
-	var ep Endpoint
-	if err := r.db.NewSelect().Model(&ep).Column("id", "url", "headers", "disabled", "rate_limit").Where("id = ?", id).Scan(ctx); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return tasks.Endpoint{}, fmt.Errorf("endpoint %s: %w", id, tasks.ErrEndpointGone)
-		}
-		return tasks.Endpoint{}, fmt.Errorf("get endpoint %s: %w", id, err)
+	e, err := r.deliveryEndpoint(ctx, id)
+	if err != nil {
+		return tasks.Endpoint{}, err
 	}
-	var secrets []string
-	err := r.db.NewSelect().Model((*endpointSecret)(nil)).Column("secret").
+	return e.at(time.Now()), nil
+}
+
+// deliveryEndpoint is an endpoint as the deliverer sees it, with the
+// expiry of each signing key, so that it can be kept.
+type deliveryEndpoint struct {
+	ep   tasks.Endpoint // Keys unset: at fills them in
+	keys []signingKey   // newest first
+}
+
+type signingKey struct {
+	key     []byte
+	expires *time.Time
+}
+
+// at returns the endpoint with the keys live at now.
+func (e deliveryEndpoint) at(now time.Time) tasks.Endpoint {
+	ep := e.ep
+	ep.Keys = make([][]byte, 0, len(e.keys))
+	for _, k := range e.keys {
+		if k.expires == nil || k.expires.After(now) {
+			ep.Keys = append(ep.Keys, k.key)
+		}
+	}
+	return ep
+}
+
+func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEndpoint, error) {
+	var ep Endpoint
+	err := r.db.NewSelect().Model(&ep).Column("id", "url", "headers", "disabled", "rate_limit", "failing_since").Where("id = ?", id).Scan(ctx)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, tasks.ErrEndpointGone)
+		}
+		return deliveryEndpoint{}, fmt.Errorf("get endpoint %s: %w", id, err)
+	}
+	var secrets []endpointSecret
+	err = r.db.NewSelect().Model(&secrets).Column("secret", "expires_at").
 		Where("endpoint_id = ?", id).
 		Where("expires_at IS NULL OR expires_at > clock_timestamp()").
 		OrderExpr("id DESC").
-		Scan(ctx, &secrets)
+		Scan(ctx)
 	if err != nil {
-		return tasks.Endpoint{}, fmt.Errorf("get secrets of endpoint %s: %w", id, err)
+		return deliveryEndpoint{}, fmt.Errorf("get secrets of endpoint %s: %w", id, err)
 	}
-	keys := make([][]byte, 0, len(secrets))
+	keys := make([]signingKey, 0, len(secrets))
 	for _, s := range secrets {
-		k, err := signature.ParseSecret(s)
+		k, err := signature.ParseSecret(s.Secret)
 		if err != nil {
-			return tasks.Endpoint{}, fmt.Errorf("endpoint %s: %w", id, err)
+			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, err)
 		}
-		keys = append(keys, k)
+		keys = append(keys, signingKey{key: k, expires: s.ExpiresAt})
 	}
 	rate := 0
 	if ep.RateLimit != nil {
 		rate = *ep.RateLimit
 	}
-	return tasks.Endpoint{ID: ep.ID, URL: ep.URL, Headers: ep.Headers, Keys: keys, Disabled: ep.Disabled, RateLimit: rate}, nil
+	return deliveryEndpoint{
+		ep: tasks.Endpoint{
+			ID: ep.ID, URL: ep.URL, Headers: ep.Headers, Disabled: ep.Disabled, RateLimit: rate,
+			Failing: ep.FailingSince != nil,
+		},
+		keys: keys,
+	}, nil
 }
