@@ -65,6 +65,18 @@ func insert(ctx context.Context, db bun.IDB, msgs []*Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	if err := check(msgs); err != nil {
+		return err
+	}
+	if _, err := db.NewInsert().Model(&msgs).Returning("created_at").Exec(ctx); err != nil {
+		return fmt.Errorf("publish %d events: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// check refuses messages missing a tenant, a topic or a JSON payload, and
+// assigns IDs to those that have none.
+func check(msgs []*Message) error {
 	for _, m := range msgs {
 		switch {
 		case m.Tenant == "":
@@ -77,9 +89,6 @@ func insert(ctx context.Context, db bun.IDB, msgs []*Message) error {
 		if m.ID == "" {
 			m.ID = NewID("evt")
 		}
-	}
-	if _, err := db.NewInsert().Model(&msgs).Returning("created_at").Exec(ctx); err != nil {
-		return fmt.Errorf("publish %d events: %w", len(msgs), err)
 	}
 	return nil
 }

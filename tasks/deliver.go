@@ -20,7 +20,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
+	"github.com/hookd/hookd/outbox/groupcommit"
 	"github.com/hookd/hookd/tasks/signature"
 )
 
@@ -90,6 +92,7 @@ const (
 // records the attempt. A delivery already succeeded is skipped.
 type Deliverer struct {
 	db       *bun.DB
+	records  *groupcommit.Batcher[recording]
 	rdb      redis.Cmdable
 	endpoint EndpointFunc
 	health   EndpointHealth
@@ -145,10 +148,14 @@ func NewDeliverer(db *bun.DB, deps DelivererDeps, log *slog.Logger, cfg Delivere
 			return http.ErrUseLastResponse // redirects are failures, never followed
 		},
 	}
-	return &Deliverer{
+	d := &Deliverer{
 		db: db, rdb: deps.Redis, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, breaker: deps.Breaker, fair: deps.Fairness,
 		retry: deps.Retry.withDefaults(), client: client, cfg: cfg, metrics: deps.Metrics, log: log,
 	}
+	// Attempts record in batches of up to 256 (a flush taking longer than
+	// 30s fails, and its deliveries are retried).
+	d.records = groupcommit.New(256, 30*time.Second, d.recordAll)
+	return d
 }
 
 // ProcessTask implements asynq.Handler.
@@ -420,34 +427,66 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) (*A
 	return a, resp
 }
 
-// record stores an attempt and moves the delivery to status, in one
-// statement: a single round trip, atomic as a transaction would be.
+// record stores an attempt and moves the delivery to status. Concurrent
+// deliveries record together, in one statement and one commit (see
+// recordAll).
 func (d *Deliverer) record(ctx context.Context, a *Attempt, status string) error {
 	lastErr := a.Error
 	if lastErr == nil && status != StatusSucceeded {
 		lastErr = ptr(describe(a))
 	}
-	q := d.db.NewUpdate().
-		With("attempt", d.db.NewInsert().Model(a)).
-		Model((*Delivery)(nil)).
-		Set("status = ?", status).
-		Set("attempts = attempts + 1").
-		Set("last_status_code = ?", a.StatusCode).
-		Set("last_error = ?", lastErr).
-		Set("updated_at = clock_timestamp()").
-		Where("id = ?", a.DeliveryID)
-	switch status {
-	case StatusSucceeded:
-		q = q.Set("succeeded_at = clock_timestamp()").Set("failed_at = NULL")
-	case StatusFailed:
-		q = q.Set("failed_at = clock_timestamp()")
-	default:
-		q = q.Set("failed_at = NULL") // a dead letter run again from Asynqmon
-	}
-	if _, err := q.Exec(ctx); err != nil {
+	if err := d.records.Do(ctx, recording{a, status, lastErr}); err != nil {
 		return fmt.Errorf("record attempt of %s: %w", a.DeliveryID, err)
 	}
 	return nil
+}
+
+// recording is an attempt and what it makes of its delivery.
+type recording struct {
+	attempt *Attempt
+	status  string
+	lastErr *string
+}
+
+// recordAll stores attempts and moves their deliveries on, in one
+// statement: every attempt is inserted and its delivery updated, or none.
+// Succeeded deliveries get succeeded_at; failed ones failed_at, which
+// anything else clears (a dead letter run again from Asynqmon).
+func (d *Deliverer) recordAll(ctx context.Context, rs []recording) error {
+	var (
+		ids, classes, statuses []string
+		at                     []time.Time
+		ms                     []float64
+		codes                  []*int
+		bodies, errs, lastErrs []*string
+	)
+	for _, r := range rs {
+		a := r.attempt
+		ids, at, ms = append(ids, a.DeliveryID), append(at, a.AttemptedAt), append(ms, a.DurationMS)
+		codes, bodies, errs = append(codes, a.StatusCode), append(bodies, a.ResponseBody), append(errs, a.Error)
+		classes, statuses, lastErrs = append(classes, a.ErrorClass), append(statuses, r.status), append(lastErrs, r.lastErr)
+	}
+	_, err := d.db.NewRaw(`WITH v AS (
+			SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::int[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+			AS v(delivery_id, attempted_at, duration_ms, status_code, response_body, error, error_class, status, last_error)
+		), attempts AS (
+			INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, status_code, response_body, error, error_class)
+			SELECT delivery_id, attempted_at, duration_ms, status_code, response_body, error, error_class FROM v
+		)
+		UPDATE deliveries AS d SET
+			status = v.status,
+			attempts = d.attempts + 1,
+			last_status_code = v.status_code,
+			last_error = v.last_error,
+			updated_at = clock_timestamp(),
+			succeeded_at = CASE WHEN v.status = ? THEN clock_timestamp() ELSE d.succeeded_at END,
+			failed_at = CASE WHEN v.status = ? THEN clock_timestamp() END
+		FROM v WHERE d.id = v.delivery_id`,
+		pgdialect.Array(ids), pgdialect.Array(at), pgdialect.Array(ms), pgdialect.Array(codes),
+		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes), pgdialect.Array(statuses),
+		pgdialect.Array(lastErrs), StatusSucceeded, StatusFailed,
+	).Exec(ctx)
+	return err
 }
 
 // fail marks a delivery failed without an attempt, for a reason that no

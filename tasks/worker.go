@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -19,6 +20,13 @@ type WorkerConfig struct {
 	// Concurrency is the number of tasks processed at once (default 50;
 	// deliveries mostly wait on the network).
 	Concurrency int
+	// Pollers is how many asynq servers share Concurrency (default 4).
+	// An asynq server dequeues one task per Redis round trip, in one loop,
+	// so a single one caps a worker at about one task per round trip, and
+	// a round trip slows down with the machine's load; several also cut
+	// the wait of a task enqueued into an idle queue, since each polls on
+	// its own.
+	Pollers int
 	// TaskCheckInterval is how long an idle worker waits before looking at
 	// its queues again (default 20ms; asynq's own default of 1s would add
 	// up to a second per hop).
@@ -33,8 +41,8 @@ type WorkerConfig struct {
 
 // Worker serves fan-out and delivery tasks.
 type Worker struct {
-	srv *asynq.Server
-	mux *asynq.ServeMux
+	srvs []*asynq.Server
+	mux  *asynq.ServeMux
 }
 
 // NewWorker returns a Worker processing tasks from rdb's queues. It does not
@@ -45,9 +53,9 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 20*time.Millisecond)
 	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, 100*time.Millisecond)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 20*time.Second)
+	cfg.Pollers = min(cmp.Or(cfg.Pollers, 4), cfg.Concurrency)
 
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency: cfg.Concurrency,
+	acfg := asynq.Config{
 		// Fan-outs are short and gate every delivery of an event: prefer them.
 		// Fan-outs first (they are cheap and feed the rest), then fresh
 		// deliveries, then the overflow of endpoints with a large backlog.
@@ -76,22 +84,40 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 			}
 			log.InfoContext(ctx, "task failed; will retry", attrs...)
 		}),
-	})
-	mux := asynq.NewServeMux()
-	mux.Handle(TypeFanout, fanout)
-	mux.Handle(TypeDeliver, deliverer)
-	mux.Handle(TypeRetryDeadLetters, deadLetters)
-	return &Worker{srv: srv, mux: mux}
+	}
+	w := &Worker{mux: asynq.NewServeMux()}
+	w.mux.Handle(TypeFanout, fanout)
+	w.mux.Handle(TypeDeliver, deliverer)
+	w.mux.Handle(TypeRetryDeadLetters, deadLetters)
+	for i := range cfg.Pollers {
+		c := acfg
+		// Concurrency split as evenly as it goes: 50 over 4 is 13+13+12+12.
+		c.Concurrency = cfg.Concurrency / cfg.Pollers
+		if i < cfg.Concurrency%cfg.Pollers {
+			c.Concurrency++
+		}
+		w.srvs = append(w.srvs, asynq.NewServerFromRedisClient(rdb, c))
+	}
+	return w
 }
 
 // Run processes tasks until ctx is done, then stops taking new ones and
 // waits up to ShutdownTimeout for those in flight.
 func (w *Worker) Run(ctx context.Context) error {
-	if err := w.srv.Start(w.mux); err != nil {
-		return fmt.Errorf("start worker: %w", err)
+	for i, srv := range w.srvs {
+		if err := srv.Start(w.mux); err != nil {
+			for _, started := range w.srvs[:i] {
+				started.Shutdown()
+			}
+			return fmt.Errorf("start worker: %w", err)
+		}
 	}
 	<-ctx.Done()
-	w.srv.Shutdown()
+	var wg sync.WaitGroup
+	for _, srv := range w.srvs {
+		wg.Go(srv.Shutdown)
+	}
+	wg.Wait()
 	return nil
 }
 

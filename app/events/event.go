@@ -83,9 +83,10 @@ func (s *Store) Publish(ctx context.Context, appID string, in PublishInput) (ev 
 
 	msg := &outbox.Message{ID: outbox.NewID("evt"), Tenant: appID, Topic: in.Type, Payload: in.Payload}
 	if in.IdempotencyKey == "" {
-		// The event is the whole change: one statement commits it. (An
-		// app deleted since the check leaves an event nobody receives.)
-		if err := outbox.PublishNow(ctx, s.db, msg); err != nil {
+		// The event is the whole change: it is committed on its own, with
+		// the events published at the same moment (group commit). (An app
+		// deleted since the check leaves an event nobody receives.)
+		if err := s.batcher.Publish(ctx, msg); err != nil {
 			return Event{}, false, fmt.Errorf("publish %s: %w", in.Type, err)
 		}
 		return Event{ID: msg.ID, AppID: appID, Type: msg.Topic, Payload: msg.Payload, CreatedAt: msg.CreatedAt}, false, nil

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/hookd/hookd/outbox"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
@@ -51,7 +53,8 @@ type EventTypePatch struct {
 
 // Store stores event types and events and reads deliveries.
 type Store struct {
-	db *bun.DB
+	db      *bun.DB
+	batcher *outbox.Batcher // publishes events without idempotency key
 
 	printer *message.Printer // of schema validation errors
 
@@ -61,7 +64,10 @@ type Store struct {
 
 // NewStore returns a Store on db.
 func NewStore(db *bun.DB) *Store {
-	return &Store{db: db, printer: message.NewPrinter(language.English), schemas: map[string]compiledSchema{}}
+	return &Store{
+		db: db, batcher: outbox.NewBatcher(db, 0),
+		printer: message.NewPrinter(language.English), schemas: map[string]compiledSchema{},
+	}
 }
 
 var typeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$`)
