@@ -256,9 +256,12 @@ func (a *App) Run(ctx context.Context) error {
 			UserAgent:           "hookd/" + Version(),
 		})
 		worker := tasks.NewWorker(a.rdb, fanout, deliverer, deadLetters, log, tasks.WorkerConfig{
-			Queue:           queueCfg,
-			Concurrency:     a.cfg.Concurrency,
-			ShutdownTimeout: a.cfg.ShutdownTimeout,
+			Queue:                    queueCfg,
+			Concurrency:              a.cfg.Concurrency,
+			Pollers:                  a.cfg.Pollers,
+			TaskCheckInterval:        a.cfg.TaskCheckInterval,
+			DelayedTaskCheckInterval: a.cfg.DelayedCheck,
+			ShutdownTimeout:          a.cfg.ShutdownTimeout,
 		})
 		g.Go(func() error { return worker.Run(ctx) })
 	}

@@ -54,6 +54,13 @@ Flags:
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
 	cfg.Scenarios = strings.Split(*scenarios, ",")
+	// The Asynq baseline runs as hookd's worker will: the same pollers,
+	// concurrency and check interval (HOOKD_* from the environment).
+	hcfg, err := ParseConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("bench: hookd's configuration: %w", err)
+	}
+	cfg.Worker = bench.WorkerLayout{Pollers: hcfg.Pollers, Concurrency: hcfg.Concurrency, TaskCheckInterval: hcfg.TaskCheckInterval}
 
 	rep, err := bench.Run(ctx, cfg, log)
 	if rep != nil {

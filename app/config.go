@@ -40,6 +40,9 @@ type Config struct {
 	RetrySchedule       []time.Duration
 	DeliveryTimeout     time.Duration
 	Concurrency         int
+	Pollers             int
+	TaskCheckInterval   time.Duration
+	DelayedCheck        time.Duration
 	ShutdownTimeout     time.Duration
 	MaxEventBytes       int64
 	ConnectTimeout      time.Duration
@@ -200,6 +203,15 @@ func settings() []setting {
 				c.Concurrency = n
 				return err
 			}},
+		{"HOOKD_WORKER_POLLERS", "worker-pollers", "4",
+			"asynq servers a worker runs, sharing HOOKD_WORKER_CONCURRENCY: each dequeues one task per Redis round trip and polls idle queues on its own",
+			func(c *Config, v string) error { return setPositive(&c.Pollers, v) }},
+		{"HOOKD_TASK_CHECK_INTERVAL", "task-check-interval", "10ms",
+			"how long an idle poller waits before it looks at the queues again (0.5 to 1.5 times this); each idle poller costs Redis one dequeue per wait",
+			func(c *Config, v string) error { return setDuration(&c.TaskCheckInterval, v) }},
+		{"HOOKD_DELAYED_TASK_CHECK_INTERVAL", "delayed-task-check-interval", "100ms",
+			"how often each poller moves retries and postponed deliveries that are due to their queue",
+			func(c *Config, v string) error { return setDuration(&c.DelayedCheck, v) }},
 		{"HOOKD_MAX_EVENT_BYTES", "max-event-bytes", "262144",
 			"largest accepted body of POST /v1/apps/{app_id}/events, in bytes", func(c *Config, v string) error {
 				n, err := strconv.ParseInt(v, 10, 64)
@@ -330,7 +342,7 @@ func (c Config) masked() []any {
 		"http_addr", c.HTTPAddr, "metrics_addr", c.MetricsAddr,
 		"admin_api_key", mask(c.AdminAPIKey), "allow_private_targets", c.AllowPrivateTargets,
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
-		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency,
+		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
 	}
 }
 

@@ -27,9 +27,10 @@ type WorkerConfig struct {
 	// the wait of a task enqueued into an idle queue, since each polls on
 	// its own.
 	Pollers int
-	// TaskCheckInterval is how long an idle worker waits before looking at
-	// its queues again (default 20ms; asynq's own default of 1s would add
-	// up to a second per hop).
+	// TaskCheckInterval is how long an idle poller waits before looking at
+	// its queues again (default 10ms; asynq sleeps between half and 1.5
+	// times this, and its own default of 1s would add up to a second per
+	// hop). Each idle poller costs Redis one dequeue script per wait.
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval is how often due retries are moved to their
 	// queue (default 100ms).
@@ -50,7 +51,7 @@ type Worker struct {
 func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, deadLetters *DeadLetters, log *slog.Logger, cfg WorkerConfig) *Worker {
 	cfg.Queue = cfg.Queue.withDefaults()
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 50)
-	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 20*time.Millisecond)
+	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 10*time.Millisecond)
 	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, 100*time.Millisecond)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 20*time.Second)
 	cfg.Pollers = min(cmp.Or(cfg.Pollers, 4), cfg.Concurrency)

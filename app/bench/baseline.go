@@ -22,21 +22,30 @@ import (
 // hookd's rates are read against.
 type Baseline struct {
 	// AsynqTasksPerSec is the rate of no-op tasks enqueued and processed
-	// by one asynq server configured as hookd's worker is (concurrency 50,
-	// 20ms task check interval), enqueued by 16 goroutines meanwhile.
-	AsynqTasksPerSec float64 `json:"asynq_tasks_per_sec"`
+	// by asynq servers laid out as hookd's worker (Worker), enqueued by 16
+	// goroutines meanwhile.
+	AsynqTasksPerSec float64      `json:"asynq_tasks_per_sec"`
+	Worker           WorkerLayout `json:"worker"`
 	// OutboxRowsPerSec is the rate of outbox rows inserted by
 	// outbox.Publish, one row per transaction, from 16 goroutines.
 	OutboxRowsPerSec float64 `json:"outbox_rows_per_sec"`
 	Tasks            int     `json:"tasks"`
 }
 
+// WorkerLayout is how a worker runs asynq: Pollers servers sharing
+// Concurrency, polling idle queues every TaskCheckInterval.
+type WorkerLayout struct {
+	Pollers           int           `json:"pollers"`
+	Concurrency       int           `json:"concurrency"`
+	TaskCheckInterval time.Duration `json:"task_check_interval_ns"`
+}
+
 const baselineWriters = 16
 
-func measureBaseline(ctx context.Context, rdb *redis.Client, dbURL string, n int) (Baseline, error) {
-	b := Baseline{Tasks: n}
+func measureBaseline(ctx context.Context, rdb *redis.Client, dbURL string, n int, w WorkerLayout) (Baseline, error) {
+	b := Baseline{Tasks: n, Worker: w}
 	var err error
-	if b.AsynqTasksPerSec, err = rawAsynq(ctx, rdb, n); err != nil {
+	if b.AsynqTasksPerSec, err = rawAsynq(ctx, rdb, n, w); err != nil {
 		return b, err
 	}
 	if b.OutboxRowsPerSec, err = rawOutbox(ctx, dbURL, n); err != nil {
@@ -46,19 +55,12 @@ func measureBaseline(ctx context.Context, rdb *redis.Client, dbURL string, n int
 }
 
 // rawAsynq enqueues n no-op tasks from baselineWriters goroutines into a
-// queue an asynq server drains at the same time, and returns tasks/s from
-// the first enqueue to the last task done.
-func rawAsynq(ctx context.Context, rdb *redis.Client, n int) (float64, error) {
+// queue that asynq servers laid out as w drain at the same time, and
+// returns tasks/s from the first enqueue to the last task done.
+func rawAsynq(ctx context.Context, rdb *redis.Client, n int, w WorkerLayout) (float64, error) {
 	const queue = "bench_baseline"
 	var done atomic.Int64
 	finished := make(chan struct{})
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:              50,
-		Queues:                   map[string]int{queue: 1},
-		TaskCheckInterval:        20 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		LogLevel:                 asynq.ErrorLevel,
-	})
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("noop", func(context.Context, *asynq.Task) error {
 		if done.Add(1) == int64(n) {
@@ -66,10 +68,23 @@ func rawAsynq(ctx context.Context, rdb *redis.Client, n int) (float64, error) {
 		}
 		return nil
 	})
-	if err := srv.Start(mux); err != nil {
-		return 0, fmt.Errorf("start asynq baseline server: %w", err)
+	for i := range w.Pollers {
+		concurrency := w.Concurrency / w.Pollers
+		if i < w.Concurrency%w.Pollers {
+			concurrency++
+		}
+		srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+			Concurrency:              concurrency,
+			Queues:                   map[string]int{queue: 1},
+			TaskCheckInterval:        w.TaskCheckInterval,
+			DelayedTaskCheckInterval: 100 * time.Millisecond,
+			LogLevel:                 asynq.ErrorLevel,
+		})
+		if err := srv.Start(mux); err != nil {
+			return 0, fmt.Errorf("start asynq baseline server: %w", err)
+		}
+		defer srv.Shutdown()
 	}
-	defer srv.Shutdown()
 	client := asynq.NewClientFromRedisClient(rdb)
 
 	payload := make([]byte, 512) // about a delivery task's size

@@ -55,6 +55,9 @@ type Config struct {
 	BaselineTasks int
 	// Env is added to hookd's environment (HOOKD_*=... settings to try).
 	Env []string
+	// Worker is how hookd's worker runs asynq; the Asynq baseline runs so
+	// too (default: 4 pollers, concurrency 50, 10ms check interval).
+	Worker WorkerLayout
 	// ProfileDir, when set, receives a CPU and a heap profile of hookd
 	// taken during the burst scenario.
 	ProfileDir string
@@ -103,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.Duration = cmp.Or(c.Duration, 10*time.Second)
 	c.Soak = cmp.Or(c.Soak, 5*time.Minute)
 	c.BaselineTasks = cmp.Or(c.BaselineTasks, 20000)
+	c.Worker.Pollers = cmp.Or(c.Worker.Pollers, 4)
+	c.Worker.Concurrency = cmp.Or(c.Worker.Concurrency, 50)
+	c.Worker.TaskCheckInterval = cmp.Or(c.Worker.TaskCheckInterval, 10*time.Millisecond)
 	return c, nil
 }
 
@@ -142,7 +148,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 
 	if slices.Contains(cfg.Scenarios, ScenarioBaseline) {
 		log.InfoContext(ctx, "measuring baselines", slog.Int("tasks", cfg.BaselineTasks))
-		b, err := measureBaseline(ctx, rdb, dbURL, cfg.BaselineTasks)
+		b, err := measureBaseline(ctx, rdb, dbURL, cfg.BaselineTasks, cfg.Worker)
 		if err != nil {
 			return nil, err
 		}

@@ -13,7 +13,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "machine: %d CPUs (%s), %s, %s, %s\n", r.Machine.CPUs, r.Machine.Model, r.Machine.Memory, r.Machine.OS, r.Machine.Go)
 	if bl := r.Baseline; bl != nil {
-		fmt.Fprintf(&b, "baseline: raw asynq %.0f no-op tasks/s, raw postgres %.0f outbox rows/s (%d each)\n", bl.AsynqTasksPerSec, bl.OutboxRowsPerSec, bl.Tasks)
+		fmt.Fprintf(&b, "baseline: raw asynq %.0f no-op tasks/s (%d pollers, concurrency %d, check every %s), raw postgres %.0f outbox rows/s (%d each)\n",
+			bl.AsynqTasksPerSec, bl.Worker.Pollers, bl.Worker.Concurrency, bl.Worker.TaskCheckInterval, bl.OutboxRowsPerSec, bl.Tasks)
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)

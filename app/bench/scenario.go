@@ -89,11 +89,11 @@ func (r *runner) shape(name string) shape {
 	case ScenarioSteady:
 		return shape{source: "api", apps: 100, perApp: 1, events: steadyEvents, rate: r.cfg.Rate}
 	case ScenarioBurst:
-		return shape{source: "api", apps: 100, perApp: 1, events: r.cfg.Events, profile: r.cfg.ProfileDir != ""}
+		return shape{source: "api", apps: 100, perApp: 1, events: r.cfg.Events}
 	case ScenarioClicks:
 		return shape{source: "clicks", apps: 100, perApp: 1, events: r.cfg.Events / 2}
 	case ScenarioFanout:
-		return shape{source: "api", apps: 10, perApp: 10, events: r.cfg.Events / 5}
+		return shape{source: "api", apps: 10, perApp: 10, events: r.cfg.Events / 5, profile: r.cfg.ProfileDir != ""}
 	case ScenarioFailing:
 		// 1 of 100 endpoints fails; a tenth of the events fan out to it.
 		return shape{source: "api", apps: 10, perApp: 10, failing: 1, events: steadyEvents / 5, rate: r.cfg.Rate / 5}

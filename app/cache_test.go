@@ -1,0 +1,85 @@
+package app_test
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+)
+
+// TestEndpointChangesReachWorkersAtOnce: workers keep endpoints and
+// subscriptions in memory (for a minute at most), so every change must
+// reach them through Postgres notifications before the next event: a new
+// URL, a rotated secret, a secret's expiry, new subscriptions.
+func TestEndpointChangesReachWorkersAtOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	a, b := newReceiver(t, nil), newReceiver(t, nil)
+	appID := dlvApp(h)
+	var ep struct{ ID, Secret string }
+	dlvMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"`+a.URL+`","event_types":["order.paid"]}`, http.StatusCreated, &ep)
+	published := 0
+	publish := func(typ string) string {
+		published++
+		return dlvPublish(h, appID, typ)
+	}
+	// verify checks that the n-th request of r came with a signature each
+	// of valid verifies, and none of invalid.
+	verify := func(r *receiver, n int, valid, invalid []string) {
+		t.Helper()
+		waitFor(t, "delivery", func() bool { return len(r.got()) > n })
+		got := r.got()[n]
+		for _, s := range valid {
+			wh, _ := standardwebhooks.NewWebhook(s)
+			if err := wh.Verify(got.body, got.header); err != nil {
+				t.Errorf("request %d: not signed with %s: %v", n, s, err)
+			}
+		}
+		for _, s := range invalid {
+			wh, _ := standardwebhooks.NewWebhook(s)
+			if err := wh.Verify(got.body, got.header); err == nil {
+				t.Errorf("request %d: still signed with %s", n, s)
+			}
+		}
+	}
+	rotate := func(grace int) string {
+		t.Helper()
+		var sec struct{ Secret string }
+		dlvMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints/"+ep.ID+"/secret/rotate",
+			`{"grace_period_seconds":`+strconv.Itoa(grace)+`}`, http.StatusOK, &sec)
+		return sec.Secret
+	}
+
+	publish("order.paid")
+	verify(a, 0, []string{ep.Secret}, nil)
+
+	dlvMust(h, http.MethodPatch, "/v1/apps/"+appID+"/endpoints/"+ep.ID, `{"url":"`+b.URL+`"}`, http.StatusOK, nil)
+	publish("order.paid")
+	verify(b, 0, []string{ep.Secret}, nil)
+
+	second := rotate(0)
+	publish("order.paid")
+	verify(b, 1, []string{second}, []string{ep.Secret})
+
+	third := rotate(1)
+	publish("order.paid")
+	verify(b, 2, []string{second, third}, nil)
+	time.Sleep(1100 * time.Millisecond) // the grace period ends: no notification, only time
+	publish("order.paid")
+	verify(b, 3, []string{third}, []string{second})
+
+	dlvMust(h, http.MethodPatch, "/v1/apps/"+appID+"/endpoints/"+ep.ID, `{"event_types":["order.refunded"]}`, http.StatusOK, nil)
+	ignored := publish("order.paid")
+	waitFor(t, "every fan-out", func() bool { return h.metricValue("hookd_fanout_events_total", nil) == float64(published) })
+	if n := h.count(`SELECT count(*) FROM deliveries WHERE event_id = ?`, ignored); n != 0 {
+		t.Errorf("an event of a type the endpoint left got %d deliveries", n)
+	}
+	publish("order.refunded")
+	verify(b, 4, []string{third}, nil)
+
+	if n := len(a.got()); n != 1 {
+		t.Errorf("the old URL got %d requests, want 1", n)
+	}
+}
