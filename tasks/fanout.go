@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -59,18 +60,22 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			EventType:  ev.Type,
 		}
 	}
-	// One statement inserts the missing rows and returns every pending
-	// one: those it inserted, and those a previous run created (with other
-	// IDs), which its snapshot still shows.
-	var pending []Delivery
-	err = f.db.NewRaw(`WITH inserted AS (?) SELECT id, endpoint_id FROM inserted
-		UNION ALL SELECT id, endpoint_id FROM deliveries WHERE event_id = ? AND status = ?`,
-		f.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Returning("id, endpoint_id"),
-		ev.EventID, StatusPending,
-	).Scan(ctx, &pending)
+	// One statement inserts the missing rows and returns every row of the
+	// event: those it inserted, and those a previous run created (with
+	// other IDs), which its snapshot still shows. It selects by event only,
+	// through the unique index: a status condition would invite the
+	// planner to the partial index on pending rows, whose dead entries
+	// (deliveries since done) grow until vacuum.
+	var written []Delivery
+	err = f.db.NewRaw(`WITH inserted AS (?) SELECT id, endpoint_id, status FROM inserted
+		UNION ALL SELECT id, endpoint_id, status FROM deliveries WHERE event_id = ?`,
+		f.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Returning("id, endpoint_id, status"),
+		ev.EventID,
+	).Scan(ctx, &written)
 	if err != nil {
 		return fmt.Errorf("write deliveries of %s: %w", ev.EventID, err)
 	}
+	pending := slices.DeleteFunc(written, func(d Delivery) bool { return d.Status != StatusPending })
 
 	body, err := encodeWebhook(ev.Type, ev.CreatedAt, ev.Data)
 	if err != nil {

@@ -70,7 +70,7 @@ func startHookd(ctx context.Context, binary string, env []string, log *slog.Logg
 			}
 			h.tail.add(sc.Text())
 			if line.Level == "WARN" || line.Level == "ERROR" {
-				log.Warn("hookd: " + sc.Text())
+				log.WarnContext(ctx, "hookd: "+sc.Text())
 			}
 		}
 		_ = cmd.Wait()
