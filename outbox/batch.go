@@ -9,8 +9,9 @@ import (
 	"github.com/hookd/hookd/outbox/groupcommit"
 )
 
-// Batcher publishes standalone events (PublishNow's) with group commit:
-// events published at the same time share one INSERT, hence one commit.
+// Batcher publishes standalone events, those that are the whole change
+// (there is no other data to commit with them), with group commit: events
+// published at the same time share one INSERT, hence one commit.
 //
 // Outbox commits are serialized by Postgres: the notification trigger's
 // NOTIFY takes a database-wide lock at commit and holds it until the
@@ -31,9 +32,10 @@ func NewBatcher(db bun.IDB, maxBatch int) *Batcher {
 	})}
 }
 
-// Publish is PublishNow with group commit: it returns once msgs are
-// committed (with their IDs and CreatedAt set) or failed. When ctx ends
-// first, it returns ctx's error, and msgs may still be committed.
+// Publish writes msgs to the outbox, with those of concurrent callers, and
+// returns once they are committed (with their IDs and CreatedAt set) or
+// failed. When ctx ends first, it returns ctx's error, and msgs may still
+// be committed.
 func (b *Batcher) Publish(ctx context.Context, msgs ...*Message) error {
 	if err := check(msgs); err != nil {
 		return err

@@ -53,14 +53,6 @@ func Publish(ctx context.Context, tx bun.Tx, msgs ...*Message) error {
 	return insert(ctx, tx, msgs)
 }
 
-// PublishNow writes msgs to the outbox in one statement of their own, for
-// events that are the whole change (there is no other data to commit with
-// them): one round trip instead of a transaction's three. Otherwise it is
-// Publish.
-func PublishNow(ctx context.Context, db bun.IDB, msgs ...*Message) error {
-	return insert(ctx, db, msgs)
-}
-
 func insert(ctx context.Context, db bun.IDB, msgs []*Message) error {
 	if len(msgs) == 0 {
 		return nil

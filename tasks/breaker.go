@@ -77,21 +77,14 @@ func breakerKeys(id string) []string {
 	return []string{"hookd:circuit:" + id, "hookd:circuit:" + id + ":probe"}
 }
 
-// Allow reports whether a delivery to endpoint id may be sent now, and
-// whether it is the probe of a half-open circuit; if not, how long to wait.
-func (b *Breaker) Allow(ctx context.Context, id string) (wait time.Duration, probe bool, err error) {
-	c := b.allowCall(id)
-	if err := runScripts(ctx, b.rdb, c); err != nil {
-		return 0, false, fmt.Errorf("read circuit of endpoint %s: %w", id, err)
-	}
-	return b.allowed(c)
-}
-
+// allowCall asks whether a delivery to endpoint id may be sent now (read
+// with allowed).
 func (b *Breaker) allowCall(id string) *scriptCall {
 	return call(b.allow, breakerKeys(id), b.cfg.ProbeTimeout.Milliseconds(), b.cfg.Cooldown.Milliseconds())
 }
 
-// allowed reads the result of an allowCall.
+// allowed reads the result of an allowCall: whether the delivery is the
+// probe of a half-open circuit, or else how long it must wait (0: none).
 func (b *Breaker) allowed(c *scriptCall) (wait time.Duration, probe bool, err error) {
 	n, err := c.cmd.Int64()
 	if err != nil {
@@ -103,7 +96,7 @@ func (b *Breaker) allowed(c *scriptCall) (wait time.Duration, probe bool, err er
 	return time.Duration(n) * time.Millisecond, false, nil
 }
 
-// abandonProbe gives up the probe Allow granted, unsent, so that another
+// abandonProbe gives up the probe allowCall granted, unsent, so that another
 // delivery can probe at once.
 func (b *Breaker) abandonProbe(ctx context.Context, id string) error {
 	if err := b.rdb.Del(ctx, breakerKeys(id)[1]).Err(); err != nil {
@@ -112,17 +105,7 @@ func (b *Breaker) abandonProbe(ctx context.Context, id string) error {
 	return nil
 }
 
-// Record counts the outcome of an attempt to endpoint id and reports
-// whether its circuit is open afterwards.
-func (b *Breaker) Record(ctx context.Context, id string, ok bool) (open bool, err error) {
-	c := b.recordCall(id, ok)
-	if err := runScripts(ctx, b.rdb, c); err != nil {
-		return false, fmt.Errorf("record outcome for endpoint %s: %w", id, err)
-	}
-	n, err := c.cmd.Int64()
-	return n == 1, err
-}
-
+// recordCall counts the outcome of an attempt to endpoint id.
 func (b *Breaker) recordCall(id string, ok bool) *scriptCall {
 	okArg := "0"
 	if ok {

@@ -101,21 +101,13 @@ func (f *Fairness) finishedCall(endpointID string) *scriptCall {
 	return call(f.release, []string{backlogKey(endpointID)})
 }
 
-// Acquire takes an in-flight slot of endpointID, or reports that all are
-// taken.
-func (f *Fairness) Acquire(ctx context.Context, endpointID string) (bool, error) {
-	c := f.acquireCall(endpointID)
-	if err := runScripts(ctx, f.rdb, c); err != nil {
-		return false, fmt.Errorf("take a slot of %s: %w", endpointID, err)
-	}
-	return f.acquired(c)
-}
-
+// acquireCall takes an in-flight slot of endpointID if one is free (read
+// with acquired).
 func (f *Fairness) acquireCall(endpointID string) *scriptCall {
 	return call(f.acquire, []string{inflightKey(endpointID)}, f.cfg.PerEndpoint, f.cfg.SlotTTL.Milliseconds())
 }
 
-// acquired reads the result of an acquireCall.
+// acquired reads the result of an acquireCall: whether a slot was taken.
 func (f *Fairness) acquired(c *scriptCall) (bool, error) {
 	n, err := c.cmd.Int()
 	if err != nil {
