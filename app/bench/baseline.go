@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,26 +88,12 @@ func rawAsynq(ctx context.Context, rdb *redis.Client, n int, w WorkerLayout) (fl
 
 	payload := make([]byte, 512) // about a delivery task's size
 	start := time.Now()
-	var (
-		wg      sync.WaitGroup
-		next    atomic.Int64
-		errOnce sync.Once
-		encErr  error
-	)
-	for range baselineWriters {
-		wg.Go(func() {
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				t := asynq.NewTask("noop", payload, asynq.Queue(queue), asynq.TaskID("noop-"+strconv.FormatInt(i, 10)))
-				if _, err := client.EnqueueContext(ctx, t); err != nil {
-					errOnce.Do(func() { encErr = err })
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if encErr != nil {
-		return 0, fmt.Errorf("asynq baseline enqueue: %w", encErr)
+	err := forEach(ctx, n, baselineWriters, func(ctx context.Context, i int) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask("noop", payload, asynq.Queue(queue), asynq.TaskID("noop-"+strconv.Itoa(i))))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("asynq baseline enqueue: %w", err)
 	}
 	select {
 	case <-finished:
@@ -135,28 +120,13 @@ func rawOutbox(ctx context.Context, dbURL string, n int) (float64, error) {
 	}
 	payload := []byte(`{"link_id":"lnk_0000000000000000000000000","code":"abcdefg","url":"https://example.com/some/where","clicked_at":"2026-01-01T00:00:00Z"}`)
 	start := time.Now()
-	var (
-		wg      sync.WaitGroup
-		next    atomic.Int64
-		errOnce sync.Once
-		insErr  error
-	)
-	for range baselineWriters {
-		wg.Go(func() {
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-					return outbox.Publish(ctx, tx, &outbox.Message{Tenant: "app_bench", Topic: "bench.raw", Payload: payload})
-				})
-				if err != nil {
-					errOnce.Do(func() { insErr = err })
-					return
-				}
-			}
+	err := forEach(ctx, n, baselineWriters, func(ctx context.Context, _ int) error {
+		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			return outbox.Publish(ctx, tx, &outbox.Message{Tenant: "app_bench", Topic: "bench.raw", Payload: payload})
 		})
-	}
-	wg.Wait()
-	if insErr != nil {
-		return 0, fmt.Errorf("outbox baseline insert: %w", insErr)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox baseline insert: %w", err)
 	}
 	rate := float64(n) / time.Since(start).Seconds()
 	// hookd's migrations create the table with more to come; start clean.

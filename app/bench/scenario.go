@@ -287,54 +287,50 @@ func drive(ctx context.Context, sh shape, send func(context.Context, int) error)
 		}
 		mu.Unlock()
 	}
-	g, ctx := errgroup.WithContext(ctx)
 	if sh.rate == 0 {
-		var next atomic.Int64
-		for range 32 {
-			g.Go(func() error {
-				for i := int(next.Add(1)) - 1; i < sh.events; i = int(next.Add(1)) - 1 {
-					if err := send(ctx, i); err != nil {
-						return err
-					}
-					done()
-				}
-				return nil
-			})
-		}
-	} else {
-		work := make(chan int, 4096)
-		for range 128 {
-			g.Go(func() error {
-				for i := range work {
-					if err := send(ctx, i); err != nil {
-						return err
-					}
-					done()
-				}
-				return nil
-			})
-		}
+		err := forEach(ctx, sh.events, 32, func(ctx context.Context, i int) error {
+			if err := send(ctx, i); err != nil {
+				return err
+			}
+			done()
+			return nil
+		})
+		return int(sent.Load()), lastResp, err
+	}
+	// Open loop: a slow response does not delay the next request.
+	g, ctx := errgroup.WithContext(ctx)
+	work := make(chan int, 4096)
+	for range 128 {
 		g.Go(func() error {
-			defer close(work)
-			start := time.Now()
-			interval := time.Duration(float64(time.Second) / sh.rate)
-			for i := range sh.events {
-				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-					select {
-					case <-time.After(d):
-					case <-ctx.Done():
-						return ctx.Err()
-					}
+			for i := range work {
+				if err := send(ctx, i); err != nil {
+					return err
 				}
-				select {
-				case work <- i:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+				done()
 			}
 			return nil
 		})
 	}
+	g.Go(func() error {
+		defer close(work)
+		start := time.Now()
+		interval := time.Duration(float64(time.Second) / sh.rate)
+		for i := range sh.events {
+			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			select {
+			case work <- i:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
 	err := g.Wait()
 	return int(sent.Load()), lastResp, err
 }
@@ -401,4 +397,22 @@ func (h *hookd) gauge(ctx context.Context, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
+// forEach calls fn for each i in [0, n) from workers goroutines, as fast
+// as they go, and returns the first error.
+func forEach(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	var next atomic.Int64
+	for range workers {
+		g.Go(func() error {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if err := fn(ctx, i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
