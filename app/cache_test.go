@@ -7,6 +7,7 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/uptrace/bun"
 )
 
 // TestEndpointChangesReachWorkersAtOnce: workers keep endpoints and
@@ -79,6 +80,52 @@ func TestEndpointChangesReachWorkersAtOnce(t *testing.T) {
 	publish("order.refunded")
 	verify(b, 4, []string{third}, nil)
 
+	if n := len(a.got()); n != 1 {
+		t.Errorf("the old URL got %d requests, want 1", n)
+	}
+}
+
+// TestEndpointCacheBypassedWhileListenIsDown: notifications sent while the
+// worker's LISTEN connection is gone are lost, so the cache must empty and
+// step aside until it is back; an endpoint changed meanwhile is read from
+// Postgres.
+func TestEndpointCacheBypassedWhileListenIsDown(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	a, b := newReceiver(t, nil), newReceiver(t, nil)
+	appID := dlvApp(h)
+	epID := dlvAddEndpoint(h, appID, a.URL)
+	dlvPublish(h, appID, "order.paid")
+	waitFor(t, "the first delivery", func() bool { return len(a.got()) == 1 })
+
+	// Cut every endpoint-cache listener (other tests' too: theirs read
+	// Postgres until they reconnect, which changes nothing for them), and
+	// change the endpoint before this one is back.
+	var listeners []struct {
+		PID int  `bun:"pid"`
+		Cut bool `bun:"cut"`
+	}
+	// In the select list, pg_terminate_backend runs for the selected rows
+	// only (in WHERE, the planner may run it on any).
+	err := h.db.NewRaw(`SELECT pid, pg_terminate_backend(pid) AS cut FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN "hookd_endpoints"'`).Scan(h.t.Context(), &listeners)
+	var cut []int
+	for _, l := range listeners {
+		if l.Cut {
+			cut = append(cut, l.PID)
+		}
+	}
+	if err != nil || len(cut) == 0 {
+		t.Fatalf("terminated listeners %v: %v", listeners, err)
+	}
+	// Once the backends are gone, the workers read end-of-file at once.
+	waitFor(t, "the listeners to go", func() bool {
+		return h.count(`SELECT count(*) FROM pg_stat_activity WHERE pid IN (?)`, bun.In(cut)) == 0
+	})
+	time.Sleep(50 * time.Millisecond)
+	dlvMust(h, http.MethodPatch, "/v1/apps/"+appID+"/endpoints/"+epID, `{"url":"`+b.URL+`"}`, http.StatusOK, nil)
+	dlvPublish(h, appID, "order.paid")
+	waitFor(t, "the delivery to the new URL", func() bool { return len(b.got()) == 1 })
 	if n := len(a.got()); n != 1 {
 		t.Errorf("the old URL got %d requests, want 1", n)
 	}
