@@ -1,5 +1,6 @@
 // Package app wires hookd together: configuration, the database and its
-// migrations, Redis, and the roles a process runs (api, relay, worker).
+// migrations, Redis, and the roles a process runs (api, relay, worker,
+// reconciler).
 // Nothing imports app except cmd/hookd.
 package app
 
@@ -264,6 +265,13 @@ func (a *App) Run(ctx context.Context) error {
 			ShutdownTimeout:          a.cfg.ShutdownTimeout,
 		})
 		g.Go(func() error { return worker.Run(ctx) })
+	}
+	if a.has(RoleReconciler) {
+		rec := tasks.NewReconciler(a.db, queue, inspector, metrics, a.log.With(slog.String("role", RoleReconciler)), tasks.ReconcilerConfig{
+			Interval: a.cfg.ReconcileInterval,
+			After:    a.cfg.ReconcileAfter,
+		})
+		g.Go(func() error { return rec.Run(ctx) })
 	}
 	// The asynq client shares a.rdb, which Close closes: nothing to close here.
 	err := g.Wait()

@@ -13,7 +13,7 @@ import (
 const usage = `hookd delivers webhooks reliably.
 
 Usage:
-  hookd serve [flags]     run the roles (api, relay, worker; all by default)
+  hookd serve [flags]     run the roles (api, relay, worker, reconciler; all by default)
   hookd migrate [flags]   apply database migrations and exit
   hookd apikey create --name NAME [--app APP_ID]
                           create an API key (admin, or scoped to one app) and print it

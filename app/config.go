@@ -21,10 +21,12 @@ const (
 	RoleAPI    = "api"
 	RoleRelay  = "relay"
 	RoleWorker = "worker"
+	// RoleReconciler enqueues again what Redis lost (tasks.Reconciler).
+	RoleReconciler = "reconciler"
 )
 
 // AllRoles are the roles `hookd serve` runs by default.
-func AllRoles() []string { return []string{RoleAPI, RoleRelay, RoleWorker} }
+func AllRoles() []string { return []string{RoleAPI, RoleRelay, RoleWorker, RoleReconciler} }
 
 // Config is hookd's configuration, read from HOOKD_* environment variables
 // and overridden by flags.
@@ -41,6 +43,8 @@ type Config struct {
 	DeliveryTimeout     time.Duration
 	Concurrency         int
 	Pollers             int
+	ReconcileInterval   time.Duration
+	ReconcileAfter      time.Duration
 	TaskCheckInterval   time.Duration
 	DelayedCheck        time.Duration
 	ShutdownTimeout     time.Duration
@@ -111,12 +115,12 @@ func settings() []setting {
 				return setBool(&c.AllowPrivateTargets, v)
 			}},
 		{"HOOKD_ROLES", "roles", strings.Join(AllRoles(), ","),
-			"comma-separated roles to run: api, relay, worker", func(c *Config, v string) error {
+			"comma-separated roles to run: api, relay, worker, reconciler", func(c *Config, v string) error {
 				c.Roles = nil
 				for r := range strings.SplitSeq(v, ",") {
 					r = strings.TrimSpace(r)
 					if !slices.Contains(AllRoles(), r) {
-						return fmt.Errorf("unknown role %q (want api, relay or worker)", r)
+						return fmt.Errorf("unknown role %q (want api, relay, worker or reconciler)", r)
 					}
 					if !slices.Contains(c.Roles, r) {
 						c.Roles = append(c.Roles, r)
@@ -212,6 +216,12 @@ func settings() []setting {
 		{"HOOKD_DELAYED_TASK_CHECK_INTERVAL", "delayed-task-check-interval", "100ms",
 			"how often each poller moves retries and postponed deliveries that are due to their queue",
 			func(c *Config, v string) error { return setDuration(&c.DelayedCheck, v) }},
+		{"HOOKD_RECONCILE_INTERVAL", "reconcile-interval", "30s",
+			"pause between the reconciler's passes",
+			func(c *Config, v string) error { return setDuration(&c.ReconcileInterval, v) }},
+		{"HOOKD_RECONCILE_AFTER", "reconcile-after", "1m",
+			"how long a published event may wait for its fan-out, and a pending delivery for its next attempt, before the reconciler checks that Redis holds its task",
+			func(c *Config, v string) error { return setDuration(&c.ReconcileAfter, v) }},
 		{"HOOKD_MAX_EVENT_BYTES", "max-event-bytes", "262144",
 			"largest accepted body of POST /v1/apps/{app_id}/events, in bytes", func(c *Config, v string) error {
 				n, err := strconv.ParseInt(v, 10, 64)

@@ -34,6 +34,7 @@ func migrations() ([]migration, error) {
 		{1, "outbox", outbox.Schema()},
 		{2, "deliveries", tasks.Schema()},
 		{6, "delivery_engine", tasks.EngineSchema()},
+		{9, "reconciler", tasks.ReconcileSchema()},
 	}
 	files, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {

@@ -142,7 +142,8 @@ func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error
 				}
 			}
 		}
-		return dl.queue.EnqueueDeliveries(ctx, payloads)
+		_, err = dl.queue.enqueueDeliveries(ctx, payloads)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("retry dead letters: %w", err)
@@ -164,8 +165,8 @@ func (dl *DeadLetters) StartBulk(ctx context.Context, f DeadLetterFilter) (Retry
 	}
 	task := asynq.NewTask(TypeRetryDeadLetters, payload, asynq.TaskID(job.ID), asynq.Queue(dl.queue.cfg.Events),
 		asynq.MaxRetry(fanoutMaxRetry), asynq.Timeout(time.Hour), asynq.Retention(dl.queue.cfg.Retention))
-	if err := dl.queue.enqueue(ctx, task); err != nil {
-		return RetryJob{}, fmt.Errorf("enqueue bulk retry %s: %w", job.ID, err)
+	if _, err := dl.queue.enqueueAll(ctx, []idTask{{job.ID, task}}); err != nil {
+		return RetryJob{}, fmt.Errorf("bulk retry: %w", err)
 	}
 	return job, nil
 }

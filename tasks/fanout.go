@@ -47,6 +47,12 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	f.metrics.eventsFannedOut.Inc()
 	f.metrics.perEvent.Observe(float64(len(endpoints)))
 	if len(endpoints) == 0 {
+		// Nothing is owed; the mark spares the event the reconciler.
+		_, err := f.db.NewUpdate().Table("outbox_events").Set("fanned_out_at = clock_timestamp()").
+			Where("id = ? AND fanned_out_at IS NULL", ev.EventID).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("mark %s fanned out: %w", ev.EventID, err)
+		}
 		return nil
 	}
 
@@ -66,11 +72,18 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// through the unique index: a status condition would invite the
 	// planner to the partial index on pending rows, whose dead entries
 	// (deliveries since done) grow until vacuum.
+	//
+	// It also marks the event fanned out: from here on, should Redis lose
+	// the delivery tasks before they run, the reconciler finds their rows
+	// pending and enqueues them again; it enqueues the fan-out again only
+	// for an event never marked.
 	var written []Delivery
-	err = f.db.NewRaw(`WITH inserted AS (?) SELECT id, endpoint_id, status FROM inserted
+	err = f.db.NewRaw(`WITH inserted AS (?), marked AS (
+			UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id = ? AND fanned_out_at IS NULL
+		) SELECT id, endpoint_id, status FROM inserted
 		UNION ALL SELECT id, endpoint_id, status FROM deliveries WHERE event_id = ?`,
 		f.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Returning("id, endpoint_id, status"),
-		ev.EventID,
+		ev.EventID, ev.EventID,
 	).Scan(ctx, &written)
 	if err != nil {
 		return fmt.Errorf("write deliveries of %s: %w", ev.EventID, err)

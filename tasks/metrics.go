@@ -23,6 +23,8 @@ type Metrics struct {
 	deadLetters       prometheus.Counter
 	replayed          prometheus.Counter
 	disabled          *prometheus.CounterVec
+	repaired          *prometheus.CounterVec
+	reconcileErrors   prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -85,13 +87,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hookd_endpoints_disabled_total",
 			Help: "Endpoints the deliverer disabled, by reason: gone (410) or failing (failed for HOOKD_ENDPOINT_DISABLE_AFTER).",
 		}, []string{"reason"}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookd_reconciler_repaired_total",
+			Help: "Tasks the reconciler enqueued again because Redis no longer held them, by kind (fanout, delivery).",
+		}, []string{"kind"}),
+		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookd_reconciler_errors_total",
+			Help: "Reconciler passes that failed.",
+		}),
 	}
 	m.attempts.WithLabelValues(OutcomeSuccess) // present from the start, for rate() and alerts
 	for _, r := range []string{"gone", "failing"} {
 		m.disabled.WithLabelValues(r)
 	}
+	for _, k := range []string{"fanout", "delivery"} {
+		m.repaired.WithLabelValues(k)
+	}
 	reg.MustRegister(m.published, m.batchSize, m.batchDuration, m.relayErrors, m.eventsFannedOut,
-		m.deliveriesCreated, m.perEvent, m.attempts, m.attemptDuration, m.latency, m.deadLetters, m.replayed, m.disabled)
+		m.deliveriesCreated, m.perEvent, m.attempts, m.attemptDuration, m.latency, m.deadLetters, m.replayed, m.disabled,
+		m.repaired, m.reconcileErrors)
 	return m
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -73,6 +74,13 @@ const enqueueParallelism = 16
 // Publish enqueues one fan-out task per event, with the event's ID as the
 // task ID.
 func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
+	_, err := q.enqueueFanouts(ctx, batch)
+	return err
+}
+
+// enqueueFanouts enqueues one fan-out task per event and returns how many
+// were new (not already held by Redis).
+func (q *Queue) enqueueFanouts(ctx context.Context, batch []outbox.Message) (int, error) {
 	ts := make([]idTask, len(batch))
 	for i, m := range batch {
 		payload, err := json.Marshal(FanoutPayload{
@@ -83,7 +91,7 @@ func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
 			CreatedAt: m.CreatedAt,
 		})
 		if err != nil {
-			return fmt.Errorf("encode event %s: %w", m.ID, err)
+			return 0, fmt.Errorf("encode event %s: %w", m.ID, err)
 		}
 		ts[i] = idTask{m.ID, asynq.NewTask(TypeFanout, payload,
 			asynq.TaskID(m.ID),
@@ -98,13 +106,20 @@ func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
 // EnqueueDeliveries enqueues one delivery task per payload, with the
 // delivery's ID as the task ID.
 func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) error {
+	_, err := q.enqueueDeliveries(ctx, ps)
+	return err
+}
+
+// enqueueDeliveries enqueues one delivery task per payload and returns how
+// many were new (not already held by Redis).
+func (q *Queue) enqueueDeliveries(ctx context.Context, ps []DeliverPayload) (int, error) {
 	counts := map[string]int{}
 	for _, p := range ps {
 		counts[p.EndpointID]++
 	}
 	overflowing, err := q.fair.Overflowing(ctx, counts)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ts := make([]idTask, len(ps))
 	for i, p := range ps {
@@ -114,7 +129,7 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 		}
 		payload, err := json.Marshal(p)
 		if err != nil {
-			return fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
+			return 0, fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
 		}
 		ts[i] = idTask{p.DeliveryID, asynq.NewTask(TypeDeliver, payload,
 			asynq.TaskID(p.DeliveryID),
@@ -137,25 +152,25 @@ type idTask struct {
 	task *asynq.Task
 }
 
-// enqueueAll enqueues ts, up to enqueueParallelism at once.
-func (q *Queue) enqueueAll(ctx context.Context, ts []idTask) error {
+// enqueueAll enqueues ts, up to enqueueParallelism at once, and returns
+// how many were new.
+func (q *Queue) enqueueAll(ctx context.Context, ts []idTask) (int, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(enqueueParallelism)
+	var created atomic.Int64
 	for _, t := range ts {
 		g.Go(func() error {
-			if err := q.enqueue(ctx, t.task); err != nil {
+			switch _, err := q.client.EnqueueContext(ctx, t.task); {
+			case errors.Is(err, asynq.ErrTaskIDConflict):
+				// Already enqueued, or done within the retention period.
+			case err != nil:
 				return fmt.Errorf("enqueue %s %s: %w", t.task.Type(), t.id, err)
+			default:
+				created.Add(1)
 			}
 			return nil
 		})
 	}
-	return g.Wait()
-}
-
-func (q *Queue) enqueue(ctx context.Context, task *asynq.Task) error {
-	_, err := q.client.EnqueueContext(ctx, task)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil // already enqueued, or done within the retention period
-	}
-	return err
+	err := g.Wait()
+	return int(created.Load()), err
 }

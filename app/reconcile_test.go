@@ -1,0 +1,98 @@
+package app_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// reconcileFast makes the reconciler look every 100ms at work older than
+// 300ms.
+var reconcileFast = map[string]string{"HOOKD_RECONCILE_INTERVAL": "100ms", "HOOKD_RECONCILE_AFTER": "300ms"}
+
+func with(base map[string]string, kv ...string) map[string]string {
+	m := map[string]string{}
+	for k, v := range base {
+		m[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+// TestReconcilerRequeuesLostFanout: a fan-out task Redis lost (no worker
+// runs here, so it waits in the queue until it is deleted) is enqueued
+// again, once; a fan-out still queued is left alone.
+func TestReconcilerRequeuesLostFanout(t *testing.T) {
+	t.Parallel()
+	h := start(t, with(reconcileFast, "HOOKD_ROLES", "api,relay,reconciler"))
+	ins := asynq.NewInspectorFromRedisClient(h.rdb)
+	pending := func() int {
+		info, err := ins.GetQueueInfo(h.queues[0])
+		if err != nil {
+			return 0
+		}
+		return info.Pending
+	}
+	appID := dlvApp(h)
+	dlvAddEndpoint(h, appID, "http://127.0.0.1:1/")
+	dlvPublish(h, appID, "order.paid")
+	waitFor(t, "the fan-out task", func() bool { return pending() == 1 })
+
+	// Passes go by while the task is queued: nothing to repair.
+	time.Sleep(600 * time.Millisecond)
+	if n := h.metricValue("hookd_reconciler_repaired_total", map[string]string{"kind": "fanout"}); n != 0 {
+		t.Fatalf("repaired %v fan-outs that Redis still held", n)
+	}
+	if _, err := ins.DeleteAllPendingTasks(h.queues[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fan-out enqueued again", func() bool { return pending() == 1 })
+	time.Sleep(600 * time.Millisecond)
+	if n := h.metricValue("hookd_reconciler_repaired_total", map[string]string{"kind": "fanout"}); n != 1 {
+		t.Errorf("repaired %v fan-outs, want 1", n)
+	}
+	if n := pending(); n != 1 {
+		t.Errorf("%d fan-out tasks queued, want 1", n)
+	}
+}
+
+// TestReconcilerRequeuesLostDelivery: a delivery waiting for its retry
+// whose task Redis lost is enqueued again and delivered, with the same
+// webhook-id.
+func TestReconcilerRequeuesLostDelivery(t *testing.T) {
+	t.Parallel()
+	h := start(t, with(reconcileFast, "HOOKD_RETRY_SCHEDULE", "1h"))
+	recv := newReceiver(t, func(n int) int {
+		if n == 0 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusNoContent
+	})
+	ins := asynq.NewInspectorFromRedisClient(h.rdb)
+	appID := dlvApp(h)
+	epID := dlvAddEndpoint(h, appID, recv.URL)
+	evID := dlvPublish(h, appID, "order.paid")
+	dlvID := dlvDeliveryID(h, evID, epID)
+	waitFor(t, "the retry an hour away", func() bool {
+		info, err := ins.GetQueueInfo(h.queues[1])
+		return err == nil && info.Retry == 1
+	})
+	if _, err := ins.DeleteAllRetryTasks(h.queues[1]); err != nil {
+		t.Fatal(err)
+	}
+	d := dlvWaitStatus(h, appID, dlvID, "succeeded")
+	if d.AttemptCount != 2 {
+		t.Errorf("%d attempts, want 2", d.AttemptCount)
+	}
+	got := recv.got()
+	if len(got) != 2 || got[0].header.Get("webhook-id") != got[1].header.Get("webhook-id") {
+		t.Errorf("requests %d, webhook-ids differ or missing", len(got))
+	}
+	if n := h.metricValue("hookd_reconciler_repaired_total", map[string]string{"kind": "delivery"}); n != 1 {
+		t.Errorf("repaired %v deliveries, want 1", n)
+	}
+}
