@@ -272,6 +272,11 @@ func (a *App) Run(ctx context.Context) error {
 			After:    a.cfg.ReconcileAfter,
 		})
 		g.Go(func() error { return rec.Run(ctx) })
+		ret := tasks.NewRetention(a.db, a.log.With(slog.String("role", RoleReconciler)), tasks.RetentionConfig{
+			Events:   a.cfg.EventRetention,
+			Interval: a.cfg.ReconcileInterval,
+		})
+		g.Go(func() error { return ret.Run(ctx) })
 	}
 	// The asynq client shares a.rdb, which Close closes: nothing to close here.
 	err := g.Wait()

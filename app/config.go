@@ -45,6 +45,7 @@ type Config struct {
 	Pollers             int
 	ReconcileInterval   time.Duration
 	ReconcileAfter      time.Duration
+	EventRetention      time.Duration
 	TaskCheckInterval   time.Duration
 	DelayedCheck        time.Duration
 	ShutdownTimeout     time.Duration
@@ -217,11 +218,14 @@ func settings() []setting {
 			"how often each poller moves retries and postponed deliveries that are due to their queue",
 			func(c *Config, v string) error { return setDuration(&c.DelayedCheck, v) }},
 		{"HOOKD_RECONCILE_INTERVAL", "reconcile-interval", "30s",
-			"pause between the reconciler's passes",
+			"pause between the reconciler's passes (repairs, and retention)",
 			func(c *Config, v string) error { return setDuration(&c.ReconcileInterval, v) }},
 		{"HOOKD_RECONCILE_AFTER", "reconcile-after", "1m",
 			"how long a published event may wait for its fan-out, and a pending delivery for its next attempt, before the reconciler checks that Redis holds its task",
 			func(c *Config, v string) error { return setDuration(&c.ReconcileAfter, v) }},
+		{"HOOKD_EVENT_RETENTION", "event-retention", "720h",
+			"how long events are kept, with their deliveries and attempts (the reconciler role deletes them once none is pending)",
+			func(c *Config, v string) error { return setDuration(&c.EventRetention, v) }},
 		{"HOOKD_MAX_EVENT_BYTES", "max-event-bytes", "262144",
 			"largest accepted body of POST /v1/apps/{app_id}/events, in bytes", func(c *Config, v string) error {
 				n, err := strconv.ParseInt(v, 10, 64)

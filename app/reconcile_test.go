@@ -96,3 +96,41 @@ func TestReconcilerRequeuesLostDelivery(t *testing.T) {
 		t.Errorf("repaired %v deliveries, want 1", n)
 	}
 }
+
+// TestRetentionDeletesOldFinishedEvents: past HOOKD_EVENT_RETENTION an
+// event goes with its deliveries and attempts, unless a delivery is still
+// pending; younger events stay.
+func TestRetentionDeletesOldFinishedEvents(t *testing.T) {
+	t.Parallel()
+	h := start(t, with(reconcileFast, "HOOKD_EVENT_RETENTION", "1s", "HOOKD_RETRY_SCHEDULE", "1h"))
+	ok, failing := newReceiver(t, nil), newReceiver(t, func(int) int { return http.StatusInternalServerError })
+	appID := dlvApp(h)
+	okEp := dlvAddEndpoint(h, appID, ok.URL, "order.paid")
+	failEp := dlvAddEndpoint(h, appID, failing.URL, "order.refunded")
+	done := dlvPublish(h, appID, "order.paid")
+	waiting := dlvPublish(h, appID, "order.refunded")
+	dlvWaitStatus(h, appID, dlvDeliveryID(h, done, okEp), "succeeded")
+	waitFor(t, "the failed first attempt", func() bool { return len(failing.got()) == 1 })
+	waitingDlv := dlvDeliveryID(h, waiting, failEp)
+
+	waitFor(t, "the old finished event to go", func() bool {
+		return h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, done) == 0
+	})
+	if n := h.count(`SELECT count(*) FROM deliveries WHERE event_id = ?`, done); n != 0 {
+		t.Errorf("%d deliveries of the deleted event remain", n)
+	}
+	if n := h.count(`SELECT count(*) FROM delivery_attempts AS a JOIN deliveries AS d ON d.id = a.delivery_id WHERE d.event_id = ?`, done); n != 0 {
+		t.Errorf("%d attempts of the deleted event remain", n)
+	}
+	if n := h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, waiting); n != 1 {
+		t.Errorf("the event with a pending delivery was deleted")
+	}
+	if n := h.count(`SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?`, waitingDlv); n != 1 {
+		t.Errorf("the pending delivery has %d attempts, want 1", n)
+	}
+	young := dlvPublish(h, appID, "order.paid")
+	time.Sleep(300 * time.Millisecond) // a few passes
+	if n := h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, young); n != 1 {
+		t.Errorf("an event younger than the retention was deleted")
+	}
+}

@@ -21,3 +21,12 @@ func NewID(prefix string) string {
 	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms.
 	return prefix + "_" + crockford.EncodeToString(b[:])
 }
+
+// IDAt returns the smallest ID with prefix that NewID could return at t:
+// every ID made before t sorts before it, so it bounds a range scan of the
+// primary key by time.
+func IDAt(prefix string, t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
+	return prefix + "_" + crockford.EncodeToString(b[:])
+}

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/driver/pgdriver"
 )
 
@@ -173,7 +175,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	}
 	defer h.Stop()
 
-	r := &runner{cfg: cfg, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
+	db := bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dbURL))), pgdialect.New())
+	defer db.Close()
+	r := &runner{cfg: cfg, db: db, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
 	for i, name := range rest {
 		log.InfoContext(ctx, "running scenario", slog.String("scenario", name))
 		res, err := r.run(ctx, name, fmt.Sprintf("s%d", i))

@@ -53,9 +53,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "%.0fs %.0f/%.0f MiB", m.AtSeconds, m.RSSMiB, m.HeapMiB)
+			fmt.Fprintf(&b, "%.0fs %.0f/%.0f MiB %d rows", m.AtSeconds, m.RSSMiB, m.HeapMiB, m.OutboxRows)
 		}
-		b.WriteString(" (RSS/heap in use)\n")
+		b.WriteString(" (RSS/heap in use, outbox rows)\n")
 	}
 	b.WriteString("\ntargets:\n")
 	for _, t := range r.Targets() {

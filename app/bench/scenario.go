@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -57,6 +58,9 @@ type MemorySample struct {
 	AtSeconds float64 `json:"at_seconds"`
 	RSSMiB    float64 `json:"rss_mib"`
 	HeapMiB   float64 `json:"heap_inuse_mib"`
+	// OutboxRows counts the outbox table's rows (retention keeps it
+	// bounded under sustained load).
+	OutboxRows int `json:"outbox_rows"`
 }
 
 // shape is a scenario's load: where events go and how fast.
@@ -75,6 +79,7 @@ type shape struct {
 
 type runner struct {
 	cfg      Config
+	db       *bun.DB // the bench schema
 	hookd    *hookd
 	recv     *receiver
 	log      *slog.Logger
@@ -347,11 +352,13 @@ func (r *runner) sampleMemory(ctx context.Context, start time.Time) func() []Mem
 	take := func() {
 		u, _ := r.hookd.usage()
 		heap, _ := r.hookd.gauge(ctx, "go_memstats_heap_inuse_bytes")
+		rows, _ := r.db.NewSelect().Table("outbox_events").Count(ctx)
 		mu.Lock()
 		samples = append(samples, MemorySample{
-			AtSeconds: time.Since(start).Round(time.Second).Seconds(),
-			RSSMiB:    float64(u.RSS) / (1 << 20),
-			HeapMiB:   heap / (1 << 20),
+			AtSeconds:  time.Since(start).Round(time.Second).Seconds(),
+			RSSMiB:     float64(u.RSS) / (1 << 20),
+			HeapMiB:    heap / (1 << 20),
+			OutboxRows: int(rows),
 		})
 		mu.Unlock()
 	}
