@@ -70,24 +70,31 @@ func NewReconciler(db *bun.DB, queue *Queue, inspector *asynq.Inspector, metrics
 // Run reconciles every Interval until ctx is done. Failed passes are
 // logged and counted; Run returns nil once ctx is done.
 func (r *Reconciler) Run(ctx context.Context) error {
-	t := time.NewTicker(r.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	every(ctx, r.cfg.Interval, func(ctx context.Context) {
 		fanouts, deliveries, err := r.Pass(ctx)
 		switch {
 		case ctx.Err() != nil:
-			return nil
 		case err != nil:
 			r.metrics.reconcileErrors.Inc()
 			r.log.WarnContext(ctx, "reconcile pass failed", slog.Any("err", err))
 		case fanouts+deliveries > 0:
 			r.log.WarnContext(ctx, "reconciler enqueued tasks Redis had lost",
 				slog.Int("fanouts", fanouts), slog.Int("deliveries", deliveries))
+		}
+	})
+	return nil
+}
+
+// every calls fn every d until ctx is done.
+func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
 		}
 	}
 }

@@ -44,18 +44,12 @@ func NewRetention(db *bun.DB, log *slog.Logger, cfg RetentionConfig) *Retention 
 
 // Run deletes expired rows every Interval until ctx is done.
 func (r *Retention) Run(ctx context.Context) error {
-	t := time.NewTicker(r.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	every(ctx, r.cfg.Interval, func(ctx context.Context) {
 		if _, err := r.Pass(ctx); err != nil && ctx.Err() == nil {
 			r.log.WarnContext(ctx, "retention pass failed", slog.Any("err", err))
 		}
-	}
+	})
+	return nil
 }
 
 // Pass deletes every expired row, batch by batch, and returns how many
