@@ -196,7 +196,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		d.metrics.attempts.WithLabelValues(OutcomeRateLimited).Inc()
 		return &deferral{outcome: OutcomeRateLimited, wait: wait}
 	}
-	if wait, outcome, err := d.gate(ctx, ep.ID); err != nil {
+	if wait, outcome, err := d.gate(ctx, ep.ID, p.DeliveryID); err != nil {
 		return err
 	} else if wait > 0 {
 		d.metrics.attempts.WithLabelValues(outcome).Inc()
@@ -205,7 +205,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// The slot is given back, the circuit told the outcome and the backlog
 	// updated in one round trip, on every way out.
 	var sent, ok, finished bool
-	defer func() { d.settle(context.WithoutCancel(ctx), ep.ID, sent, ok, finished) }()
+	defer func() { d.settle(context.WithoutCancel(ctx), ep.ID, p.DeliveryID, sent, ok, finished) }()
 
 	a, resp := d.send(ctx, ep, p)
 	sent = true
@@ -292,11 +292,11 @@ func (d *Deliverer) alreadyDone(ctx context.Context, p DeliverPayload) (bool, er
 // gate asks the endpoint's circuit and takes one of its in-flight slots, in
 // one round trip: a slow endpoint holds at most its share of the workers.
 // A wait above zero postpones the delivery, for the outcome it names.
-func (d *Deliverer) gate(ctx context.Context, endpointID string) (time.Duration, string, error) {
-	allow, acquire := d.breaker.allowCall(endpointID), d.fair.acquireCall(endpointID)
+func (d *Deliverer) gate(ctx context.Context, endpointID, deliveryID string) (time.Duration, string, error) {
+	allow, acquire := d.breaker.allowCall(endpointID), d.fair.acquireCall(endpointID, deliveryID)
 	if err := runScripts(ctx, d.rdb, allow, acquire); err != nil {
 		// Whatever the outcome, a slot taken is given back.
-		return 0, "", errors.Join(fmt.Errorf("gate endpoint %s: %w", endpointID, err), d.fair.Release(context.WithoutCancel(ctx), endpointID))
+		return 0, "", errors.Join(fmt.Errorf("gate endpoint %s: %w", endpointID, err), d.fair.Release(context.WithoutCancel(ctx), endpointID, deliveryID))
 	}
 	wait, probe, err := d.breaker.allowed(allow)
 	if err != nil {
@@ -308,7 +308,7 @@ func (d *Deliverer) gate(ctx context.Context, endpointID string) (time.Duration,
 	}
 	switch {
 	case wait > 0 && slot:
-		return wait, OutcomeCircuitOpen, d.fair.Release(context.WithoutCancel(ctx), endpointID)
+		return wait, OutcomeCircuitOpen, d.fair.Release(context.WithoutCancel(ctx), endpointID, deliveryID)
 	case wait > 0:
 		return wait, OutcomeCircuitOpen, nil
 	case !slot && probe:
@@ -323,8 +323,8 @@ func (d *Deliverer) gate(ctx context.Context, endpointID string) (time.Duration,
 // circuit its outcome and, for a finished delivery, takes it off the
 // endpoint's backlog, in one round trip. Errors are logged: none of them
 // may lose the attempt.
-func (d *Deliverer) settle(ctx context.Context, endpointID string, sent, ok, finished bool) {
-	calls := []*scriptCall{d.fair.releaseCall(endpointID)}
+func (d *Deliverer) settle(ctx context.Context, endpointID, deliveryID string, sent, ok, finished bool) {
+	calls := []*scriptCall{d.fair.releaseCall(endpointID, deliveryID)}
 	if sent {
 		calls = append(calls, d.breaker.recordCall(endpointID, ok))
 	}

@@ -9,19 +9,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// acquireSlot takes one of an endpoint's in-flight slots if fewer than
-// ARGV[1] are taken; the key expires (ARGV[2] ms) should a worker die
-// holding slots.
+// acquireSlot takes one of an endpoint's in-flight slots for holder
+// ARGV[3] if fewer than ARGV[1] are held. Slots are the members of a sorted
+// set scored by when they lapse (now + ARGV[2] ms), so the slots of a worker
+// that died holding them lapse one by one; a plain counter with a TTL
+// would keep them as long as other deliveries keep refreshing it.
 const acquireSlot = `
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then return 0 end
-redis.call('INCR', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `
 
-// releaseSlot gives a slot back, never below zero.
+// releaseSlot gives holder ARGV[1]'s slot back.
 const releaseSlot = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 0
+`
+
+// decrement takes one off a counter, never below zero.
+const decrement = `
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n > 0 then redis.call('DECR', KEYS[1]) end
 return 0
@@ -35,8 +47,9 @@ type FairnessConfig struct {
 	// PerEndpoint caps the deliveries to one endpoint in flight at once
 	// across all workers (default 10).
 	PerEndpoint int
-	// SlotTTL bounds how long a dead worker's slots stay taken (default
-	// 2m); it must exceed a delivery attempt.
+	// SlotTTL bounds how long a dead worker's slots stay taken: each lapses
+	// this long after it was taken (default 2m). It must exceed a delivery
+	// attempt.
 	SlotTTL time.Duration
 }
 
@@ -48,9 +61,9 @@ type FairnessConfig struct {
 // many workers one endpoint can hold: a slow or hanging endpoint takes at
 // most PerEndpoint of them, and its other deliveries are postponed.
 type Fairness struct {
-	rdb              redis.Cmdable
-	acquire, release *redis.Script
-	cfg              FairnessConfig
+	rdb                         redis.Cmdable
+	acquire, release, decrement *redis.Script
+	cfg                         FairnessConfig
 }
 
 // NewFairness returns a Fairness on rdb.
@@ -58,11 +71,14 @@ func NewFairness(rdb redis.Cmdable, cfg FairnessConfig) *Fairness {
 	cfg.BacklogThreshold = cmp.Or(cfg.BacklogThreshold, 1000)
 	cfg.PerEndpoint = cmp.Or(cfg.PerEndpoint, 10)
 	cfg.SlotTTL = cmp.Or(cfg.SlotTTL, 2*time.Minute)
-	return &Fairness{rdb: rdb, acquire: redis.NewScript(acquireSlot), release: redis.NewScript(releaseSlot), cfg: cfg}
+	return &Fairness{
+		rdb: rdb, cfg: cfg,
+		acquire: redis.NewScript(acquireSlot), release: redis.NewScript(releaseSlot), decrement: redis.NewScript(decrement),
+	}
 }
 
 func backlogKey(endpointID string) string  { return "hookd:backlog:" + endpointID }
-func inflightKey(endpointID string) string { return "hookd:inflight:" + endpointID }
+func inflightKey(endpointID string) string { return "hookd:slots:" + endpointID }
 
 // backlogTTL lets a backlog counter that lost track (a crash between
 // enqueue and finish) reset itself once the endpoint goes quiet.
@@ -98,13 +114,13 @@ func (f *Fairness) Finished(ctx context.Context, endpointID string) error {
 }
 
 func (f *Fairness) finishedCall(endpointID string) *scriptCall {
-	return call(f.release, []string{backlogKey(endpointID)})
+	return call(f.decrement, []string{backlogKey(endpointID)})
 }
 
-// acquireCall takes an in-flight slot of endpointID if one is free (read
-// with acquired).
-func (f *Fairness) acquireCall(endpointID string) *scriptCall {
-	return call(f.acquire, []string{inflightKey(endpointID)}, f.cfg.PerEndpoint, f.cfg.SlotTTL.Milliseconds())
+// acquireCall takes an in-flight slot of endpointID for holder (a
+// delivery) if one is free (read with acquired).
+func (f *Fairness) acquireCall(endpointID, holder string) *scriptCall {
+	return call(f.acquire, []string{inflightKey(endpointID)}, f.cfg.PerEndpoint, f.cfg.SlotTTL.Milliseconds(), holder)
 }
 
 // acquired reads the result of an acquireCall: whether a slot was taken.
@@ -116,14 +132,14 @@ func (f *Fairness) acquired(c *scriptCall) (bool, error) {
 	return n == 1, nil
 }
 
-// Release gives back an in-flight slot of endpointID.
-func (f *Fairness) Release(ctx context.Context, endpointID string) error {
-	if err := runScripts(ctx, f.rdb, f.releaseCall(endpointID)); err != nil {
+// Release gives back holder's in-flight slot of endpointID.
+func (f *Fairness) Release(ctx context.Context, endpointID, holder string) error {
+	if err := runScripts(ctx, f.rdb, f.releaseCall(endpointID, holder)); err != nil {
 		return fmt.Errorf("give back a slot of %s: %w", endpointID, err)
 	}
 	return nil
 }
 
-func (f *Fairness) releaseCall(endpointID string) *scriptCall {
-	return call(f.release, []string{inflightKey(endpointID)})
+func (f *Fairness) releaseCall(endpointID, holder string) *scriptCall {
+	return call(f.release, []string{inflightKey(endpointID)}, holder)
 }
