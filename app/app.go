@@ -57,7 +57,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 			a.Close()
 		}
 	}()
-	if a.db, err = openDB(ctx, cfg.DatabaseURL); err != nil {
+	if a.db, err = openDB(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns); err != nil {
 		return nil, err
 	}
 	if a.rdb, err = openRedis(ctx, cfg.RedisURL, cfg.Concurrency+50); err != nil {
@@ -85,10 +85,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	return a, nil
 }
 
-func openDB(ctx context.Context, url string) (*bun.DB, error) {
+// openDB connects to url with a pool of at most maxConns connections.
+func openDB(ctx context.Context, url string, maxConns int) (*bun.DB, error) {
 	sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(url), pgdriver.WithApplicationName("hookd")))
-	sqldb.SetMaxOpenConns(32)
-	sqldb.SetMaxIdleConns(32)
+	sqldb.SetMaxOpenConns(maxConns)
+	sqldb.SetMaxIdleConns(maxConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -104,7 +105,7 @@ func openDB(ctx context.Context, url string) (*bun.DB, error) {
 // the CLI commands that work on the database (migrate, apikey, dlq) need.
 // The caller closes the database.
 func openMigrated(ctx context.Context, url string, log *slog.Logger) (*bun.DB, error) {
-	db, err := openDB(ctx, url)
+	db, err := openDB(ctx, url, 4)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ func AllRoles() []string { return []string{RoleAPI, RoleRelay, RoleWorker, RoleR
 // and overridden by flags.
 type Config struct {
 	DatabaseURL         string
+	DatabaseMaxConns    int
 	RedisURL            string
 	HTTPAddr            string
 	MetricsAddr         string
@@ -84,6 +85,9 @@ func settings() []setting {
 				c.DatabaseURL = v
 				return nil
 			}},
+		{"HOOKD_DATABASE_MAX_CONNS", "database-max-conns", "32",
+			"most Postgres connections this process opens",
+			func(c *Config, v string) error { return setPositive(&c.DatabaseMaxConns, v) }},
 		{"HOOKD_REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0",
 			"Redis URL", func(c *Config, v string) error {
 				if _, err := redis.ParseURL(v); err != nil {

@@ -172,6 +172,9 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver) *chaosRun {
 		"HOOKD_ADMIN_API_KEY=" + chaosKey,
 		"HOOKD_ALLOW_PRIVATE_TARGETS=true",
 		"HOOKD_METRICS_ADDR=off",
+		// Five processes share the test database's connections with the
+		// other tests.
+		"HOOKD_DATABASE_MAX_CONNS=6",
 		"HOOKD_RETRY_SCHEDULE=200ms,500ms,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
 		"HOOKD_DELIVERY_TIMEOUT=1s",
 		"HOOKD_SHUTDOWN_TIMEOUT=2s",
@@ -326,7 +329,7 @@ func TestFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs hookd processes against Postgres and a private Redis")
 	}
-	t.Parallel()
+	// Not parallel: its timings (leases, reconciler passes) are its own.
 	bin := build(t)
 	const events, rate = 300, 60.0
 
