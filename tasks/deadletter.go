@@ -91,17 +91,8 @@ func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error
 	}
 	var retried []string
 	err := dl.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var rows []struct {
-			ID         string          `bun:"id"`
-			EventID    string          `bun:"event_id"`
-			EndpointID string          `bun:"endpoint_id"`
-			Type       string          `bun:"topic"`
-			Payload    json.RawMessage `bun:"payload,type:json"`
-			CreatedAt  time.Time       `bun:"created_at"`
-		}
-		err := tx.NewSelect().TableExpr("deliveries AS d").
-			Join("JOIN outbox_events AS o ON o.id = d.event_id").
-			ColumnExpr("d.id, d.event_id, d.endpoint_id, o.topic, o.payload, o.created_at").
+		var rows []storedDelivery
+		err := selectStored(tx).
 			Where("d.id IN (?)", bun.In(ids)).
 			Where("d.status = ?", StatusFailed).
 			OrderExpr("d.id").
@@ -116,11 +107,9 @@ func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error
 		payloads := make([]DeliverPayload, len(rows))
 		retried = make([]string, len(rows))
 		for i, r := range rows {
-			body, err := encodeWebhook(r.Type, r.CreatedAt, r.Payload)
-			if err != nil {
-				return fmt.Errorf("encode webhook %s: %w", r.EventID, err)
+			if payloads[i], err = r.payload(); err != nil {
+				return err
 			}
-			payloads[i] = DeliverPayload{DeliveryID: r.ID, EventID: r.EventID, EndpointID: r.EndpointID, Body: body, CreatedAt: r.CreatedAt}
 			retried[i] = r.ID
 		}
 		_, err = tx.NewUpdate().Model((*Delivery)(nil)).
@@ -228,4 +217,34 @@ func (dl *DeadLetters) Run(ctx context.Context, job *RetryJob) error {
 		}
 	}
 	return nil
+}
+
+// storedDelivery is a delivery with its event, as Postgres holds them:
+// what a delivery task is made of again when Redis no longer has it.
+type storedDelivery struct {
+	ID         string          `bun:"id"`
+	EventID    string          `bun:"event_id"`
+	EndpointID string          `bun:"endpoint_id"`
+	UpdatedAt  time.Time       `bun:"updated_at"`
+	Type       string          `bun:"topic"`
+	Payload    json.RawMessage `bun:"payload,type:json"`
+	CreatedAt  time.Time       `bun:"created_at"`
+}
+
+// selectStored selects storedDelivery rows: deliveries ("d") joined to
+// their events ("o").
+func selectStored(db bun.IDB) *bun.SelectQuery {
+	return db.NewSelect().TableExpr("deliveries AS d").
+		Join("JOIN outbox_events AS o ON o.id = d.event_id").
+		ColumnExpr("d.id, d.event_id, d.endpoint_id, d.updated_at, o.topic, o.payload, o.created_at")
+}
+
+// payload encodes the delivery's task payload, with the same body as the
+// fan-out wrote.
+func (s storedDelivery) payload() (DeliverPayload, error) {
+	body, err := encodeWebhook(s.Type, s.CreatedAt, s.Payload)
+	if err != nil {
+		return DeliverPayload{}, fmt.Errorf("encode webhook %s: %w", s.EventID, err)
+	}
+	return DeliverPayload{DeliveryID: s.ID, EventID: s.EventID, EndpointID: s.EndpointID, Body: body, CreatedAt: s.CreatedAt}, nil
 }

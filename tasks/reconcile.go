@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,18 +132,8 @@ func (r *Reconciler) fanouts(ctx context.Context) (int, error) {
 // After whose task Redis does not hold, in any state, in either delivery
 // queue.
 func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
-	var rows []struct {
-		ID         string          `bun:"id"`
-		EventID    string          `bun:"event_id"`
-		EndpointID string          `bun:"endpoint_id"`
-		UpdatedAt  time.Time       `bun:"updated_at"`
-		Type       string          `bun:"topic"`
-		Payload    json.RawMessage `bun:"payload,type:json"`
-		CreatedAt  time.Time       `bun:"created_at"`
-	}
-	err := r.db.NewSelect().TableExpr("deliveries AS d").
-		Join("JOIN outbox_events AS o ON o.id = d.event_id").
-		ColumnExpr("d.id, d.event_id, d.endpoint_id, d.updated_at, o.topic, o.payload, o.created_at").
+	var rows []storedDelivery
+	err := selectStored(r.db).
 		Where("d.status = ?", StatusPending).
 		Where("d.updated_at < clock_timestamp() - ?::interval", interval(r.cfg.After)).
 		Where("(d.updated_at, d.id) > (?, ?)", r.cursor.updatedAt, r.cursor.id).
@@ -169,11 +158,11 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 		if held {
 			continue
 		}
-		body, err := encodeWebhook(row.Type, row.CreatedAt, row.Payload)
+		p, err := row.payload()
 		if err != nil {
-			return 0, fmt.Errorf("encode webhook %s: %w", row.EventID, err)
+			return 0, err
 		}
-		lost = append(lost, DeliverPayload{DeliveryID: row.ID, EventID: row.EventID, EndpointID: row.EndpointID, Body: body, CreatedAt: row.CreatedAt})
+		lost = append(lost, p)
 	}
 	if len(lost) == 0 {
 		return 0, nil
