@@ -1,7 +1,7 @@
 // Package signature signs webhook messages as the Standard Webhooks
 // specification describes: an HMAC-SHA256 over "id.timestamp.body", sent as
 // "v1,<base64>" in the webhook-signature header, with secrets written as
-// "whsec_<base64>".
+// "whsec_<base64>". A receiver checks them with a Verifier.
 package signature
 
 import (
@@ -60,13 +60,18 @@ func ParseSecret(s string) ([]byte, error) {
 // Sign returns the "v1,<base64>" signature of a message with the given id,
 // timestamp and body under key.
 func Sign(key []byte, id string, ts time.Time, body []byte) string {
+	return "v1," + base64.StdEncoding.EncodeToString(sum(key, id, ts.Unix(), body))
+}
+
+// sum returns the HMAC-SHA256 of "id.unix.body" under key.
+func sum(key []byte, id string, unix int64, body []byte) []byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id))
 	mac.Write([]byte{'.'})
-	mac.Write(strconv.AppendInt(nil, ts.Unix(), 10))
+	mac.Write(strconv.AppendInt(nil, unix, 10))
 	mac.Write([]byte{'.'})
 	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	return mac.Sum(nil)
 }
 
 // Header returns the webhook-signature header value: one signature per key,
