@@ -97,6 +97,41 @@ func TestReconcilerRequeuesLostDelivery(t *testing.T) {
 	}
 }
 
+// TestReconcilerMarksUnmirroredDeadLetter: a delivery asynq archived whose
+// row stayed pending (Postgres was out of reach when its last try failed)
+// is marked failed, not sent again.
+func TestReconcilerMarksUnmirroredDeadLetter(t *testing.T) {
+	t.Parallel()
+	h := start(t, reconcileFast) // two retries, 10ms apart
+	recv := newReceiver(t, func(int) int { return http.StatusBadGateway })
+	ins := asynq.NewInspectorFromRedisClient(h.rdb)
+	appID := dlvApp(h)
+	epID := dlvAddEndpoint(h, appID, recv.URL)
+	dlvID := dlvDeliveryID(h, dlvPublish(h, appID, "order.paid"), epID)
+	dlvWaitStatus(h, appID, dlvID, "failed")
+	waitFor(t, "the archived task", func() bool {
+		info, err := ins.GetTaskInfo(h.queues[1], dlvID)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	// As if marking it failed had not reached Postgres.
+	if _, err := h.db.ExecContext(t.Context(), `UPDATE deliveries SET status = 'pending', failed_at = NULL, updated_at = clock_timestamp() WHERE id = ?`, dlvID); err != nil {
+		t.Fatal(err)
+	}
+	d := dlvWaitStatus(h, appID, dlvID, "failed")
+	if d.AttemptCount != 3 {
+		t.Errorf("%d attempts, want 3: the dead letter was sent again", d.AttemptCount)
+	}
+	if n := h.metricValue("hookd_reconciler_repaired_total", map[string]string{"kind": "dead_letter"}); n != 1 {
+		t.Errorf("repaired %v dead letters, want 1", n)
+	}
+	if n := h.metricValue("hookd_reconciler_repaired_total", map[string]string{"kind": "delivery"}); n != 0 {
+		t.Errorf("enqueued %v deliveries again, want 0", n)
+	}
+	if n := len(recv.got()); n != 3 {
+		t.Errorf("receiver got %d requests, want 3", n)
+	}
+}
+
 // TestRetentionDeletesOldFinishedEvents: past HOOKD_EVENT_RETENTION an
 // event goes with its deliveries and attempts, unless a delivery is still
 // pending; younger events stay.

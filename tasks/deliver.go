@@ -175,7 +175,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// anyone, and no dead letter is kept. A row a racing fan-out wrote
 		// meanwhile is closed, not left pending.
 		d.log.InfoContext(ctx, "delivery dropped: its endpoint is gone", slog.String("delivery_id", p.DeliveryID))
-		if err := d.markFailed(ctx, p.DeliveryID, "endpoint deleted"); err != nil {
+		if err := markFailed(ctx, d.db, p.DeliveryID, "endpoint deleted"); err != nil {
 			return err
 		}
 		d.finished(ctx, p.EndpointID)
@@ -492,7 +492,7 @@ func (d *Deliverer) recordAll(ctx context.Context, rs []recording) error {
 // fail marks a delivery failed without an attempt, for a reason that no
 // retry can change.
 func (d *Deliverer) fail(ctx context.Context, p DeliverPayload, reason string) error {
-	if err := d.markFailed(ctx, p.DeliveryID, reason); err != nil {
+	if err := markFailed(ctx, d.db, p.DeliveryID, reason); err != nil {
 		return err
 	}
 	d.finished(ctx, p.EndpointID)
@@ -501,8 +501,8 @@ func (d *Deliverer) fail(ctx context.Context, p DeliverPayload, reason string) e
 
 // markFailed moves a pending delivery to failed. It changes nothing for a
 // delivery already failed or succeeded.
-func (d *Deliverer) markFailed(ctx context.Context, deliveryID, reason string) error {
-	_, err := d.db.NewUpdate().Model((*Delivery)(nil)).
+func markFailed(ctx context.Context, db bun.IDB, deliveryID, reason string) error {
+	_, err := db.NewUpdate().Model((*Delivery)(nil)).
 		Set("status = ?", StatusFailed).
 		Set("last_error = ?", reason).
 		Set("updated_at = clock_timestamp()").
@@ -527,7 +527,7 @@ func (d *Deliverer) deadLettered(ctx context.Context, t *asynq.Task, cause error
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return d.markFailed(ctx, p.DeliveryID, cause.Error())
+	return markFailed(ctx, d.db, p.DeliveryID, cause.Error())
 }
 
 func describe(a *Attempt) string {

@@ -89,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookd_reconciler_repaired_total",
-			Help: "Tasks the reconciler enqueued again because Redis no longer held them, by kind (fanout, delivery).",
+			Help: "What the reconciler repaired, by kind: fanout and delivery tasks Redis no longer held, enqueued again; dead_letter, archived deliveries still pending in Postgres, marked failed.",
 		}, []string{"kind"}),
 		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookd_reconciler_errors_total",
@@ -100,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"gone", "failing"} {
 		m.disabled.WithLabelValues(r)
 	}
-	for _, k := range []string{"fanout", "delivery"} {
+	for _, k := range []string{"fanout", "delivery", "dead_letter"} {
 		m.repaired.WithLabelValues(k)
 	}
 	reg.MustRegister(m.published, m.batchSize, m.batchDuration, m.relayErrors, m.eventsFannedOut,

@@ -130,7 +130,8 @@ func (r *Reconciler) fanouts(ctx context.Context) (int, error) {
 
 // deliveries enqueues the task of each pending delivery not updated for
 // After whose task Redis does not hold, in any state, in either delivery
-// queue.
+// queue. A pending delivery whose task asynq archived is a dead letter
+// whose mirror in Postgres failed: it is marked failed.
 func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 	var rows []storedDelivery
 	err := selectStored(r.db).
@@ -150,19 +151,30 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 		r.cursor.updatedAt, r.cursor.id = last.UpdatedAt, last.ID
 	}
 	var lost []DeliverPayload
+	marked := 0
 	for _, row := range rows {
-		held, err := r.held(row.ID)
-		if err != nil {
+		task, err := r.task(row.ID)
+		switch {
+		case err != nil:
 			return 0, err
+		case task == nil:
+			p, err := row.payload()
+			if err != nil {
+				return 0, err
+			}
+			lost = append(lost, p)
+		case task.State == asynq.TaskStateArchived:
+			// Archived while Postgres was out of reach, so its row was
+			// not marked: a dead letter all the same.
+			if err := markFailed(ctx, r.db, row.ID, task.LastErr); err != nil {
+				return 0, err
+			}
+			marked++
 		}
-		if held {
-			continue
-		}
-		p, err := row.payload()
-		if err != nil {
-			return 0, err
-		}
-		lost = append(lost, p)
+	}
+	if marked > 0 {
+		r.metrics.repaired.WithLabelValues("dead_letter").Add(float64(marked))
+		r.log.InfoContext(ctx, "dead letters marked failed in postgres", slog.Int("count", marked))
 	}
 	if len(lost) == 0 {
 		return 0, nil
@@ -172,19 +184,20 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// held reports whether Redis holds delivery task id, in any state.
-func (r *Reconciler) held(id string) (bool, error) {
+// task returns the delivery task id in either delivery queue, whatever its
+// state, or nil when Redis does not hold it.
+func (r *Reconciler) task(id string) (*asynq.TaskInfo, error) {
 	for _, queue := range []string{r.queue.cfg.Deliveries, r.queue.cfg.Overflow} {
-		_, err := r.inspector.GetTaskInfo(queue, id)
+		info, err := r.inspector.GetTaskInfo(queue, id)
 		switch {
 		case err == nil:
-			return true, nil
+			return info, nil
 		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 		default:
-			return false, fmt.Errorf("look up task %s: %w", id, err)
+			return nil, fmt.Errorf("look up task %s: %w", id, err)
 		}
 	}
-	return false, nil
+	return nil, nil
 }
 
 func interval(d time.Duration) string { return fmt.Sprintf("%d milliseconds", d.Milliseconds()) }
