@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -176,12 +177,37 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 		r.metrics.repaired.WithLabelValues("dead_letter").Add(float64(marked))
 		r.log.InfoContext(ctx, "dead letters marked failed in postgres", slog.Int("count", marked))
 	}
-	if len(lost) == 0 {
-		return 0, nil
+	// A delivery that succeeded between the query and the look-up is gone
+	// from Redis too, but its handler recorded it first: only rows still
+	// pending now are owed a task.
+	if lost, err = r.stillPending(ctx, lost); err != nil || len(lost) == 0 {
+		return 0, err
 	}
 	n, err := r.queue.enqueueDeliveries(ctx, lost)
 	r.metrics.repaired.WithLabelValues("delivery").Add(float64(n))
 	return n, err
+}
+
+// stillPending returns the payloads whose deliveries are pending.
+func (r *Reconciler) stillPending(ctx context.Context, payloads []DeliverPayload) ([]DeliverPayload, error) {
+	if len(payloads) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(payloads))
+	for i, p := range payloads {
+		ids[i] = p.DeliveryID
+	}
+	var pending []string
+	err := r.db.NewSelect().Model((*Delivery)(nil)).Column("id").
+		Where("id IN (?) AND status = ?", bun.In(ids), StatusPending).Scan(ctx, &pending)
+	if err != nil {
+		return nil, fmt.Errorf("recheck pending deliveries: %w", err)
+	}
+	still := make(map[string]bool, len(pending))
+	for _, id := range pending {
+		still[id] = true
+	}
+	return slices.DeleteFunc(payloads, func(p DeliverPayload) bool { return !still[p.DeliveryID] }), nil
 }
 
 // task returns the delivery task id in either delivery queue, whatever its
