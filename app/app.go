@@ -273,9 +273,13 @@ func (a *App) Run(ctx context.Context) error {
 			After:    a.cfg.ReconcileAfter,
 		})
 		g.Go(func() error { return rec.Run(ctx) })
+		store := events.NewStore(a.db)
 		ret := tasks.NewRetention(a.db, a.log.With(slog.String("role", RoleReconciler)), tasks.RetentionConfig{
 			Events:   a.cfg.EventRetention,
 			Interval: a.cfg.ReconcileInterval,
+			Expiries: map[string]tasks.Expiry{
+				"idempotency keys": func(ctx context.Context) (int, error) { return store.DeleteExpiredKeys(ctx, 500) },
+			},
 		})
 		g.Go(func() error { return ret.Run(ctx) })
 	}

@@ -169,3 +169,23 @@ func TestRetentionDeletesOldFinishedEvents(t *testing.T) {
 		t.Errorf("an event younger than the retention was deleted")
 	}
 }
+
+// TestRetentionExpiresIdempotencyKeys: idempotency keys past their 24-hour
+// window are deleted; live ones stay.
+func TestRetentionExpiresIdempotencyKeys(t *testing.T) {
+	t.Parallel()
+	h := start(t, reconcileFast)
+	appID := dlvApp(h)
+	for key, age := range map[string]string{"old": "25 hours", "live": "23 hours"} {
+		if _, err := h.db.ExecContext(t.Context(), `INSERT INTO event_idempotency (app_id, key, event_id, request_hash, created_at)
+			VALUES (?, ?, 'evt_x', '\x00', clock_timestamp() - ?::interval)`, appID, key, age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the expired key to go", func() bool {
+		return h.count(`SELECT count(*) FROM event_idempotency WHERE key = 'old'`) == 0
+	})
+	if n := h.count(`SELECT count(*) FROM event_idempotency WHERE key = 'live'`); n != 1 {
+		t.Errorf("%d live keys left, want 1", n)
+	}
+}

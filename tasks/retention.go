@@ -21,7 +21,14 @@ type RetentionConfig struct {
 	Interval time.Duration
 	// Batch is the most events deleted per statement (default 200).
 	Batch int
+	// Expiries are other tables' clean-ups run on every pass, by what they
+	// delete (for the logs), such as the API's expired idempotency keys.
+	Expiries map[string]Expiry
 }
+
+// Expiry deletes a table's expired rows in bounded batches and returns how
+// many it deleted.
+type Expiry func(ctx context.Context) (int, error)
 
 // Retention deletes events (outbox rows) older than its period, with their
 // deliveries and attempts, once none of their deliveries is pending (a
@@ -47,6 +54,11 @@ func (r *Retention) Run(ctx context.Context) error {
 	every(ctx, r.cfg.Interval, func(ctx context.Context) {
 		if _, err := r.Pass(ctx); err != nil && ctx.Err() == nil {
 			r.log.WarnContext(ctx, "retention pass failed", slog.Any("err", err))
+		}
+		for name, expire := range r.cfg.Expiries {
+			if _, err := expire(ctx); err != nil && ctx.Err() == nil {
+				r.log.WarnContext(ctx, "retention pass failed", slog.String("rows", name), slog.Any("err", err))
+			}
 		}
 	})
 	return nil

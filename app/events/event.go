@@ -252,3 +252,26 @@ func (s *Store) appExists(ctx context.Context, appID string) error {
 	}
 	return nil
 }
+
+// DeleteExpiredKeys deletes idempotency keys past IdempotencyWindow, at
+// most batch per statement, skipping rows a publish holds, and returns how
+// many it deleted. An expired key no longer answers (claimKey overwrites
+// it), so deleting it changes nothing but the table's size.
+func (s *Store) DeleteExpiredKeys(ctx context.Context, batch int) (int, error) {
+	total := 0
+	for {
+		res, err := s.db.NewRaw(`DELETE FROM event_idempotency WHERE (app_id, key) IN (
+				SELECT app_id, key FROM event_idempotency
+				WHERE created_at < clock_timestamp() - ?::interval
+				LIMIT ? FOR UPDATE SKIP LOCKED)`,
+			fmt.Sprintf("%d seconds", int(IdempotencyWindow.Seconds())), batch).Exec(ctx)
+		if err != nil {
+			return total, fmt.Errorf("delete expired idempotency keys: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+		if int(n) < batch {
+			return total, nil
+		}
+	}
+}
