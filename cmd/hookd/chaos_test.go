@@ -2,24 +2,27 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/driver/pgdriver"
 
+	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/outbox/outboxtest"
 )
 
@@ -31,59 +34,6 @@ import (
 
 // chaosEndpoints is how many endpoints every event goes to.
 const chaosEndpoints = 3
-
-// privateRedis is a redis-server of the test's own, without persistence.
-type privateRedis struct {
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
-
-func startPrivateRedis(t *testing.T) *privateRedis {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &privateRedis{port: ln.Addr().(*net.TCPAddr).Port, dir: t.TempDir()}
-	ln.Close()
-	if err := r.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.stop)
-	return r
-}
-
-// start runs redis-server on r's port and waits until it answers.
-func (r *privateRedis) start() error {
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction")
-	if err := r.cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server (deploy/services.sh installs it): %w", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for r.cli("PING") != "PONG" {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("private redis on port %d did not answer", r.port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
-}
-
-func (r *privateRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *privateRedis) cli(args ...string) string {
-	out, _ := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(r.port)}, args...)...).Output()
-	return string(bytes.TrimSpace(out))
-}
-
-func (r *privateRedis) stop() {
-	if r.cmd.ProcessState == nil {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		_ = r.cmd.Wait()
-	}
-}
 
 // chaosReceiver records the webhook-ids each endpoint received; it fails
 // a share of the requests, and hangs some past hookd's timeout.
@@ -122,59 +72,94 @@ func newChaosReceiver(t *testing.T, failShare, hangShare float64) *chaosReceiver
 	return r
 }
 
-// tally counts the pairs of events and endpoints never received, and the
-// deliveries received more than once.
-func (r *chaosReceiver) tally(events []string) (lost, dups, unknown int) {
+// tally counts the pairs of committed events and endpoints never
+// received, the deliveries received more than once, those of events not
+// committed, and those of rolled-back events.
+func (r *chaosReceiver) tally(committed, rolledBack []string) chaosFigures {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	f := chaosFigures{events: len(committed)}
 	want := map[string]bool{}
-	for _, ev := range events {
+	for _, ev := range committed {
 		for ep := range chaosEndpoints {
 			key := strconv.Itoa(ep) + " " + ev
 			want[key] = true
 			if r.seen[key] == 0 {
-				lost++
+				f.lost++
 			}
 		}
 	}
+	rolled := map[string]bool{}
+	for _, ev := range rolledBack {
+		rolled[ev] = true
+	}
 	for key, n := range r.seen {
 		if !want[key] {
-			unknown++
+			f.unknown++
 		}
-		dups += max(n-1, 0)
+		if _, ev, _ := strings.Cut(key, " "); rolled[ev] {
+			f.rolledBackDelivered++
+		}
+		f.dups += max(n-1, 0)
 	}
-	return lost, dups, unknown
+	return f
 }
 
-// chaosRun is one scenario's hookd processes.
+// chaosOpts chooses what a scenario runs against.
+type chaosOpts struct {
+	// privatePostgres runs the scenario on a cluster of its own, which it
+	// may restart; otherwise it gets a schema on the shared database.
+	privatePostgres bool
+	// refusalsExpected tolerates publish requests that fail: the fault
+	// takes the api's database away or restarts the api. Whatever Postgres
+	// holds at the end counts as committed, answered or not.
+	refusalsExpected bool
+}
+
+// chaosRun is one scenario's hookd processes and what it published.
 type chaosRun struct {
 	t       *testing.T
 	bin     string
+	opts    chaosOpts
 	dbURL   string
+	db      *bun.DB // the test's own connection, for the producer's rollbacks and the final count
 	env     []string
+	apiPort int
 	base    string
 	redis   *privateRedis
+	pg      *privatePostgres
 	procs   map[string]*hookdProcess
 	client  *http.Client
 	appID   string
-	events  []string
-	eventMu sync.Mutex
+
+	mu         sync.Mutex
+	acked      []string // events the api answered 201 to
+	rolledBack []string // events written to the outbox in a transaction rolled back
+	refused    int      // publish requests that failed
 }
 
-func startChaos(t *testing.T, bin string, recv *chaosReceiver) *chaosRun {
+func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *chaosRun {
 	t.Helper()
-	c := &chaosRun{t: t, bin: bin, redis: startPrivateRedis(t), procs: map[string]*hookdProcess{},
-		client: &http.Client{Timeout: 10 * time.Second}}
-	c.dbURL = outboxtest.SchemaURL(t)
+	c := &chaosRun{t: t, bin: bin, opts: opts, redis: startPrivateRedis(t), procs: map[string]*hookdProcess{},
+		apiPort: freePort(t), client: &http.Client{Timeout: 10 * time.Second}}
+	c.base = fmt.Sprintf("http://127.0.0.1:%d", c.apiPort)
+	maxConns := 6 // five processes share the test database's connections with the other tests
+	if opts.privatePostgres {
+		c.pg = startPrivatePostgres(t)
+		c.dbURL = c.pg.url()
+		maxConns = 10
+	} else {
+		c.dbURL = outboxtest.SchemaURL(t)
+	}
+	c.db = bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(c.dbURL))), pgdialect.New())
+	t.Cleanup(func() { _ = c.db.Close() })
 	c.env = []string{
 		"HOOKD_DATABASE_URL=" + c.dbURL,
 		"HOOKD_REDIS_URL=" + c.redis.url(),
 		"HOOKD_ADMIN_API_KEY=" + chaosKey,
 		"HOOKD_ALLOW_PRIVATE_TARGETS=true",
 		"HOOKD_METRICS_ADDR=off",
-		// Five processes share the test database's connections with the
-		// other tests.
-		"HOOKD_DATABASE_MAX_CONNS=6",
+		"HOOKD_DATABASE_MAX_CONNS=" + strconv.Itoa(maxConns),
 		"HOOKD_RETRY_SCHEDULE=200ms,500ms,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
 		"HOOKD_DELIVERY_TIMEOUT=1s",
 		"HOOKD_SHUTDOWN_TIMEOUT=2s",
@@ -182,17 +167,16 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver) *chaosRun {
 		"HOOKD_RECONCILE_INTERVAL=1s",
 		"HOOKD_RECONCILE_AFTER=3s",
 	}
-	if out, err := exec.Command(bin, "migrate").CombinedOutput(); err != nil {
+	cmd := exec.Command(bin, "migrate")
+	cmd.Env = append(os.Environ(), c.env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, out)
 	}
-	for _, name := range []string{"api", "relay1", "relay2", "worker1", "worker2"} {
+	for _, name := range chaosProcesses {
 		c.start(name)
 	}
-	select {
-	case addr := <-c.procs["api"].apiAddr:
-		c.base = "http://" + addr
-	case <-time.After(30 * time.Second):
-		t.Fatal("the api did not listen")
+	if !c.waitReady(30 * time.Second) {
+		t.Fatal("the api did not become ready")
 	}
 	var app struct{ ID string }
 	if err := c.post("/v1/apps", `{"name":"chaos"}`, &app); err != nil {
@@ -209,10 +193,18 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver) *chaosRun {
 
 const chaosKey = "chaos-admin-key"
 
-// start runs process name; its roles follow from the name.
+// chaosProcesses are a scenario's processes; their roles follow from
+// their names.
+var chaosProcesses = []string{"api", "relay1", "relay2", "worker1", "worker2"}
+
+// start runs process name.
 func (c *chaosRun) start(name string) {
 	roles := map[string]string{"api": "api", "relay1": "relay,reconciler", "relay2": "relay,reconciler", "worker1": "worker", "worker2": "worker"}[name]
-	c.procs[name] = startHookd(c.t, c.bin, name, append(c.env, "HOOKD_ROLES="+roles, "HOOKD_HTTP_ADDR=127.0.0.1:0")...)
+	addr := "127.0.0.1:0"
+	if name == "api" {
+		addr = "127.0.0.1:" + strconv.Itoa(c.apiPort) // the same across restarts
+	}
+	c.procs[name] = startHookd(c.t, c.bin, name, append(c.env, "HOOKD_ROLES="+roles, "HOOKD_HTTP_ADDR="+addr)...)
 }
 
 // kill stops process name with SIGKILL: no shutdown at all.
@@ -221,6 +213,31 @@ func (c *chaosRun) kill(name string) {
 	_ = p.cmd.Process.Kill()
 	<-p.scanned
 	_ = p.cmd.Wait()
+}
+
+// every runs fault on one of names, picked at random, every period until
+// the returned function is called; that function reports how many times
+// it ran.
+func (c *chaosRun) every(period time.Duration, names []string, fault func(name string)) (stop func() int) {
+	done := make(chan struct{})
+	count := make(chan int)
+	go func() {
+		n := 0
+		defer func() { count <- n }()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(period):
+			}
+			fault(names[rand.IntN(len(names))])
+			n++
+		}
+	}()
+	return func() int {
+		close(done)
+		return <-count
+	}
 }
 
 func (c *chaosRun) post(path, body string, out any) error {
@@ -241,9 +258,46 @@ func (c *chaosRun) post(path, body string, out any) error {
 	return nil
 }
 
-// publish sends n events at rate per second; fault runs once, after half
-// of them. It returns the IDs of the committed events.
-func (c *chaosRun) publish(n int, rate float64, fault func()) []string {
+// readiness returns the api's /readyz status and checks (0 when it does
+// not answer).
+func (c *chaosRun) readiness() (int, map[string]string) {
+	resp, err := c.client.Get(c.base + "/readyz")
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var body struct{ Checks map[string]string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Checks
+}
+
+// waitReady waits up to limit for /readyz to answer 200.
+func (c *chaosRun) waitReady(limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, _ := c.readiness(); code == http.StatusOK {
+			return true
+		}
+	}
+	return false
+}
+
+// expectUnready checks that /readyz answers 503 naming check as
+// unavailable within a few seconds.
+func (c *chaosRun) expectUnready(check string) {
+	var code int
+	var checks map[string]string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, checks = c.readiness(); code == http.StatusServiceUnavailable && checks[check] == "unavailable" {
+			return
+		}
+	}
+	c.t.Errorf("/readyz with %s down = %d %v, want 503 with %s unavailable", check, code, checks, check)
+}
+
+// publish sends n events at rate per second through the api, and every
+// tenth a producer's transaction writing an event to the outbox and
+// rolling back; fault runs once, after half of them.
+func (c *chaosRun) publish(n int, rate float64, fault func()) {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
 	var wg sync.WaitGroup
@@ -252,50 +306,144 @@ func (c *chaosRun) publish(n int, rate float64, fault func()) []string {
 		if i == n/2 {
 			fault()
 		}
+		if i%10 == 5 {
+			wg.Go(c.rollback)
+		}
 		wg.Go(func() {
 			var ev struct{ ID string }
-			if err := c.post("/v1/apps/"+c.appID+"/events", fmt.Sprintf(`{"type":"order.paid","payload":{"n":%d}}`, i), &ev); err != nil {
+			err := c.post("/v1/apps/"+c.appID+"/events", fmt.Sprintf(`{"type":"order.paid","payload":{"n":%d}}`, i), &ev)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			switch {
+			case err == nil:
+				c.acked = append(c.acked, ev.ID)
+			case c.opts.refusalsExpected:
+				c.refused++
+			default:
 				c.t.Errorf("event %d not committed: %v", i, err)
-				return
 			}
-			c.eventMu.Lock()
-			c.events = append(c.events, ev.ID)
-			c.eventMu.Unlock()
 		})
 	}
 	wg.Wait()
-	return c.events
+}
+
+// rollback writes an event the endpoints subscribe to in a transaction
+// and rolls it back: it must never be delivered.
+func (c *chaosRun) rollback() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return // Postgres is down: nothing written
+	}
+	defer func() { _ = tx.Rollback() }()
+	msg := &outbox.Message{Tenant: c.appID, Topic: "order.paid", Payload: json.RawMessage(`{"rolled_back":true}`)}
+	if err := outbox.Publish(ctx, tx, msg); err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.rolledBack = append(c.rolledBack, msg.ID)
+	c.mu.Unlock()
+}
+
+// committed returns the IDs of the app's events in Postgres: the truth
+// about what was committed, whatever the api answered. Every event the api
+// acknowledged must be among them.
+func (c *chaosRun) committed() []string {
+	c.t.Helper()
+	var ids []string
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err = c.db.NewRaw(`SELECT id FROM outbox_events WHERE tenant = ?`, c.appID).Scan(c.t.Context(), &ids); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		c.t.Fatalf("read the committed events: %v", err)
+	}
+	in := map[string]bool{}
+	for _, id := range ids {
+		in[id] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	missing := 0
+	for _, id := range c.acked {
+		if !in[id] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		c.t.Errorf("%d events acknowledged with 201 are not in the outbox", missing)
+	}
+	for _, id := range c.rolledBack {
+		if in[id] {
+			c.t.Errorf("rolled-back event %s is in the outbox", id)
+		}
+	}
+	return ids
+}
+
+// chaosFigures are a scenario's results.
+type chaosFigures struct {
+	events, lost, dups, unknown, rolledBackDelivered int
 }
 
 // await waits until no committed event is missing an endpoint, or until
-// limit, and reports the figures.
-func (c *chaosRun) await(recv *chaosReceiver, events []string, limit time.Duration) {
+// limit, checks the figures and reports them.
+func (c *chaosRun) await(recv *chaosReceiver, limit time.Duration) chaosFigures {
 	c.t.Helper()
+	events := c.committed()
 	start := time.Now()
 	deadline := start.Add(limit)
 	for {
-		lost, dups, unknown := recv.tally(events)
-		if lost == 0 || time.Now().After(deadline) {
-			c.t.Logf("%d events × %d endpoints: lost %d, duplicates %d (%.2f%%), unknown %d, settled %.1fs after the last event",
-				len(events), chaosEndpoints, lost, dups, 100*float64(dups)/float64(len(events)*chaosEndpoints), unknown, time.Since(start).Seconds())
-			if lost > 0 {
-				c.t.Errorf("%d deliveries lost; %s", lost, c.diagnose())
+		f := recv.tally(events, c.rolledBack)
+		if f.lost == 0 || time.Now().After(deadline) {
+			c.mu.Lock()
+			acked, refused, rolledBack := len(c.acked), c.refused, len(c.rolledBack)
+			c.mu.Unlock()
+			c.t.Logf("%d events committed (%d acknowledged, %d requests refused, %d rolled back) × %d endpoints: lost %d, duplicates %d (%.2f%%), unknown %d, settled %.1fs after the last event",
+				f.events, acked, refused, rolledBack, chaosEndpoints, f.lost, f.dups, 100*float64(f.dups)/float64(max(f.events*chaosEndpoints, 1)), f.unknown, time.Since(start).Seconds())
+			if f.lost > 0 {
+				c.t.Errorf("%d deliveries lost; %s", f.lost, c.diagnose())
 			}
-			if unknown > 0 {
-				c.t.Errorf("%d deliveries of events never committed", unknown)
+			if f.unknown > 0 {
+				c.t.Errorf("%d deliveries of events never committed", f.unknown)
 			}
-			return
+			if f.rolledBackDelivered > 0 {
+				c.t.Errorf("%d deliveries of rolled-back events", f.rolledBackDelivered)
+			}
+			if f.events == 0 {
+				c.t.Error("no event was committed")
+			}
+			return f
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
+// finish checks that every process outlived the fault, then stops them
+// all with SIGTERM: each must exit cleanly within its shutdown timeout.
+func (c *chaosRun) finish() {
+	c.t.Helper()
+	for _, name := range chaosProcesses {
+		select {
+		case <-c.procs[name].scanned:
+			c.t.Errorf("%s exited during the scenario", name)
+		default:
+		}
+	}
+	var wg sync.WaitGroup
+	for _, name := range chaosProcesses {
+		wg.Go(func() { c.procs[name].stop(c.t) })
+	}
+	wg.Wait()
+}
+
 // diagnose describes where deliveries stand, in Postgres and in asynq.
 func (c *chaosRun) diagnose() string {
 	var b strings.Builder
-	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(c.dbURL)))
-	defer db.Close()
-	if rows, err := db.Query(`SELECT status, count(*) FROM deliveries GROUP BY 1`); err == nil {
+	if rows, err := c.db.QueryContext(context.Background(), `SELECT status, count(*) FROM deliveries GROUP BY 1`); err == nil {
 		for rows.Next() {
 			var status string
 			var n int
@@ -323,40 +471,81 @@ func (c *chaosRun) diagnose() string {
 	return b.String()
 }
 
-// TestFaults runs each fault scenario against its own hookd processes and
-// private Redis.
+// listening counts the sessions of the private Postgres listening on
+// channel.
+func (c *chaosRun) listening(channel string) int {
+	var n int
+	_ = c.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE query = ?`, `LISTEN "`+channel+`"`).Scan(c.t.Context(), &n)
+	return n
+}
+
+// TestFaults runs each fault scenario against its own hookd processes,
+// private Redis and, where it restarts Postgres, private Postgres.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs hookd processes against Postgres and a private Redis")
 	}
 	// Not parallel: its timings (leases, reconciler passes) are its own.
 	bin := build(t)
-	const events, rate = 300, 60.0
+	const events, rate = 600, 60.0
+
+	t.Run("WorkersKilled", func(t *testing.T) {
+		recv := newChaosReceiver(t, 0, 0)
+		recv.delay = 300 * time.Millisecond // deliveries in flight when a worker dies
+		c := startChaos(t, bin, recv, chaosOpts{})
+		// A worker dies by SIGKILL every second, mid-delivery, and comes
+		// back. asynq hands its tasks to another worker once their lease
+		// has expired (30s) and its recoverer has passed (every minute).
+		stop := c.every(time.Second, []string{"worker1", "worker2"}, func(name string) {
+			c.kill(name)
+			c.start(name)
+		})
+		c.publish(events, rate, func() {})
+		t.Logf("%d workers killed", stop())
+		c.await(recv, 150*time.Second)
+		c.finish()
+	})
+
+	t.Run("RelayKilled", func(t *testing.T) {
+		recv := newChaosReceiver(t, 0, 0)
+		c := startChaos(t, bin, recv, chaosOpts{})
+		// A relay dies every 700ms, wherever it is in its batches.
+		stop := c.every(700*time.Millisecond, []string{"relay1", "relay2"}, func(name string) {
+			c.kill(name)
+			c.start(name)
+		})
+		c.publish(events, rate, func() {})
+		t.Logf("%d relays killed", stop())
+		c.await(recv, 90*time.Second)
+		c.finish()
+	})
 
 	t.Run("RedisFlushAll", func(t *testing.T) {
 		recv := newChaosReceiver(t, 0, 0)
-		c := startChaos(t, bin, recv)
+		c := startChaos(t, bin, recv, chaosOpts{})
 		// No worker runs until the flush: the first half's fan-outs wait
 		// in Redis and are all lost with it.
 		c.kill("worker1")
 		c.kill("worker2")
-		evs := c.publish(events, rate, func() {
+		c.publish(events, rate, func() {
 			if got := c.redis.cli("FLUSHALL"); got != "OK" {
 				t.Fatalf("FLUSHALL: %q", got)
 			}
 			c.start("worker1")
 			c.start("worker2")
 		})
-		c.await(recv, evs, 90*time.Second)
+		c.await(recv, 90*time.Second)
+		c.finish()
 	})
 
 	t.Run("RedisRestart", func(t *testing.T) {
 		recv := newChaosReceiver(t, 0, 0)
-		c := startChaos(t, bin, recv)
+		c := startChaos(t, bin, recv, chaosOpts{})
 		restarted := make(chan error, 1)
-		evs := c.publish(events, rate, func() {
+		c.publish(events, rate, func() {
 			c.redis.stop()
 			go func() {
+				c.expectUnready("redis")
 				time.Sleep(2 * time.Second) // events keep coming meanwhile
 				restarted <- c.redis.start()
 			}()
@@ -364,53 +553,81 @@ func TestFaults(t *testing.T) {
 		if err := <-restarted; err != nil {
 			t.Fatal(err)
 		}
-		c.await(recv, evs, 90*time.Second)
+		c.await(recv, 90*time.Second)
+		if !c.waitReady(10 * time.Second) {
+			t.Error("/readyz did not answer 200 after Redis came back")
+		}
+		c.finish()
 	})
 
-	t.Run("WorkersKilled", func(t *testing.T) {
+	t.Run("PostgresRestart", func(t *testing.T) {
 		recv := newChaosReceiver(t, 0, 0)
-		recv.delay = 300 * time.Millisecond // deliveries in flight when a worker dies
-		c := startChaos(t, bin, recv)
-		// A worker dies by SIGKILL every second, mid-delivery, and comes
-		// back. asynq hands its tasks to another worker once their lease
-		// has expired (30s) and its recoverer has passed (every minute).
-		stop := make(chan struct{})
-		killed := make(chan int)
-		go func() {
-			n := 0
-			defer func() { killed <- n }()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Second):
-				}
-				name := []string{"worker1", "worker2"}[rand.IntN(2)]
-				c.kill(name)
-				c.start(name)
-				n++
+		c := startChaos(t, bin, recv, chaosOpts{privatePostgres: true, refusalsExpected: true})
+		if n := c.listening("outbox_events"); n != 2 {
+			t.Errorf("%d sessions listen for the outbox before the restart, want 2 (the relays)", n)
+		}
+		restarted := make(chan error, 1)
+		c.publish(events, rate, func() {
+			if err := c.pg.stop(); err != nil {
+				t.Error(err)
 			}
-		}()
-		evs := c.publish(events, rate, func() {})
-		close(stop)
-		t.Logf("%d workers killed", <-killed)
-		c.await(recv, evs, 150*time.Second)
-	})
-
-	t.Run("RelayKilled", func(t *testing.T) {
-		recv := newChaosReceiver(t, 0, 0)
-		c := startChaos(t, bin, recv)
-		evs := c.publish(events, rate, func() {
-			c.kill("relay1")
-			c.start("relay1")
+			go func() {
+				c.expectUnready("postgres")
+				time.Sleep(2 * time.Second)
+				restarted <- c.pg.start()
+			}()
 		})
-		c.await(recv, evs, 90*time.Second)
+		if err := <-restarted; err != nil {
+			t.Fatal(err)
+		}
+		c.await(recv, 90*time.Second)
+		if !c.waitReady(10 * time.Second) {
+			t.Error("/readyz did not answer 200 after Postgres came back")
+		}
+		// The relays and the workers' endpoint caches listen again.
+		for channel, want := range map[string]int{"outbox_events": 2, "hookd_endpoints": 2} {
+			n := 0
+			for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				if n = c.listening(channel); n == want {
+					break
+				}
+			}
+			if n != want {
+				t.Errorf("%d sessions listen on %s after the restart, want %d", n, channel, want)
+			}
+		}
+		c.finish()
 	})
 
 	t.Run("ReceiverFailsAndHangs", func(t *testing.T) {
 		recv := newChaosReceiver(t, 0.3, 0.02)
-		c := startChaos(t, bin, recv)
-		evs := c.publish(events, rate, func() {})
-		c.await(recv, evs, 90*time.Second)
+		c := startChaos(t, bin, recv, chaosOpts{})
+		c.publish(events, rate, func() {})
+		c.await(recv, 90*time.Second)
+		c.finish()
+	})
+
+	t.Run("GracefulRestarts", func(t *testing.T) {
+		recv := newChaosReceiver(t, 0, 0)
+		recv.delay = 300 * time.Millisecond // deliveries in flight when SIGTERM comes
+		c := startChaos(t, bin, recv, chaosOpts{refusalsExpected: true})
+		// Every second a process, api included, gets SIGTERM, must exit
+		// cleanly within its shutdown timeout, and is started again.
+		stop := c.every(time.Second, chaosProcesses, func(name string) {
+			c.procs[name].stop(t)
+			c.start(name)
+		})
+		c.publish(events, rate, func() {})
+		t.Logf("%d processes restarted", stop())
+		if !c.waitReady(30 * time.Second) {
+			t.Fatal("the api did not come back")
+		}
+		f := c.await(recv, 90*time.Second)
+		// In-flight deliveries finish and are recorded before a worker
+		// exits: none is sent twice.
+		if f.dups > 0 {
+			t.Errorf("%d duplicates after graceful restarts, want 0", f.dups)
+		}
+		c.finish()
 	})
 }
