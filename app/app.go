@@ -63,6 +63,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if a.rdb, err = openRedis(ctx, cfg.RedisURL, cfg.Concurrency+50); err != nil {
 		return nil, err
 	}
+	warnEviction(ctx, a.rdb, log)
 	if cfg.Migrate {
 		if err := Migrate(ctx, a.db, log); err != nil {
 			return nil, err
@@ -135,6 +136,16 @@ func openRedis(ctx context.Context, url string, poolSize int) (*redis.Client, er
 	return rdb, nil
 }
 
+// warnEviction warns when Redis may evict keys: an evicted task is lost
+// until the reconciler finds it, and asynq can leave tasks stuck active.
+// Managed Redis may refuse CONFIG GET; then nothing is said.
+func warnEviction(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
+	cfg, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	if policy := cfg["maxmemory-policy"]; err == nil && policy != "" && policy != "noeviction" {
+		log.WarnContext(ctx, "redis may evict hookd's keys: set maxmemory-policy to noeviction", slog.String("maxmemory_policy", policy))
+	}
+}
+
 func (a *App) has(role string) bool { return slices.Contains(a.cfg.Roles, role) }
 
 // HTTPAddr returns the API's listen address, or "" without the api role.
@@ -183,6 +194,10 @@ func (a *App) Run(ctx context.Context) error {
 	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets, DisableAfter: a.cfg.DisableAfter})
 	deadLetters := tasks.NewDeadLetters(a.db, queue, inspector, metrics, a.log)
 	g, ctx := errgroup.WithContext(ctx)
+	checks := map[string]api.CheckFunc{
+		"postgres": a.db.PingContext,
+		"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+	}
 	if a.apiLn != nil {
 		redisOpt, err := asynq.ParseRedisURI(a.cfg.RedisURL)
 		if err != nil {
@@ -201,10 +216,7 @@ func (a *App) Run(ctx context.Context) error {
 			AdminAPIKey:   a.cfg.AdminAPIKey,
 			MaxEventBytes: a.cfg.MaxEventBytes,
 			Version:       Version(),
-			Checks: map[string]api.CheckFunc{
-				"postgres": a.db.PingContext,
-				"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
-			},
+			Checks:        checks,
 		})
 		if a.cfg.AdminAPIKey == "" {
 			a.log.WarnContext(ctx, "HOOKD_ADMIN_API_KEY is empty: every /v1 request will be refused")
@@ -220,6 +232,11 @@ func (a *App) Run(ctx context.Context) error {
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		// Probes for processes without the api: they wait out a Postgres or
+		// Redis outage, and /readyz says so meanwhile.
+		probes := api.ProbeHandler(checks, a.log)
+		mux.Handle("GET /healthz", probes)
+		mux.Handle("GET /readyz", probes)
 		g.Go(func() error { return a.serveHTTP(ctx, "metrics", a.metricsLn, mux) })
 	}
 	if a.has(RoleRelay) {

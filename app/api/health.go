@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -38,18 +39,44 @@ func (s *Server) registerHealth(api huma.API) {
 			}},
 		}},
 	}), func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		out := &healthOutput{Status: http.StatusOK, Body: healthBody{Status: "ok", Checks: map[string]string{}}}
-		for name, check := range s.cfg.Checks {
-			if err := check(ctx); err != nil {
-				out.Status, out.Body.Status = http.StatusServiceUnavailable, "unavailable"
-				out.Body.Checks[name] = "unavailable"
-				s.log.WarnContext(ctx, "readiness check failed", slog.String("check", name), slog.Any("err", err))
-				continue
-			}
-			out.Body.Checks[name] = "ok"
-		}
-		return out, nil
+		status, body := ready(ctx, s.cfg.Checks, s.log)
+		return &healthOutput{Status: status, Body: body}, nil
 	})
+}
+
+// ready runs every check, with two seconds for all, and returns the
+// readiness status and body: 200 when all pass, 503 naming those that fail.
+func ready(ctx context.Context, checks map[string]CheckFunc, log *slog.Logger) (int, healthBody) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	status, body := http.StatusOK, healthBody{Status: "ok", Checks: map[string]string{}}
+	for name, check := range checks {
+		if err := check(ctx); err != nil {
+			status, body.Status = http.StatusServiceUnavailable, "unavailable"
+			body.Checks[name] = "unavailable"
+			log.WarnContext(ctx, "readiness check failed", slog.String("check", name), slog.Any("err", err))
+			continue
+		}
+		body.Checks[name] = "ok"
+	}
+	return status, body
+}
+
+// ProbeHandler serves /healthz and /readyz as the api does, for processes
+// without the api role (on their metrics address).
+func ProbeHandler(checks map[string]CheckFunc, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	write := func(w http.ResponseWriter, status int, body healthBody) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		write(w, http.StatusOK, healthBody{Status: "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		status, body := ready(r.Context(), checks, log)
+		write(w, status, body)
+	})
+	return mux
 }
