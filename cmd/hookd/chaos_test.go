@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,7 +126,8 @@ type chaosRun struct {
 	db      *bun.DB // the test's own connection, for the producer's rollbacks and the final count
 	env     []string
 	apiPort int
-	base    string
+	base    string // the api
+	probes  string // worker1's metrics address, which serves /readyz too
 	redis   *privateRedis
 	pg      *privatePostgres
 	procs   map[string]*hookdProcess
@@ -143,6 +145,7 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *
 	c := &chaosRun{t: t, bin: bin, opts: opts, redis: startPrivateRedis(t), procs: map[string]*hookdProcess{},
 		apiPort: freePort(t), client: &http.Client{Timeout: 10 * time.Second}}
 	c.base = fmt.Sprintf("http://127.0.0.1:%d", c.apiPort)
+	c.probes = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	maxConns := 6 // five processes share the test database's connections with the other tests
 	if opts.privatePostgres {
 		c.pg = startPrivatePostgres(t)
@@ -200,11 +203,14 @@ var chaosProcesses = []string{"api", "relay1", "relay2", "worker1", "worker2"}
 // start runs process name.
 func (c *chaosRun) start(name string) {
 	roles := map[string]string{"api": "api", "relay1": "relay,reconciler", "relay2": "relay,reconciler", "worker1": "worker", "worker2": "worker"}[name]
-	addr := "127.0.0.1:0"
-	if name == "api" {
-		addr = "127.0.0.1:" + strconv.Itoa(c.apiPort) // the same across restarts
+	env := append(slices.Clone(c.env), "HOOKD_ROLES="+roles, "HOOKD_HTTP_ADDR=127.0.0.1:0")
+	switch name { // their addresses stay the same across restarts
+	case "api":
+		env = append(env, "HOOKD_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(c.apiPort))
+	case "worker1":
+		env = append(env, "HOOKD_METRICS_ADDR="+c.probes)
 	}
-	c.procs[name] = startHookd(c.t, c.bin, name, append(c.env, "HOOKD_ROLES="+roles, "HOOKD_HTTP_ADDR="+addr)...)
+	c.procs[name] = startHookd(c.t, c.bin, name, env...)
 }
 
 // kill stops process name with SIGKILL: no shutdown at all.
@@ -258,10 +264,10 @@ func (c *chaosRun) post(path, body string, out any) error {
 	return nil
 }
 
-// readiness returns the api's /readyz status and checks (0 when it does
-// not answer).
-func (c *chaosRun) readiness() (int, map[string]string) {
-	resp, err := c.client.Get(c.base + "/readyz")
+// readiness returns the /readyz status and checks of the server at base
+// (0 when it does not answer).
+func (c *chaosRun) readiness(base string) (int, map[string]string) {
+	resp, err := c.client.Get(base + "/readyz")
 	if err != nil {
 		return 0, nil
 	}
@@ -271,27 +277,40 @@ func (c *chaosRun) readiness() (int, map[string]string) {
 	return resp.StatusCode, body.Checks
 }
 
-// waitReady waits up to limit for /readyz to answer 200.
+// waitReady waits up to limit for the api's /readyz, and worker1's, to
+// answer 200.
 func (c *chaosRun) waitReady(limit time.Duration) bool {
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if code, _ := c.readiness(); code == http.StatusOK {
-			return true
+	deadline := time.Now().Add(limit)
+	for _, base := range []string{c.base, "http://" + c.probes} {
+		for {
+			if code, _ := c.readiness(base); code == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return false
+	return true
 }
 
-// expectUnready checks that /readyz answers 503 naming check as
-// unavailable within a few seconds.
+// expectUnready checks that the api's /readyz, and worker1's, answer 503
+// naming check as unavailable within a few seconds.
 func (c *chaosRun) expectUnready(check string) {
-	var code int
-	var checks map[string]string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if code, checks = c.readiness(); code == http.StatusServiceUnavailable && checks[check] == "unavailable" {
-			return
+	for _, base := range []string{c.base, "http://" + c.probes} {
+		var code int
+		var checks map[string]string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if code, checks = c.readiness(base); code == http.StatusServiceUnavailable && checks[check] == "unavailable" {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Errorf("%s/readyz with %s down = %d %v, want 503 with %s unavailable", base, check, code, checks, check)
+				break
+			}
 		}
 	}
-	c.t.Errorf("/readyz with %s down = %d %v, want 503 with %s unavailable", check, code, checks, check)
 }
 
 // publish sends n events at rate per second through the api, and every
@@ -471,12 +490,18 @@ func (c *chaosRun) diagnose() string {
 	return b.String()
 }
 
-// listening counts the sessions of the private Postgres listening on
-// channel.
-func (c *chaosRun) listening(channel string) int {
-	var n int
-	_ = c.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE query = ?`, `LISTEN "`+channel+`"`).Scan(c.t.Context(), &n)
-	return n
+// expectListening waits up to 15s for want sessions of the private
+// Postgres to listen on channel.
+func (c *chaosRun) expectListening(channel string, want int, when string) {
+	c.t.Helper()
+	n := 0
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		err := c.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE query = ?`, `LISTEN "`+channel+`"`).Scan(c.t.Context(), &n)
+		if err == nil && n == want {
+			return
+		}
+	}
+	c.t.Errorf("%d sessions listen on %s %s, want %d", n, channel, when, want)
 }
 
 // TestFaults runs each fault scenario against its own hookd processes,
@@ -563,8 +588,11 @@ func TestFaults(t *testing.T) {
 	t.Run("PostgresRestart", func(t *testing.T) {
 		recv := newChaosReceiver(t, 0, 0)
 		c := startChaos(t, bin, recv, chaosOpts{privatePostgres: true, refusalsExpected: true})
-		if n := c.listening("outbox_events"); n != 2 {
-			t.Errorf("%d sessions listen for the outbox before the restart, want 2 (the relays)", n)
+		// The relays listen for the outbox, the workers' endpoint caches
+		// for endpoint changes.
+		listeners := map[string]int{"outbox_events": 2, "hookd_endpoints": 2}
+		for channel, want := range listeners {
+			c.expectListening(channel, want, "before the restart")
 		}
 		restarted := make(chan error, 1)
 		c.publish(events, rate, func() {
@@ -584,17 +612,8 @@ func TestFaults(t *testing.T) {
 		if !c.waitReady(10 * time.Second) {
 			t.Error("/readyz did not answer 200 after Postgres came back")
 		}
-		// The relays and the workers' endpoint caches listen again.
-		for channel, want := range map[string]int{"outbox_events": 2, "hookd_endpoints": 2} {
-			n := 0
-			for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				if n = c.listening(channel); n == want {
-					break
-				}
-			}
-			if n != want {
-				t.Errorf("%d sessions listen on %s after the restart, want %d", n, channel, want)
-			}
+		for channel, want := range listeners {
+			c.expectListening(channel, want, "after the restart")
 		}
 		c.finish()
 	})
