@@ -249,7 +249,7 @@ func (a *App) Run(ctx context.Context) error {
 		// Postgres notifications.
 		cache := reg.NewCache(log, 0)
 		g.Go(func() error { return cache.Run(ctx) })
-		fanout := tasks.NewFanout(a.db, queue, cache.Subscribers, metrics, log)
+		fanout := tasks.NewFanout(a.db, queue, inspector, cache.Subscribers, metrics, log)
 		deliverer := tasks.NewDeliverer(a.db, tasks.DelivererDeps{
 			Redis:    a.rdb,
 			Endpoint: cache.DeliveryEndpoint,

@@ -97,6 +97,56 @@ func TestReconcilerRequeuesLostDelivery(t *testing.T) {
 	}
 }
 
+// TestFanoutRunAgain: a fan-out run again for an event enqueues only what
+// Redis lost: a
+// delivery that succeeded is not sent again, one waiting for its retry
+// keeps its task, one whose task is gone is sent.
+func TestFanoutRunAgain(t *testing.T) {
+	t.Parallel()
+	h := start(t, map[string]string{"HOOKD_RETRY_SCHEDULE": "1h"}) // no reconciler: the fan-out repairs
+	ok := newReceiver(t, nil)
+	failFirst := func(n int) int {
+		if n == 0 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusNoContent
+	}
+	waiting, lost := newReceiver(t, failFirst), newReceiver(t, failFirst)
+	ins := asynq.NewInspectorFromRedisClient(h.rdb)
+	appID := dlvApp(h)
+	okEp, waitingEp, lostEp := dlvAddEndpoint(h, appID, ok.URL), dlvAddEndpoint(h, appID, waiting.URL), dlvAddEndpoint(h, appID, lost.URL)
+	evID := dlvPublish(h, appID, "order.paid")
+	dlvWaitStatus(h, appID, dlvDeliveryID(h, evID, okEp), "succeeded")
+	lostID := dlvDeliveryID(h, evID, lostEp)
+	waitFor(t, "two retries an hour away", func() bool {
+		info, err := ins.GetQueueInfo(h.queues[1])
+		return err == nil && info.Retry == 2
+	})
+	if err := ins.DeleteTask(h.queues[1], lostID); err != nil {
+		t.Fatal(err)
+	}
+	// The fan-out runs again: its task is deleted (as when a worker dies
+	// and asynq hands it to another) and the relay publishes the event
+	// again.
+	if err := ins.DeleteTask(h.queues[0], evID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.ExecContext(t.Context(), `UPDATE outbox_events SET published_at = NULL WHERE id = ?`, evID); err != nil {
+		t.Fatal(err)
+	}
+	dlvWaitStatus(h, appID, lostID, "succeeded")
+	time.Sleep(300 * time.Millisecond)
+	if n := len(ok.got()); n != 1 {
+		t.Errorf("the succeeded delivery was sent %d times, want 1", n)
+	}
+	if n := len(waiting.got()); n != 1 {
+		t.Errorf("the delivery waiting for its retry was sent %d times, want 1", n)
+	}
+	if info, err := ins.GetTaskInfo(h.queues[1], dlvDeliveryID(h, evID, waitingEp)); err != nil || info.State != asynq.TaskStateRetry {
+		t.Errorf("the waiting delivery's task: %v, %v; want it still waiting for its retry", info, err)
+	}
+}
+
 // TestReconcilerMarksUnmirroredDeadLetter: a delivery asynq archived whose
 // row stayed pending (Postgres was out of reach when its last try failed)
 // is marked failed, not sent again.

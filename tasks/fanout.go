@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -24,14 +23,16 @@ type SubscribersFunc func(ctx context.Context, appID, eventType string, payload 
 type Fanout struct {
 	db          *bun.DB
 	queue       *Queue
+	requeue     requeuer
 	subscribers SubscribersFunc
 	log         *slog.Logger
 	metrics     *Metrics
 }
 
-// NewFanout returns a fan-out handler.
-func NewFanout(db *bun.DB, queue *Queue, subscribers SubscribersFunc, metrics *Metrics, log *slog.Logger) *Fanout {
-	return &Fanout{db: db, queue: queue, subscribers: subscribers, metrics: metrics, log: log}
+// NewFanout returns a fan-out handler. It asks inspector which delivery
+// tasks Redis holds when it runs again for an event.
+func NewFanout(db *bun.DB, queue *Queue, inspector *asynq.Inspector, subscribers SubscribersFunc, metrics *Metrics, log *slog.Logger) *Fanout {
+	return &Fanout{db: db, queue: queue, requeue: requeuer{db, queue, inspector}, subscribers: subscribers, metrics: metrics, log: log}
 }
 
 // ProcessTask implements asynq.Handler.
@@ -77,26 +78,54 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// the delivery tasks before they run, the reconciler finds their rows
 	// pending and enqueues them again; it enqueues the fan-out again only
 	// for an event never marked.
-	var written []Delivery
+	var written []struct {
+		ID         string `bun:"id"`
+		EndpointID string `bun:"endpoint_id"`
+		Status     string `bun:"status"`
+		Fresh      bool   `bun:"fresh"`
+	}
 	err = f.db.NewRaw(`WITH inserted AS (?), marked AS (
 			UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id = ? AND fanned_out_at IS NULL
-		) SELECT id, endpoint_id, status FROM inserted
-		UNION ALL SELECT id, endpoint_id, status FROM deliveries WHERE event_id = ?`,
+		) SELECT id, endpoint_id, status, true AS fresh FROM inserted
+		UNION ALL SELECT id, endpoint_id, status, false FROM deliveries WHERE event_id = ?`,
 		f.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Returning("id, endpoint_id, status"),
 		ev.EventID, ev.EventID,
 	).Scan(ctx, &written)
 	if err != nil {
 		return fmt.Errorf("write deliveries of %s: %w", ev.EventID, err)
 	}
-	pending := slices.DeleteFunc(written, func(d Delivery) bool { return d.Status != StatusPending })
+	// A previous run's pending rows may be under way or done by now: only
+	// those whose task Redis lost are enqueued again, as the reconciler
+	// does, so that none is sent twice.
+	var enqueue, earlier []string
+	for _, d := range written {
+		switch {
+		case d.Status != StatusPending:
+		case d.Fresh:
+			enqueue = append(enqueue, d.ID)
+		default:
+			earlier = append(earlier, d.ID)
+		}
+	}
+	if len(earlier) > 0 {
+		lost, _, err := f.requeue.missing(ctx, earlier)
+		if err != nil {
+			return fmt.Errorf("fan out %s again: %w", ev.EventID, err)
+		}
+		enqueue = append(enqueue, lost...)
+	}
 
 	body, err := encodeWebhook(ev.Type, ev.CreatedAt, ev.Data)
 	if err != nil {
 		return fmt.Errorf("encode webhook %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
 	}
-	payloads := make([]DeliverPayload, len(pending))
-	for i, d := range pending {
-		payloads[i] = DeliverPayload{DeliveryID: d.ID, EventID: ev.EventID, EndpointID: d.EndpointID, Body: body, CreatedAt: ev.CreatedAt}
+	endpointOf := make(map[string]string, len(written))
+	for _, d := range written {
+		endpointOf[d.ID] = d.EndpointID
+	}
+	payloads := make([]DeliverPayload, len(enqueue))
+	for i, id := range enqueue {
+		payloads[i] = DeliverPayload{DeliveryID: id, EventID: ev.EventID, EndpointID: endpointOf[id], Body: body, CreatedAt: ev.CreatedAt}
 	}
 	if err := f.queue.EnqueueDeliveries(ctx, payloads); err != nil {
 		return fmt.Errorf("fan out %s: %w", ev.EventID, err)

@@ -4,10 +4,8 @@ import (
 	"cmp"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -44,12 +42,12 @@ type ReconcilerConfig struct {
 // event's or the delivery's), so a task Redis still holds is left alone and
 // any number of reconcilers may run.
 type Reconciler struct {
-	db        *bun.DB
-	queue     *Queue
-	inspector *asynq.Inspector
-	metrics   *Metrics
-	log       *slog.Logger
-	cfg       ReconcilerConfig
+	db      *bun.DB
+	queue   *Queue
+	requeue requeuer
+	metrics *Metrics
+	log     *slog.Logger
+	cfg     ReconcilerConfig
 
 	// cursor walks the pending deliveries across passes, so that a long
 	// tail of deliveries waiting for a late retry does not hide the rest.
@@ -64,7 +62,7 @@ func NewReconciler(db *bun.DB, queue *Queue, inspector *asynq.Inspector, metrics
 	cfg.Interval = cmp.Or(cfg.Interval, 30*time.Second)
 	cfg.After = cmp.Or(cfg.After, time.Minute)
 	cfg.Batch = cmp.Or(cfg.Batch, 500)
-	return &Reconciler{db: db, queue: queue, inspector: inspector, metrics: metrics, log: log, cfg: cfg}
+	return &Reconciler{db: db, queue: queue, requeue: requeuer{db, queue, inspector}, metrics: metrics, log: log, cfg: cfg}
 }
 
 // Run reconciles every Interval until ctx is done. Failed passes are
@@ -151,79 +149,45 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 		last := rows[len(rows)-1]
 		r.cursor.updatedAt, r.cursor.id = last.UpdatedAt, last.ID
 	}
-	var lost []DeliverPayload
-	marked := 0
-	for _, row := range rows {
-		task, err := r.task(row.ID)
-		switch {
-		case err != nil:
+	ids := make([]string, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	lost, archived, err := r.requeue.missing(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	// Archived while Postgres was out of reach, so their rows were not
+	// marked: dead letters all the same.
+	for id, lastErr := range archived {
+		if err := markFailed(ctx, r.db, id, lastErr); err != nil {
 			return 0, err
-		case task == nil:
+		}
+	}
+	if len(archived) > 0 {
+		r.metrics.repaired.WithLabelValues("dead_letter").Add(float64(len(archived)))
+		r.log.InfoContext(ctx, "dead letters marked failed in postgres", slog.Int("count", len(archived)))
+	}
+	if len(lost) == 0 {
+		return 0, nil
+	}
+	owed := make(map[string]bool, len(lost))
+	for _, id := range lost {
+		owed[id] = true
+	}
+	payloads := make([]DeliverPayload, 0, len(lost))
+	for _, row := range rows {
+		if owed[row.ID] {
 			p, err := row.payload()
 			if err != nil {
 				return 0, err
 			}
-			lost = append(lost, p)
-		case task.State == asynq.TaskStateArchived:
-			// Archived while Postgres was out of reach, so its row was
-			// not marked: a dead letter all the same.
-			if err := markFailed(ctx, r.db, row.ID, task.LastErr); err != nil {
-				return 0, err
-			}
-			marked++
+			payloads = append(payloads, p)
 		}
 	}
-	if marked > 0 {
-		r.metrics.repaired.WithLabelValues("dead_letter").Add(float64(marked))
-		r.log.InfoContext(ctx, "dead letters marked failed in postgres", slog.Int("count", marked))
-	}
-	// A delivery that succeeded between the query and the look-up is gone
-	// from Redis too, but its handler recorded it first: only rows still
-	// pending now are owed a task.
-	if lost, err = r.stillPending(ctx, lost); err != nil || len(lost) == 0 {
-		return 0, err
-	}
-	n, err := r.queue.enqueueDeliveries(ctx, lost)
+	n, err := r.queue.enqueueDeliveries(ctx, payloads)
 	r.metrics.repaired.WithLabelValues("delivery").Add(float64(n))
 	return n, err
-}
-
-// stillPending returns the payloads whose deliveries are pending.
-func (r *Reconciler) stillPending(ctx context.Context, payloads []DeliverPayload) ([]DeliverPayload, error) {
-	if len(payloads) == 0 {
-		return nil, nil
-	}
-	ids := make([]string, len(payloads))
-	for i, p := range payloads {
-		ids[i] = p.DeliveryID
-	}
-	var pending []string
-	err := r.db.NewSelect().Model((*Delivery)(nil)).Column("id").
-		Where("id IN (?) AND status = ?", bun.In(ids), StatusPending).Scan(ctx, &pending)
-	if err != nil {
-		return nil, fmt.Errorf("recheck pending deliveries: %w", err)
-	}
-	still := make(map[string]bool, len(pending))
-	for _, id := range pending {
-		still[id] = true
-	}
-	return slices.DeleteFunc(payloads, func(p DeliverPayload) bool { return !still[p.DeliveryID] }), nil
-}
-
-// task returns the delivery task id in either delivery queue, whatever its
-// state, or nil when Redis does not hold it.
-func (r *Reconciler) task(id string) (*asynq.TaskInfo, error) {
-	for _, queue := range []string{r.queue.cfg.Deliveries, r.queue.cfg.Overflow} {
-		info, err := r.inspector.GetTaskInfo(queue, id)
-		switch {
-		case err == nil:
-			return info, nil
-		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		default:
-			return nil, fmt.Errorf("look up task %s: %w", id, err)
-		}
-	}
-	return nil, nil
 }
 
 func interval(d time.Duration) string { return fmt.Sprintf("%d milliseconds", d.Milliseconds()) }
