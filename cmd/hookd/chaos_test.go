@@ -504,6 +504,19 @@ func (c *chaosRun) expectListening(channel string, want int, when string) {
 	c.t.Errorf("%d sessions listen on %s %s, want %d", n, channel, when, want)
 }
 
+// envInt reads a positive integer from the environment, or returns def.
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
 // TestFaults runs each fault scenario against its own hookd processes,
 // private Redis and, where it restarts Postgres, private Postgres.
 func TestFaults(t *testing.T) {
@@ -512,7 +525,14 @@ func TestFaults(t *testing.T) {
 	}
 	// Not parallel: its timings (leases, reconciler passes) are its own.
 	bin := build(t)
-	const events, rate = 600, 60.0
+	// HOOKD_CHAOS_EVENTS and HOOKD_CHAOS_RATE make a longer soak of it
+	// (`go tool task chaos:soak`).
+	events, rate := envInt(t, "HOOKD_CHAOS_EVENTS", 600), float64(envInt(t, "HOOKD_CHAOS_RATE", 60))
+	// Time to settle after the last event: a base per scenario, and the
+	// more the longer the run.
+	settle := func(base time.Duration) time.Duration {
+		return base + time.Duration(float64(events)/rate*float64(time.Second))
+	}
 
 	t.Run("WorkersKilled", func(t *testing.T) {
 		recv := newChaosReceiver(t, 0, 0)
@@ -527,7 +547,7 @@ func TestFaults(t *testing.T) {
 		})
 		c.publish(events, rate, func() {})
 		t.Logf("%d workers killed", stop())
-		c.await(recv, 150*time.Second)
+		c.await(recv, settle(150*time.Second))
 		c.finish()
 	})
 
@@ -541,7 +561,7 @@ func TestFaults(t *testing.T) {
 		})
 		c.publish(events, rate, func() {})
 		t.Logf("%d relays killed", stop())
-		c.await(recv, 90*time.Second)
+		c.await(recv, settle(90*time.Second))
 		c.finish()
 	})
 
@@ -559,7 +579,7 @@ func TestFaults(t *testing.T) {
 			c.start("worker1")
 			c.start("worker2")
 		})
-		c.await(recv, 90*time.Second)
+		c.await(recv, settle(90*time.Second))
 		c.finish()
 	})
 
@@ -578,7 +598,7 @@ func TestFaults(t *testing.T) {
 		if err := <-restarted; err != nil {
 			t.Fatal(err)
 		}
-		c.await(recv, 90*time.Second)
+		c.await(recv, settle(90*time.Second))
 		if !c.waitReady(10 * time.Second) {
 			t.Error("/readyz did not answer 200 after Redis came back")
 		}
@@ -608,7 +628,7 @@ func TestFaults(t *testing.T) {
 		if err := <-restarted; err != nil {
 			t.Fatal(err)
 		}
-		c.await(recv, 90*time.Second)
+		c.await(recv, settle(90*time.Second))
 		if !c.waitReady(10 * time.Second) {
 			t.Error("/readyz did not answer 200 after Postgres came back")
 		}
@@ -622,7 +642,7 @@ func TestFaults(t *testing.T) {
 		recv := newChaosReceiver(t, 0.3, 0.02)
 		c := startChaos(t, bin, recv, chaosOpts{})
 		c.publish(events, rate, func() {})
-		c.await(recv, 90*time.Second)
+		c.await(recv, settle(90*time.Second))
 		c.finish()
 	})
 
@@ -641,7 +661,7 @@ func TestFaults(t *testing.T) {
 		if !c.waitReady(30 * time.Second) {
 			t.Fatal("the api did not come back")
 		}
-		f := c.await(recv, 90*time.Second)
+		f := c.await(recv, settle(90*time.Second))
 		// In-flight deliveries finish and are recorded before a worker
 		// exits: none is sent twice.
 		if f.dups > 0 {
