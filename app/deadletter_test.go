@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/hookd/hookd/app"
+	"github.com/hookd/hookd/outbox"
 )
 
 type deadLetterItem struct {
@@ -191,18 +192,21 @@ func TestBulkRetryOfTenThousand(t *testing.T) {
 	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
 	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
 	const n = 10_000
+	// Event IDs of today (retention takes older ones for expired), of
+	// events published and fanned out long ago.
+	day := outbox.IDAt("evt", time.Now())[:len("evt_")+12]
 	_, err := h.db.ExecContext(t.Context(), `
-		INSERT INTO outbox_events (id, tenant, topic, payload, published_at)
-		SELECT 'evt_' || lpad(g::text, 26, '0'), ?, 'bulk.import', '{"n":1}', clock_timestamp()
-		FROM generate_series(1, ?) AS g`, appID, n)
+		INSERT INTO outbox_events (id, tenant, topic, payload, published_at, fanned_out_at)
+		SELECT ? || lpad(g::text, 14, '0'), ?, 'bulk.import', '{"n":1}', clock_timestamp(), clock_timestamp()
+		FROM generate_series(1, ?) AS g`, day, appID, n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = h.db.ExecContext(t.Context(), `
 		INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, status, attempts, last_error, failed_at)
-		SELECT 'dlv_' || lpad(g::text, 26, '0'), 'evt_' || lpad(g::text, 26, '0'), ?, ?, 'bulk.import',
+		SELECT 'dlv_' || lpad(g::text, 26, '0'), ? || lpad(g::text, 14, '0'), ?, ?, 'bulk.import',
 		       'failed', 8, 'HTTP 500', clock_timestamp() - interval '1 minute'
-		FROM generate_series(1, ?) AS g`, ep.ID, appID, n)
+		FROM generate_series(1, ?) AS g`, day, ep.ID, appID, n)
 	if err != nil {
 		t.Fatal(err)
 	}

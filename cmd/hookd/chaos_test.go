@@ -221,6 +221,12 @@ func (c *chaosRun) kill(name string) {
 	_ = p.cmd.Wait()
 }
 
+// killAndRestart kills process name with SIGKILL and starts it again.
+func (c *chaosRun) killAndRestart(name string) {
+	c.kill(name)
+	c.start(name)
+}
+
 // every runs fault on one of names, picked at random, every period until
 // the returned function is called; that function reports how many times
 // it ran.
@@ -454,7 +460,14 @@ func (c *chaosRun) finish() {
 	}
 	var wg sync.WaitGroup
 	for _, name := range chaosProcesses {
-		wg.Go(func() { c.procs[name].stop(c.t) })
+		wg.Go(func() {
+			select { // until main handles SIGTERM, SIGTERM kills
+			case <-c.procs[name].running:
+			case <-time.After(30 * time.Second):
+				c.t.Errorf("%s never started", name)
+			}
+			c.procs[name].stop(c.t)
+		})
 	}
 	wg.Wait()
 }
@@ -541,10 +554,7 @@ func TestFaults(t *testing.T) {
 		// A worker dies by SIGKILL every second, mid-delivery, and comes
 		// back. asynq hands its tasks to another worker once their lease
 		// has expired (30s) and its recoverer has passed (every minute).
-		stop := c.every(time.Second, []string{"worker1", "worker2"}, func(name string) {
-			c.kill(name)
-			c.start(name)
-		})
+		stop := c.every(time.Second, []string{"worker1", "worker2"}, c.killAndRestart)
 		c.publish(events, rate, func() {})
 		t.Logf("%d workers killed", stop())
 		c.await(recv, settle(150*time.Second))
@@ -555,10 +565,7 @@ func TestFaults(t *testing.T) {
 		recv := newChaosReceiver(t, 0, 0)
 		c := startChaos(t, bin, recv, chaosOpts{})
 		// A relay dies every 700ms, wherever it is in its batches.
-		stop := c.every(700*time.Millisecond, []string{"relay1", "relay2"}, func(name string) {
-			c.kill(name)
-			c.start(name)
-		})
+		stop := c.every(700*time.Millisecond, []string{"relay1", "relay2"}, c.killAndRestart)
 		c.publish(events, rate, func() {})
 		t.Logf("%d relays killed", stop())
 		c.await(recv, settle(90*time.Second))
@@ -655,6 +662,12 @@ func TestFaults(t *testing.T) {
 		stop := c.every(time.Second, chaosProcesses, func(name string) {
 			c.procs[name].stop(t)
 			c.start(name)
+			// Until main has set up its signal handling, SIGTERM kills.
+			select {
+			case <-c.procs[name].running:
+			case <-time.After(30 * time.Second):
+				t.Errorf("%s did not start again", name)
+			}
 		})
 		c.publish(events, rate, func() {})
 		t.Logf("%d processes restarted", stop())

@@ -38,6 +38,7 @@ type hookdProcess struct {
 	name    string
 	cmd     *exec.Cmd
 	apiAddr chan string   // the API address, once listening
+	running chan struct{} // closed once hookd has started its roles (and handles SIGTERM)
 	scanned chan struct{} // closed when stderr is drained
 }
 
@@ -49,6 +50,7 @@ func startHookd(t *testing.T, bin, name string, env ...string) *hookdProcess {
 		name:    name,
 		cmd:     exec.Command(bin, "serve"),
 		apiAddr: make(chan string, 1),
+		running: make(chan struct{}),
 		scanned: make(chan struct{}),
 	}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -68,8 +70,13 @@ func startHookd(t *testing.T, bin, name string, env ...string) *hookdProcess {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var line struct{ Msg, Server, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" && line.Server == "api" {
-				p.apiAddr <- line.Addr
+			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				switch {
+				case line.Msg == "hookd starting":
+					close(p.running)
+				case line.Msg == "listening" && line.Server == "api":
+					p.apiAddr <- line.Addr
+				}
 			}
 			if !strings.Contains(sc.Text(), `"level":"INFO"`) {
 				t.Logf("%s: %s", name, sc.Text())

@@ -54,13 +54,10 @@ func TestSignKnownAnswers(t *testing.T) {
 	}
 }
 
-// TestHeaderVerifiesWithReferenceLibrary signs with two keys, as during a
-// secret rotation, and verifies with the Standard Webhooks Go library
-// holding either key.
-func TestHeaderVerifiesWithReferenceLibrary(t *testing.T) {
-	t.Parallel()
-	oldSecret, newSecret := signature.NewSecret(), signature.NewSecret()
-	var keys [][]byte
+// rotation returns two new secrets, as during a rotation, and their keys.
+func rotation(t *testing.T) (oldSecret, newSecret string, keys [][]byte) {
+	t.Helper()
+	oldSecret, newSecret = signature.NewSecret(), signature.NewSecret()
 	for _, s := range []string{oldSecret, newSecret} {
 		k, err := signature.ParseSecret(s)
 		if err != nil {
@@ -68,6 +65,15 @@ func TestHeaderVerifiesWithReferenceLibrary(t *testing.T) {
 		}
 		keys = append(keys, k)
 	}
+	return oldSecret, newSecret, keys
+}
+
+// TestHeaderVerifiesWithReferenceLibrary signs with two keys, as during a
+// secret rotation, and verifies with the Standard Webhooks Go library
+// holding either key.
+func TestHeaderVerifiesWithReferenceLibrary(t *testing.T) {
+	t.Parallel()
+	oldSecret, newSecret, keys := rotation(t)
 	body := []byte(`{"type":"link.clicked","data":{}}`)
 	now := time.Now()
 	h := http.Header{}

@@ -171,15 +171,7 @@ func TestVerifyHeaders(t *testing.T) {
 // both.
 func TestVerifyAgreesWithReferenceLibrary(t *testing.T) {
 	t.Parallel()
-	oldSecret, newSecret := signature.NewSecret(), signature.NewSecret()
-	var keys [][]byte
-	for _, s := range []string{oldSecret, newSecret} {
-		k, err := signature.ParseSecret(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
+	oldSecret, newSecret, keys := rotation(t)
 	now := time.Now()
 	body := []byte(`{"a":1}`)
 
