@@ -540,7 +540,7 @@ func TestFaults(t *testing.T) {
 	bin := build(t)
 	// HOOKD_CHAOS_EVENTS and HOOKD_CHAOS_RATE make a longer soak of it
 	// (`go tool task chaos:soak`).
-	events, rate := envInt(t, "HOOKD_CHAOS_EVENTS", 600), float64(envInt(t, "HOOKD_CHAOS_RATE", 60))
+	events, rate := envInt(t, "HOOKD_CHAOS_EVENTS", 1000), float64(envInt(t, "HOOKD_CHAOS_RATE", 100))
 	// Time to settle after the last event: a base per scenario, and the
 	// more the longer the run.
 	settle := func(base time.Duration) time.Duration {
