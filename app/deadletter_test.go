@@ -100,6 +100,39 @@ func TestDeadLetterRetryFromAPI(t *testing.T) {
 	}
 }
 
+// TestDeadLetterRetryWhileTaskActive: a dead letter is marked in Postgres a
+// moment before asynq archives its task; a retry in that moment waits for
+// the task, holding no lock, instead of failing. Here the task is held
+// active by a slow receiver and then succeeds: the retry finds no dead
+// letter left (409) and nothing is sent twice.
+func TestDeadLetterRetryWhileTaskActive(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	recv := newReceiver(t, func(int) int {
+		time.Sleep(700 * time.Millisecond)
+		return http.StatusNoContent
+	})
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
+	h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": 1}})
+	waitFor(t, "the delivery under way", func() bool { return len(recv.got()) == 1 })
+	var id string
+	if err := h.db.NewRaw(`UPDATE deliveries SET status = 'failed', failed_at = clock_timestamp() RETURNING id`).Scan(t.Context(), &id); err != nil {
+		t.Fatal(err)
+	}
+	code, p, _ := h.raw(http.MethodPost, "/v1/dead-letters/"+id+"/retry", "Bearer "+adminKey, "", "")
+	if code != http.StatusConflict {
+		t.Errorf("retry while the task runs = %d %v, want 409 once it has succeeded", code, p)
+	}
+	if got := h.deliveryStatus(id); got != "succeeded" {
+		t.Errorf("delivery %s, want succeeded", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(recv.got()); n != 1 {
+		t.Errorf("receiver got %d requests, want 1", n)
+	}
+}
+
 func TestBulkRetryByEndpoint(t *testing.T) {
 	t.Parallel()
 	// Every delivery fails: the circuits must stay closed for them to.

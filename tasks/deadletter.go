@@ -85,7 +85,28 @@ func NewDeadLetters(db *bun.DB, queue *Queue, inspector *asynq.Inspector, metric
 // Retry retries the dead letters among ids and returns the IDs it retried:
 // deliveries that are not failed, or whose event is no longer stored, are
 // left alone.
+//
+// The worker marks a dead letter in Postgres a moment before asynq
+// archives its task: a retry that finds the old task still active tries
+// again shortly, for up to about two seconds, holding no lock meanwhile.
 func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error) {
+	for wait := 5 * time.Millisecond; ; wait *= 2 {
+		retried, err := dl.retry(ctx, ids)
+		if !errors.Is(err, errTaskActive) || wait > time.Second {
+			return retried, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// errTaskActive reports a dead letter whose old task asynq still runs.
+var errTaskActive = errors.New("its old task is still running")
+
+func (dl *DeadLetters) retry(ctx context.Context, ids []string) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -127,6 +148,9 @@ func (dl *DeadLetters) Retry(ctx context.Context, ids []string) ([]string, error
 			for _, queue := range []string{dl.queue.cfg.Deliveries, dl.queue.cfg.Overflow} {
 				err := dl.inspector.DeleteTask(queue, id)
 				if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+					if info, ierr := dl.inspector.GetTaskInfo(queue, id); ierr == nil && info.State == asynq.TaskStateActive {
+						err = errTaskActive
+					}
 					return fmt.Errorf("remove old task of %s: %w", id, err)
 				}
 			}
