@@ -63,6 +63,27 @@ type harness struct {
 	doc     *openapitest.Doc
 	// metrics gathers what hookd's /metrics serves.
 	metrics prometheus.Gatherer
+	// logs holds what hookd logged (warnings and errors).
+	logs *logBuffer
+}
+
+// logBuffer keeps what hookd logs, for tests that wait for a log line.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// contains reports whether a logged line contains s.
+func (l *logBuffer) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
 }
 
 // start runs hookd with test defaults; env overrides HOOKD_* variables.
@@ -92,7 +113,8 @@ func start(t *testing.T, env map[string]string) *harness {
 	cfg.Queue.Events = prefix + ":events"
 	cfg.Queue.Deliveries = prefix + ":deliveries"
 
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := app.New(t.Context(), cfg, log)
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
@@ -108,6 +130,7 @@ func start(t *testing.T, env map[string]string) *harness {
 		db:     bun.NewDB(sqldb, pgdialect.New()),
 		rdb:    redis.NewClient(mustParseRedis(t, cfg.RedisURL)),
 		queues: []string{cfg.Queue.Events, cfg.Queue.Deliveries, cfg.Queue.Deliveries + "_overflow"},
+		logs:   logs,
 	}
 	h.metrics = a.Gatherer()
 	h.doc = loadDoc(t, h.base)

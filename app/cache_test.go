@@ -122,7 +122,11 @@ func TestEndpointCacheBypassedWhileListenIsDown(t *testing.T) {
 	waitFor(t, "the listeners to go", func() bool {
 		return h.count(`SELECT count(*) FROM pg_stat_activity WHERE pid IN (?)`, bun.In(cut)) == 0
 	})
-	time.Sleep(50 * time.Millisecond)
+	// The worker learns it from its read; until then, a loaded machine
+	// could run the next delivery from the cache.
+	waitFor(t, "the worker to see its listener gone", func() bool {
+		return h.logs.contains("endpoint cache: notifications lost")
+	})
 	dlvMust(h, http.MethodPatch, "/v1/apps/"+appID+"/endpoints/"+epID, `{"url":"`+b.URL+`"}`, http.StatusOK, nil)
 	dlvPublish(h, appID, "order.paid")
 	waitFor(t, "the delivery to the new URL", func() bool { return len(b.got()) == 1 })
