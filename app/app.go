@@ -193,6 +193,7 @@ func (a *App) Run(ctx context.Context) error {
 
 	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets, DisableAfter: a.cfg.DisableAfter})
 	deadLetters := tasks.NewDeadLetters(a.db, queue, inspector, metrics, a.log)
+	store := events.NewStore(a.db)
 	g, ctx := errgroup.WithContext(ctx)
 	checks := map[string]api.CheckFunc{
 		"postgres": a.db.PingContext,
@@ -210,7 +211,7 @@ func (a *App) Run(ctx context.Context) error {
 			PrometheusAddress: a.cfg.PrometheusURL,
 		})
 		defer monitor.Close()
-		srv := api.New(reg, events.NewStore(a.db), links.NewService(a.db), deadLetters, a.log, api.Config{
+		srv := api.New(reg, store, links.NewService(a.db), deadLetters, a.log, api.Config{
 			Monitoring:    monitor,
 			Metrics:       a.metrics,
 			AdminAPIKey:   a.cfg.AdminAPIKey,
@@ -290,7 +291,6 @@ func (a *App) Run(ctx context.Context) error {
 			After:    a.cfg.ReconcileAfter,
 		})
 		g.Go(func() error { return rec.Run(ctx) })
-		store := events.NewStore(a.db)
 		ret := tasks.NewRetention(a.db, a.log.With(slog.String("role", RoleReconciler)), tasks.RetentionConfig{
 			Events:   a.cfg.EventRetention,
 			Interval: a.cfg.ReconcileInterval,
