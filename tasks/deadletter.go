@@ -74,12 +74,13 @@ type DeadLetters struct {
 	metrics   *Metrics
 	queue     *Queue
 	inspector *asynq.Inspector
+	requeue   requeuer // finds a dead letter's old task
 	log       *slog.Logger
 }
 
 // NewDeadLetters returns a DeadLetters.
 func NewDeadLetters(db *bun.DB, queue *Queue, inspector *asynq.Inspector, metrics *Metrics, log *slog.Logger) *DeadLetters {
-	return &DeadLetters{db: db, queue: queue, inspector: inspector, metrics: metrics, log: log}
+	return &DeadLetters{db: db, queue: queue, inspector: inspector, requeue: requeuer{db, queue, inspector}, metrics: metrics, log: log}
 }
 
 // Retry retries the dead letters among ids and returns the IDs it retried:
@@ -145,12 +146,15 @@ func (dl *DeadLetters) retry(ctx context.Context, ids []string) ([]string, error
 		// Enqueue before commit: should the commit fail, the task finds
 		// the delivery failed, sends it anyway and records the outcome.
 		for _, id := range retried {
-			for _, queue := range []string{dl.queue.cfg.Deliveries, dl.queue.cfg.Overflow} {
-				err := dl.inspector.DeleteTask(queue, id)
-				if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
-					if info, ierr := dl.inspector.GetTaskInfo(queue, id); ierr == nil && info.State == asynq.TaskStateActive {
-						err = errTaskActive
-					}
+			old, err := dl.requeue.task(id)
+			switch {
+			case err != nil:
+				return err
+			case old == nil:
+			case old.State == asynq.TaskStateActive:
+				return fmt.Errorf("remove old task of %s: %w", id, errTaskActive)
+			default:
+				if err := dl.inspector.DeleteTask(old.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 					return fmt.Errorf("remove old task of %s: %w", id, err)
 				}
 			}
