@@ -256,10 +256,12 @@ func TestBulkRetryOfTenThousand(t *testing.T) {
 	if took := time.Since(sent); took > 2*time.Second {
 		t.Errorf("starting a bulk retry of %d took %s: it must not wait for the retries", n, took)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	// Generous: CI runs this beside the fault suite on two cores; alone
+	// it takes about 16 s with the race detector.
+	deadline := time.Now().Add(4 * time.Minute)
 	for job.Status != "completed" {
 		if time.Now().After(deadline) {
-			t.Fatalf("bulk retry still %s after 2 minutes, %d retried", job.Status, job.Retried)
+			t.Fatalf("bulk retry still %s after 4 minutes, %d retried", job.Status, job.Retried)
 		}
 		time.Sleep(100 * time.Millisecond)
 		h.do(http.MethodGet, "/v1/dead-letters/retries/"+job.ID, nil, &job)

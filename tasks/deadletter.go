@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hookd/hookd/outbox"
 )
@@ -143,22 +144,11 @@ func (dl *DeadLetters) retry(ctx context.Context, ids []string) ([]string, error
 		if err != nil {
 			return fmt.Errorf("move dead letters to pending: %w", err)
 		}
+		if err := dl.removeOldTasks(ctx, retried); err != nil {
+			return err
+		}
 		// Enqueue before commit: should the commit fail, the task finds
 		// the delivery failed, sends it anyway and records the outcome.
-		for _, id := range retried {
-			old, err := dl.requeue.task(id)
-			switch {
-			case err != nil:
-				return err
-			case old == nil:
-			case old.State == asynq.TaskStateActive:
-				return fmt.Errorf("remove old task of %s: %w", id, errTaskActive)
-			default:
-				if err := dl.inspector.DeleteTask(old.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-					return fmt.Errorf("remove old task of %s: %w", id, err)
-				}
-			}
-		}
 		_, err = dl.queue.enqueueDeliveries(ctx, payloads)
 		return err
 	})
@@ -167,6 +157,39 @@ func (dl *DeadLetters) retry(ctx context.Context, ids []string) ([]string, error
 	}
 	dl.metrics.replayed.Add(float64(len(retried)))
 	return retried, nil
+}
+
+// removeOldTasks deletes the tasks Redis still holds for the dead letters
+// ids (archived, or scheduled for a retry the worker will not make), so
+// their new tasks can take the same IDs. It fails with errTaskActive,
+// before deleting anything, while one of them still runs.
+func (dl *DeadLetters) removeOldTasks(ctx context.Context, ids []string) error {
+	olds, err := dl.requeue.tasks(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, old := range olds {
+		if old != nil && old.State == asynq.TaskStateActive {
+			return fmt.Errorf("remove old task of %s: %w", old.ID, errTaskActive)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(enqueueParallelism)
+	for _, old := range olds {
+		if old == nil {
+			continue
+		}
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := dl.inspector.DeleteTask(old.Queue, old.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return fmt.Errorf("remove old task of %s: %w", old.ID, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // StartBulk records a bulk retry of the dead letters f selects (those that

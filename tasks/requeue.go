@@ -7,6 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
+	"golang.org/x/sync/errgroup"
 )
 
 // requeuer finds the pending deliveries whose task Redis no longer holds,
@@ -25,19 +26,19 @@ type requeuer struct {
 // missing sorts the given pending deliveries: lost are those whose task
 // Redis holds in neither delivery queue and that are still pending;
 // archived maps those whose task asynq archived to the task's last error.
-// Redis is asked once per delivery: meant for the few a repair looks at.
 func (q requeuer) missing(ctx context.Context, ids []string) (lost []string, archived map[string]string, err error) {
+	tasks, err := q.tasks(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
 	archived = map[string]string{}
 	var gone []string
-	for _, id := range ids {
-		task, err := q.task(id)
+	for i, task := range tasks {
 		switch {
-		case err != nil:
-			return nil, nil, err
 		case task == nil:
-			gone = append(gone, id)
+			gone = append(gone, ids[i])
 		case task.State == asynq.TaskStateArchived:
-			archived[id] = task.LastErr
+			archived[ids[i]] = task.LastErr
 		}
 	}
 	if len(gone) == 0 {
@@ -49,6 +50,30 @@ func (q requeuer) missing(ctx context.Context, ids []string) (lost []string, arc
 		return nil, nil, fmt.Errorf("recheck pending deliveries: %w", err)
 	}
 	return lost, archived, nil
+}
+
+// tasks returns the delivery task of each of ids, in the same order, nil
+// where Redis does not hold it. Redis is asked a few times per delivery
+// (asynq has no batch lookup), so the lookups run enqueueParallelism at
+// once: a bulk retry of thousands waits on round trips, not on Redis.
+func (q requeuer) tasks(ctx context.Context, ids []string) ([]*asynq.TaskInfo, error) {
+	infos := make([]*asynq.TaskInfo, len(ids))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(enqueueParallelism)
+	for i, id := range ids {
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			info, err := q.task(id)
+			infos[i] = info
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return infos, nil
 }
 
 // task returns the delivery task id in either delivery queue, whatever its
