@@ -110,7 +110,7 @@ func dlvPublish(h *harness, appID, typ string) string {
 func dlvDeliveryID(h *harness, eventID, endpointID string) string {
 	h.t.Helper()
 	var id string
-	dlvWait(h.t, "the delivery of "+eventID+" to "+endpointID, func() bool {
+	waitFor(h.t, "the delivery of "+eventID+" to "+endpointID, func() bool {
 		var ids []string
 		err := h.db.NewRaw(`SELECT id FROM deliveries WHERE event_id = ? AND endpoint_id = ?`, eventID, endpointID).
 			Scan(h.t.Context(), &ids)
@@ -137,7 +137,7 @@ func dlvGet(h *harness, appID, id string) dlvDelivery {
 func dlvWaitStatus(h *harness, appID, id, status string) dlvDelivery {
 	h.t.Helper()
 	var d dlvDelivery
-	dlvWait(h.t, "delivery "+id+" to be "+status, func() bool {
+	waitFor(h.t, "delivery "+id+" to be "+status, func() bool {
 		d = dlvGet(h, appID, id)
 		return d.Status == status
 	})
@@ -150,18 +150,6 @@ func dlvGetEndpoint(h *harness, appID, id string) dlvEndpoint {
 	var ep dlvEndpoint
 	dlvMust(h, http.MethodGet, "/v1/apps/"+appID+"/endpoints/"+id, "", http.StatusOK, &ep)
 	return ep
-}
-
-// dlvWait polls cond until it holds, failing the test after 10 seconds.
-func dlvWait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // dlvServer is a webhook receiver that records each request: when it
@@ -277,7 +265,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 
 	// A later event reaches the other endpoint only.
 	ev2 := dlvPublish(h, appID, "order.created")
-	dlvWait(t, "the healthy endpoint to receive the second event", func() bool { return healthy.count() == 2 })
+	waitFor(t, "the healthy endpoint to receive the second event", func() bool { return healthy.count() == 2 })
 	if n := h.count(`SELECT count(*) FROM deliveries WHERE event_id = ? AND endpoint_id = ?`, ev2, epGone); n != 0 {
 		t.Errorf("the disabled endpoint got %d deliveries of a later event", n)
 	}
@@ -374,7 +362,7 @@ func TestSlowLorisCutAtTimeout(t *testing.T) {
 
 	evSlow := dlvPublish(h, appID, "slow.loris")
 	evMute := dlvPublish(h, appID, "mute.receiver")
-	dlvWait(t, "the slow receiver to start trickling", func() bool { return trickling.Load() > 0 })
+	waitFor(t, "the slow receiver to start trickling", func() bool { return trickling.Load() > 0 })
 	evFast := dlvPublish(h, appID, "fast.lane")
 	dlvWaitStatus(h, appID, dlvDeliveryID(h, evFast, epFast), "succeeded")
 	if !duringTrickle.Load() {
@@ -398,7 +386,7 @@ func TestSlowLorisCutAtTimeout(t *testing.T) {
 	if a.ResponseBody == nil || *a.ResponseBody == "" || len(*a.ResponseBody) > 20 || strings.Trim(*a.ResponseBody, "x") != "" {
 		t.Errorf("trickled attempt recorded body %v, want the few bytes sent before the timeout", a.ResponseBody)
 	}
-	dlvWait(t, "hookd to hang up on the trickling receiver", func() bool { return trickling.Load() == 0 })
+	waitFor(t, "hookd to hang up on the trickling receiver", func() bool { return trickling.Load() == 0 })
 
 	// A receiver that never answers times out and is retried.
 	d = dlvWaitStatus(h, appID, dlvDeliveryID(h, evMute, epMute), "succeeded")
@@ -441,7 +429,7 @@ func TestHugeResponseBodyCapped(t *testing.T) {
 	before := dlvHeapAlloc()
 	ev := dlvPublish(h, appID, "order.created")
 	d := dlvWaitStatus(h, appID, dlvDeliveryID(h, ev, epID), "succeeded")
-	dlvWait(t, "the receiver to stop writing", finished.Load)
+	waitFor(t, "the receiver to stop writing", finished.Load)
 	after := dlvHeapAlloc()
 
 	if d.AttemptCount != 1 || len(d.Attempts) != 1 {
@@ -561,7 +549,7 @@ func TestCircuitOpensProbesAndCloses(t *testing.T) {
 	// One delivery fails three times in a row: the circuit opens.
 	ev := dlvPublish(h, appID, "order.created")
 	first := dlvDeliveryID(h, ev, epFlaky)
-	dlvWait(t, "three attempts to be recorded", func() bool {
+	waitFor(t, "three attempts to be recorded", func() bool {
 		return h.count(`SELECT attempts FROM deliveries WHERE id = ?`, first) == 3
 	})
 	opened := flaky.requests()[2].end
@@ -571,7 +559,7 @@ func TestCircuitOpensProbesAndCloses(t *testing.T) {
 	for range 4 {
 		dlvPublish(h, appID, "order.created")
 	}
-	dlvWait(t, "the healthy endpoint to receive all five events", func() bool { return healthy.count() == 5 })
+	waitFor(t, "the healthy endpoint to receive all five events", func() bool { return healthy.count() == 5 })
 	time.Sleep(time.Until(opened.Add(700 * time.Millisecond)))
 	if n := flaky.count(); n != 3 {
 		t.Errorf("%d requests reached the endpoint within 700ms of its circuit opening, want none", n-3)
@@ -584,7 +572,7 @@ func TestCircuitOpensProbesAndCloses(t *testing.T) {
 	}
 
 	// Probes, then the circuit closes and every delivery goes out.
-	dlvWait(t, "every delivery to the recovered endpoint to succeed", func() bool {
+	waitFor(t, "every delivery to the recovered endpoint to succeed", func() bool {
 		return h.count(`SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND status = 'succeeded'`, epFlaky) == 5
 	})
 	reqs := flaky.requests()
@@ -649,7 +637,7 @@ func TestFailingEndpointAutoDisabled(t *testing.T) {
 	published := time.Now()
 	ev := dlvPublish(h, appID, "order.created")
 	var ep dlvEndpoint
-	dlvWait(t, "the endpoint to be disabled", func() bool {
+	waitFor(t, "the endpoint to be disabled", func() bool {
 		ep = dlvGetEndpoint(h, appID, epID)
 		return ep.Disabled
 	})
@@ -710,7 +698,7 @@ func TestAsynqmonRunFollowsInPostgres(t *testing.T) {
 		}
 		return slices.ContainsFunc(tasks, func(ti *asynq.TaskInfo) bool { return ti.ID == id })
 	}
-	dlvWait(t, "the task to be archived", archived)
+	waitFor(t, "the task to be archived", archived)
 
 	healthy.Store(true)
 	if err := ins.RunTask(h.queues[1], id); err != nil {
