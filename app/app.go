@@ -293,6 +293,7 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return rec.Run(ctx) })
 		ret := tasks.NewRetention(a.db, a.log.With(slog.String("role", RoleReconciler)), tasks.RetentionConfig{
 			Events:   a.cfg.EventRetention,
+			Attempts: a.cfg.AttemptRetention,
 			Interval: a.cfg.ReconcileInterval,
 			Expiries: map[string]tasks.Expiry{
 				"idempotency keys": func(ctx context.Context) (int, error) { return store.DeleteExpiredKeys(ctx, 500) },

@@ -47,6 +47,7 @@ type Config struct {
 	ReconcileInterval   time.Duration
 	ReconcileAfter      time.Duration
 	EventRetention      time.Duration
+	AttemptRetention    time.Duration
 	TaskCheckInterval   time.Duration
 	DelayedCheck        time.Duration
 	ShutdownTimeout     time.Duration
@@ -230,6 +231,9 @@ func settings() []setting {
 		{"HOOKD_EVENT_RETENTION", "event-retention", "720h",
 			"how long events are kept, with their deliveries and attempts (the reconciler role deletes them once none is pending)",
 			func(c *Config, v string) error { return setDuration(&c.EventRetention, v) }},
+		{"HOOKD_ATTEMPT_RETENTION", "attempt-retention", "720h",
+			"how long delivery attempts, with the response bodies they recorded, are kept; only a period shorter than HOOKD_EVENT_RETENTION has effect, since attempts go with their event",
+			func(c *Config, v string) error { return setDuration(&c.AttemptRetention, v) }},
 		{"HOOKD_MAX_EVENT_BYTES", "max-event-bytes", "262144",
 			"largest accepted body of POST /v1/apps/{app_id}/events, in bytes", func(c *Config, v string) error {
 				n, err := strconv.ParseInt(v, 10, 64)

@@ -35,6 +35,7 @@ func migrations() ([]migration, error) {
 		{2, "deliveries", tasks.Schema()},
 		{6, "delivery_engine", tasks.EngineSchema()},
 		{9, "reconciler", tasks.ReconcileSchema()},
+		{10, "retention", tasks.RetentionSchema()},
 	}
 	files, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {

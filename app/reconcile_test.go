@@ -239,3 +239,50 @@ func TestRetentionExpiresIdempotencyKeys(t *testing.T) {
 		t.Errorf("%d live keys left, want 1", n)
 	}
 }
+
+// TestRetentionExpiresAttemptsAndRetryJobs: with an attempt retention
+// shorter than the event retention, old attempts go while their event and
+// delivery stay; finished bulk-retry jobs go after the event retention.
+func TestRetentionExpiresAttemptsAndRetryJobs(t *testing.T) {
+	t.Parallel()
+	h := start(t, with(reconcileFast, "HOOKD_ATTEMPT_RETENTION", "1h"))
+	ok := newReceiver(t, nil)
+	appID := dlvApp(h)
+	ep := dlvAddEndpoint(h, appID, ok.URL, "order.paid")
+	evt := dlvPublish(h, appID, "order.paid")
+	dlv := dlvDeliveryID(h, evt, ep)
+	dlvWaitStatus(h, appID, dlv, "succeeded")
+	// Two attempts of the same delivery from long ago, as if it had been
+	// retried.
+	if _, err := h.db.ExecContext(t.Context(), `INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, status_code)
+		SELECT ?, clock_timestamp() - interval '2 hours', 1, 500 FROM generate_series(1, 2)`, dlv); err != nil {
+		t.Fatal(err)
+	}
+	for id, age := range map[string]string{"dlr_old": "31 days", "dlr_recent": "1 day"} {
+		if _, err := h.db.ExecContext(t.Context(), `INSERT INTO dead_letter_retries (id, filter, status, cutoff, finished_at)
+			VALUES (?, '{}', 'completed', clock_timestamp(), clock_timestamp() - ?::interval)`, id, age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.db.ExecContext(t.Context(), `INSERT INTO dead_letter_retries (id, filter, cutoff, created_at)
+		VALUES ('dlr_running', '{}', clock_timestamp(), clock_timestamp() - interval '40 days')`); err != nil {
+		t.Fatal(err)
+	}
+
+	waitFor(t, "the old attempts and the old job to go", func() bool {
+		return h.count(`SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?`, dlv) == 1 &&
+			h.count(`SELECT count(*) FROM dead_letter_retries WHERE id = 'dlr_old'`) == 0
+	})
+	if n := h.count(`SELECT count(*) FROM delivery_attempts WHERE delivery_id = ? AND attempted_at > clock_timestamp() - interval '1 hour'`, dlv); n != 1 {
+		t.Errorf("the delivery's recent attempt is gone")
+	}
+	if n := h.count(`SELECT count(*) FROM deliveries WHERE id = ?`, dlv); n != 1 {
+		t.Errorf("the delivery went with its attempts")
+	}
+	if n := h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, evt); n != 1 {
+		t.Errorf("the event went with its attempts")
+	}
+	if n := h.count(`SELECT count(*) FROM dead_letter_retries WHERE id IN ('dlr_recent', 'dlr_running')`); n != 2 {
+		t.Errorf("%d of the recent and the running retry job left, want 2", n)
+	}
+}
