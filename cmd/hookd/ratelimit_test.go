@@ -40,6 +40,16 @@ type hookdProcess struct {
 	apiAddr chan string   // the API address, once listening
 	running chan struct{} // closed once hookd has started its roles (and handles SIGTERM)
 	scanned chan struct{} // closed when stderr is drained
+
+	mu     sync.Mutex
+	logged []string // the messages of its warnings and errors
+}
+
+// warned reports whether hookd logged a warning or error with message msg.
+func (p *hookdProcess) warned(msg string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Contains(p.logged, msg)
 }
 
 // startHookd starts `hookd serve` with env added to the test's environment.
@@ -69,8 +79,13 @@ func startHookd(t *testing.T, bin, name string, env ...string) *hookdProcess {
 		defer close(p.scanned)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			var line struct{ Msg, Server, Addr string }
+			var line struct{ Level, Msg, Server, Addr string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				if line.Level != "INFO" && line.Level != "DEBUG" {
+					p.mu.Lock()
+					p.logged = append(p.logged, line.Msg)
+					p.mu.Unlock()
+				}
 				switch {
 				case line.Msg == "hookd starting":
 					close(p.running)
