@@ -229,7 +229,7 @@ func settings() []setting {
 			"how long a published event may wait for its fan-out, and a pending delivery for its next attempt, before the reconciler checks that Redis holds its task",
 			func(c *Config, v string) error { return setDuration(&c.ReconcileAfter, v) }},
 		{"HOOKD_EVENT_RETENTION", "event-retention", "720h",
-			"how long events are kept, with their deliveries and attempts (the reconciler role deletes them once none is pending)",
+			"how long events are kept, with their deliveries and attempts (the reconciler role deletes them once fanned out and none is pending)",
 			func(c *Config, v string) error { return setDuration(&c.EventRetention, v) }},
 		{"HOOKD_ATTEMPT_RETENTION", "attempt-retention", "720h",
 			"how long delivery attempts, with the response bodies they recorded, are kept; only a period shorter than HOOKD_EVENT_RETENTION has effect, since attempts go with their event",

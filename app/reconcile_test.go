@@ -1,11 +1,16 @@
 package app_test
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/hookd/hookd/outbox"
 )
 
 // reconcileFast makes the reconciler look every 100ms at work older than
@@ -183,40 +188,77 @@ func TestReconcilerMarksUnmirroredDeadLetter(t *testing.T) {
 }
 
 // TestRetentionDeletesOldFinishedEvents: past HOOKD_EVENT_RETENTION an
-// event goes with its deliveries and attempts, unless a delivery is still
-// pending; younger events stay.
+// event goes with its deliveries and attempts, dead letters included,
+// unless a delivery is still pending; younger events stay. The events are
+// written with their IDs' time in the past, so nothing depends on how fast
+// the test runs.
 func TestRetentionDeletesOldFinishedEvents(t *testing.T) {
 	t.Parallel()
-	h := start(t, with(reconcileFast, "HOOKD_EVENT_RETENTION", "1s", "HOOKD_RETRY_SCHEDULE", "1h"))
-	ok, failing := newReceiver(t, nil), newReceiver(t, func(int) int { return http.StatusInternalServerError })
+	// The reconciler runs retention every 100ms and, told to wait an hour,
+	// leaves the seeded pending delivery alone.
+	h := start(t, map[string]string{"HOOKD_RECONCILE_INTERVAL": "100ms", "HOOKD_RECONCILE_AFTER": "1h", "HOOKD_EVENT_RETENTION": "1h"})
 	appID := dlvApp(h)
-	okEp := dlvAddEndpoint(h, appID, ok.URL, "order.paid")
-	failEp := dlvAddEndpoint(h, appID, failing.URL, "order.refunded")
-	done := dlvPublish(h, appID, "order.paid")
-	waiting := dlvPublish(h, appID, "order.refunded")
-	dlvWaitStatus(h, appID, dlvDeliveryID(h, done, okEp), "succeeded")
-	waitFor(t, "the failed first attempt", func() bool { return len(failing.got()) == 1 })
-	waitingDlv := dlvDeliveryID(h, waiting, failEp)
-
-	waitFor(t, "the old finished event to go", func() bool {
-		return h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, done) == 0
+	// outbox.IDAt gives the first ID of its millisecond: one each.
+	old, young := time.Now().Add(-2*time.Hour), time.Now().Add(-time.Minute)
+	events := map[string]struct {
+		at       time.Time
+		statuses []string // of its deliveries
+		kept     bool
+		unfanned bool // published, never fanned out
+	}{
+		"done":    {old, []string{"succeeded", "succeeded"}, false, false},
+		"dead":    {old.Add(time.Millisecond), []string{"succeeded", "failed"}, false, false},
+		"pending": {old.Add(2 * time.Millisecond), []string{"succeeded", "pending"}, true, false},
+		"young":   {young, []string{"succeeded"}, true, false},
+		// Owed to its subscribers still: the reconciler will fan it out.
+		"unfanned": {old.Add(3 * time.Millisecond), nil, true, true},
+	}
+	// One transaction: retention must not see an event before its
+	// deliveries.
+	ids := map[string]string{}
+	err := h.db.RunInTx(t.Context(), nil, func(ctx context.Context, tx bun.Tx) error {
+		for name, e := range events {
+			id := outbox.IDAt("evt", e.at)
+			ids[name] = id
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox_events (id, tenant, topic, payload, published_at, fanned_out_at)
+				VALUES (?, ?, 'order.paid', '{}', clock_timestamp(), CASE WHEN ? THEN NULL ELSE clock_timestamp() END)`, id, appID, e.unfanned); err != nil {
+				return err
+			}
+			for i, status := range e.statuses {
+				dlv := fmt.Sprintf("dlv_%s_%d", name, i)
+				if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, status, attempts)
+					VALUES (?, ?, ?, ?, 'order.paid', ?, 1)`, dlv, id, fmt.Sprintf("ep_%d", i), appID, status); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, status_code)
+					VALUES (?, clock_timestamp(), 1, 200)`, dlv); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
-	if n := h.count(`SELECT count(*) FROM deliveries WHERE event_id = ?`, done); n != 0 {
-		t.Errorf("%d deliveries of the deleted event remain", n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := h.count(`SELECT count(*) FROM delivery_attempts AS a JOIN deliveries AS d ON d.id = a.delivery_id WHERE d.event_id = ?`, done); n != 0 {
-		t.Errorf("%d attempts of the deleted event remain", n)
-	}
-	if n := h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, waiting); n != 1 {
-		t.Errorf("the event with a pending delivery was deleted")
-	}
-	if n := h.count(`SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?`, waitingDlv); n != 1 {
-		t.Errorf("the pending delivery has %d attempts, want 1", n)
-	}
-	young := dlvPublish(h, appID, "order.paid")
-	time.Sleep(300 * time.Millisecond) // a few passes
-	if n := h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, young); n != 1 {
-		t.Errorf("an event younger than the retention was deleted")
+
+	waitFor(t, "the old finished events to go", func() bool {
+		return h.count(`SELECT count(*) FROM outbox_events WHERE id IN (?, ?)`, ids["done"], ids["dead"]) == 0
+	})
+	for name, e := range events {
+		wantEvent, want := 0, 0
+		if e.kept {
+			wantEvent, want = 1, len(e.statuses)
+		}
+		if n := h.count(`SELECT count(*) FROM outbox_events WHERE id = ?`, ids[name]); n != wantEvent {
+			t.Errorf("event %q: %d rows, want %d", name, n, wantEvent)
+		}
+		if n := h.count(`SELECT count(*) FROM deliveries WHERE event_id = ?`, ids[name]); n != want {
+			t.Errorf("event %q: %d deliveries, want %d", name, n, want)
+		}
+		if n := h.count(`SELECT count(*) FROM delivery_attempts AS a JOIN deliveries AS d ON d.id = a.delivery_id WHERE d.event_id = ?`, ids[name]); n != want {
+			t.Errorf("event %q: %d attempts, want %d", name, n, want)
+		}
 	}
 }
 

@@ -44,8 +44,8 @@ type RetentionConfig struct {
 type Expiry func(ctx context.Context) (int, error)
 
 // Retention deletes events (outbox rows) older than its period, with their
-// deliveries and attempts, once none of their deliveries is pending (a
-// dead letter goes with its event); attempts older than theirs; and
+// deliveries and attempts, once they are fanned out and none of their
+// deliveries is pending (a dead letter goes with its event); attempts older than theirs; and
 // finished dead-letter retry jobs. It deletes in small batches, each its
 // own statement, skipping rows another transaction holds, so it never
 // holds up publishing or delivering; several may run.
@@ -110,7 +110,7 @@ func (r *Retention) expireEvents(ctx context.Context) (int, error) {
 		var deleted []string
 		err := r.db.NewRaw(`WITH old AS (
 				SELECT o.id FROM outbox_events AS o
-				WHERE o.id < ? AND o.published_at IS NOT NULL
+				WHERE o.id < ? AND o.fanned_out_at IS NOT NULL
 					AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = o.id AND d.status = ?)
 				ORDER BY o.id LIMIT ?
 				FOR UPDATE SKIP LOCKED
