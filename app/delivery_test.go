@@ -526,8 +526,10 @@ func TestCircuitOpensProbesAndCloses(t *testing.T) {
 	t.Parallel()
 	h := start(t, map[string]string{
 		"HOOKD_CIRCUIT_THRESHOLD": "3",
-		"HOOKD_CIRCUIT_COOLDOWN":  "1s",
-		"HOOKD_RETRY_SCHEDULE":    strings.Repeat("10ms,", 9) + "10ms",
+		// Long enough that the checks made while the circuit is open
+		// still fall in its first cooldown on a loaded CI machine.
+		"HOOKD_CIRCUIT_COOLDOWN": "2s",
+		"HOOKD_RETRY_SCHEDULE":   strings.Repeat("10ms,", 9) + "10ms",
 	})
 	// Requests 0 to 2 open the circuit, 3 is a failed probe, 4 the probe
 	// that succeeds. Each takes a while, so that a request overlapping it
@@ -580,11 +582,11 @@ func TestCircuitOpensProbesAndCloses(t *testing.T) {
 		t.Fatalf("the endpoint got %d requests, want 9 (3 failures, 2 probes, 4 held deliveries)", len(reqs))
 	}
 	t.Logf("requests at %v after the first", dlvOffsets(reqs))
-	if gap := reqs[3].at.Sub(reqs[2].end); gap < time.Second {
-		t.Errorf("first probe %s after the circuit opened, want at least the 1s cooldown", gap)
+	if gap := reqs[3].at.Sub(reqs[2].end); gap < 2*time.Second {
+		t.Errorf("first probe %s after the circuit opened, want at least the 2s cooldown", gap)
 	}
-	if gap := reqs[4].at.Sub(reqs[3].end); gap < time.Second {
-		t.Errorf("second probe %s after the first failed, want at least the 1s cooldown", gap)
+	if gap := reqs[4].at.Sub(reqs[3].end); gap < 2*time.Second {
+		t.Errorf("second probe %s after the first failed, want at least the 2s cooldown", gap)
 	}
 	for i, r := range reqs {
 		if r.at.Before(reqs[recoverAt].end) && r.concurrent > 1 {
