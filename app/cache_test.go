@@ -64,10 +64,13 @@ func TestEndpointChangesReachWorkersAtOnce(t *testing.T) {
 	publish("order.paid")
 	verify(b, 1, []string{second}, []string{ep.Secret})
 
-	third := rotate(1)
+	// A grace period of 3s: the delivery must go out within it, on a loaded
+	// CI machine too.
+	third := rotate(3)
+	graceFrom := time.Now()
 	publish("order.paid")
 	verify(b, 2, []string{second, third}, nil)
-	time.Sleep(1100 * time.Millisecond) // the grace period ends: no notification, only time
+	time.Sleep(time.Until(graceFrom.Add(3100 * time.Millisecond))) // the grace period ends: no notification, only time
 	publish("order.paid")
 	verify(b, 3, []string{third}, []string{second})
 
