@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,10 +109,19 @@ func TestDeadLetterRetryFromAPI(t *testing.T) {
 func TestDeadLetterRetryWhileTaskActive(t *testing.T) {
 	t.Parallel()
 	h := start(t, nil)
+	// The receiver holds the request until the test has marked the
+	// delivery failed and is sending the retry.
+	release := make(chan struct{})
+	var once sync.Once
+	releaseNow := func() { once.Do(func() { close(release) }) }
 	recv := newReceiver(t, func(int) int {
-		time.Sleep(700 * time.Millisecond)
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
 		return http.StatusNoContent
 	})
+	t.Cleanup(releaseNow) // before the receiver's Close waits for it
 	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
 	h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
 	h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": 1}})
@@ -120,6 +130,7 @@ func TestDeadLetterRetryWhileTaskActive(t *testing.T) {
 	if err := h.db.NewRaw(`UPDATE deliveries SET status = 'failed', failed_at = clock_timestamp() RETURNING id`).Scan(t.Context(), &id); err != nil {
 		t.Fatal(err)
 	}
+	time.AfterFunc(200*time.Millisecond, releaseNow) // while the retry waits
 	code, p, _ := h.raw(http.MethodPost, "/v1/dead-letters/"+id+"/retry", "Bearer "+adminKey, "", "")
 	if code != http.StatusConflict {
 		t.Errorf("retry while the task runs = %d %v, want 409 once it has succeeded", code, p)

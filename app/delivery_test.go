@@ -284,16 +284,18 @@ func TestRetryAfterHonoured(t *testing.T) {
 		env        map[string]string
 		status     int
 		retryAfter func() string
-		// The gap between the two attempts' starts.
+		// The gap between the two attempts' starts. The upper bound only
+		// tells a Retry-After honoured from one ignored (3600) and leaves
+		// a loaded machine room.
 		minGap, maxGap time.Duration
 	}{
-		{"Seconds", nil, http.StatusTooManyRequests, func() string { return "1" }, time.Second, 4 * time.Second},
+		{"Seconds", nil, http.StatusTooManyRequests, func() string { return "1" }, time.Second, 6 * time.Second},
 		{"HTTPDate", nil, http.StatusServiceUnavailable, func() string {
 			// One-second resolution: the date is 1 to 2 seconds ahead.
 			return time.Now().Add(2 * time.Second).UTC().Format(http.TimeFormat)
-		}, time.Second, 4 * time.Second},
+		}, time.Second, 6 * time.Second},
 		{"Capped", map[string]string{"HOOKD_MAX_RETRY_AFTER": "1s"}, http.StatusTooManyRequests,
-			func() string { return "3600" }, time.Second, 4 * time.Second},
+			func() string { return "3600" }, time.Second, 6 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -638,21 +640,21 @@ func TestFailingEndpointAutoDisabled(t *testing.T) {
 	appID := dlvApp(h)
 	epID := dlvAddEndpoint(h, appID, recv.URL)
 
-	published := time.Now()
 	ev := dlvPublish(h, appID, "order.created")
 	var ep dlvEndpoint
 	waitFor(t, "the endpoint to be disabled", func() bool {
 		ep = dlvGetEndpoint(h, appID, epID)
 		return ep.Disabled
 	})
-	if took := time.Since(published); took > 6*time.Second {
-		t.Errorf("disabled %s after the first failure, want soon after 1s", took)
-	}
 	if ep.DisabledReason == nil || !strings.Contains(*ep.DisabledReason, "failed since") || !strings.Contains(*ep.DisabledReason, "HTTP 500") {
 		t.Errorf("disabled_reason = %v, want the failing streak and its last failure", ep.DisabledReason)
 	}
-	if ep.FailingSince == nil || ep.DisabledAt == nil || ep.DisabledAt.Sub(*ep.FailingSince) < time.Second {
-		t.Errorf("failing_since %v, disabled_at %v; want disabled at least 1s into the streak", ep.FailingSince, ep.DisabledAt)
+	// From the recorded times, not the test's clock: at the first failure
+	// past the 1s streak (attempts 50ms apart), give or take a loaded
+	// machine.
+	if ep.FailingSince == nil || ep.DisabledAt == nil || ep.DisabledAt.Sub(*ep.FailingSince) < time.Second ||
+		ep.DisabledAt.Sub(*ep.FailingSince) > 6*time.Second {
+		t.Errorf("failing_since %v, disabled_at %v; want disabled soon after 1s into the streak", ep.FailingSince, ep.DisabledAt)
 	}
 	d := dlvWaitStatus(h, appID, dlvDeliveryID(h, ev, epID), "failed")
 	if d.AttemptCount < 2 || d.AttemptCount != recv.count() {

@@ -96,7 +96,9 @@ func TestFreshDeliveryNotDelayedByBacklog(t *testing.T) {
 		took := arrived[ev.ID].Sub(sent)
 		mu.Unlock()
 		worst = max(worst, took)
-		if took > time.Second {
+		// Behind the backlog it would take many minutes; a loaded
+		// machine may take a few seconds.
+		if took > 5*time.Second {
 			t.Errorf("event %d reached its endpoint %s after publication, behind the backlog", i, took)
 		}
 		time.Sleep(100 * time.Millisecond)

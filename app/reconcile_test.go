@@ -14,8 +14,9 @@ import (
 )
 
 // reconcileFast makes the reconciler look every 100ms at work older than
-// 300ms.
-var reconcileFast = map[string]string{"HOOKD_RECONCILE_INTERVAL": "100ms", "HOOKD_RECONCILE_AFTER": "300ms"}
+// 1s: long enough that a fan-out between writing its deliveries and
+// enqueuing their tasks is not mistaken for a loss on a loaded machine.
+var reconcileFast = map[string]string{"HOOKD_RECONCILE_INTERVAL": "100ms", "HOOKD_RECONCILE_AFTER": "1s"}
 
 func with(base map[string]string, kv ...string) map[string]string {
 	m := map[string]string{}

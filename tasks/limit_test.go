@@ -116,7 +116,9 @@ func TestLimiter(t *testing.T) {
 			errs  = make([]error, callers)
 		)
 		// Open a connection per caller first, so that the calls come
-		// together, well within one interval.
+		// together, well within one interval: at 1/s the slots are a
+		// second apart, and a loaded machine may spread the calls over
+		// up to half of one.
 		for range callers {
 			wg.Go(func() { _ = rdb.Ping(t.Context()).Err() })
 		}
@@ -124,7 +126,7 @@ func TestLimiter(t *testing.T) {
 		for i := range callers {
 			wg.Go(func() {
 				<-start
-				waits[i], errs[i] = l.Allow(t.Context(), id, fmt.Sprint(i), 10)
+				waits[i], errs[i] = l.Allow(t.Context(), id, fmt.Sprint(i), 1)
 			})
 		}
 		close(start)
@@ -138,18 +140,18 @@ func TestLimiter(t *testing.T) {
 				t.Errorf("Allow: %v", errs[i])
 			case wait == 0:
 				admitted++
-			case wait < 0 || wait > callers*100*time.Millisecond:
-				t.Errorf("wait = %s, want within (0, %s]", wait, callers*100*time.Millisecond)
+			case wait < 0 || wait > callers*time.Second:
+				t.Errorf("wait = %s, want within (0, %s]", wait, callers*time.Second)
 			default:
 				// Refused calls queue for distinct slots, one interval apart.
-				slots[(wait+50*time.Millisecond)/(100*time.Millisecond)] = true
+				slots[(wait+500*time.Millisecond)/time.Second] = true
 			}
 		}
 		if len(slots) != callers-1 {
 			t.Errorf("the %d refused calls reserved %d distinct slots, want one each (waits %v)", callers-1, len(slots), waits)
 		}
 		if admitted != 1 {
-			t.Errorf("%d of %d concurrent calls admitted at 10/s, want 1 (waits %v)", admitted, callers, waits)
+			t.Errorf("%d of %d concurrent calls admitted at 1/s, want 1 (waits %v)", admitted, callers, waits)
 		}
 	})
 
@@ -207,8 +209,10 @@ func TestLimiter(t *testing.T) {
 		wg.Go(func() { a2 = admitFor(t, l2, id, "2", 10, d) })
 		wg.Wait()
 		n1, n2 := len(a1.admitted), len(a2.admitted)
-		if total := n1 + n2; total < 14 || total > 16 {
-			t.Errorf("two limiters admitted %d+%d in %s at 10/s, want 15±1 together", n1, n2, d)
+		// 15 shared, 30 if each kept its own count: the lower bound
+		// leaves room for callers a loaded machine makes oversleep.
+		if total := n1 + n2; total < 11 || total > 16 {
+			t.Errorf("two limiters admitted %d+%d in %s at 10/s, want 15 (at most 16) together", n1, n2, d)
 		}
 		t.Logf("two limiters admitted %d+%d in %s at 10/s", n1, n2, d)
 	})

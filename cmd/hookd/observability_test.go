@@ -426,7 +426,7 @@ func TestPrometheusEvaluatesDashboardAndAlerts(t *testing.T) {
 	}
 	bin := build(t)
 	start := time.Now()
-	deadline := start.Add(50 * time.Second) // the whole run after the build
+	deadline := start.Add(2 * time.Minute) // the whole run after the build, beside the fault suite
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
 		for !cond() {

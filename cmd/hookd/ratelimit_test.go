@@ -318,8 +318,8 @@ func TestRateLimitAcrossWorkerProcesses(t *testing.T) {
 		t.FailNow()
 	}
 
-	// At the limit, 120 deliveries take 6s; allow twice that and more.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	// At the limit, 120 deliveries take 6s; allow ten times that.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		mu.Lock()
 		n := len(arrivals)
 		mu.Unlock()
@@ -358,8 +358,11 @@ func TestRateLimitAcrossWorkerProcesses(t *testing.T) {
 	rate := float64(len(times)-10) / span.Seconds()
 	t.Logf("%d webhooks; %.2f/s from the 10th to the last (%s); first 10 in %s; by process %s",
 		len(times), rate, span.Round(time.Millisecond), times[9].Sub(times[0]).Round(time.Millisecond), perProcess)
-	if rate < 0.9*perSecond || rate > 1.1*perSecond {
-		t.Errorf("delivery rate %.2f/s, want %d/s ±10%%", rate, perSecond)
+	// Above the limit is the failure this test is about; below it, a
+	// loaded machine's stalls, so the lower bound only catches a limiter
+	// far too strict.
+	if rate < 0.6*perSecond || rate > 1.1*perSecond {
+		t.Errorf("delivery rate %.2f/s, want %d/s (+10%%, -40%%)", rate, perSecond)
 	}
 	if attributed {
 		for i, n := range bySender {
