@@ -88,7 +88,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 
 // openDB connects to url with a pool of at most maxConns connections.
 func openDB(ctx context.Context, url string, maxConns int) (*bun.DB, error) {
-	sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(url), pgdriver.WithApplicationName("hookd")))
+	// Sessions are named hookd unless the URL names them (application_name).
+	sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithApplicationName("hookd"), pgdriver.WithDSN(url)))
 	sqldb.SetMaxOpenConns(maxConns)
 	sqldb.SetMaxIdleConns(maxConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)

@@ -101,9 +101,9 @@ func TestEndpointCacheBypassedWhileListenIsDown(t *testing.T) {
 	dlvPublish(h, appID, "order.paid")
 	waitFor(t, "the first delivery", func() bool { return len(a.got()) == 1 })
 
-	// Cut every endpoint-cache listener (other tests' too: theirs read
-	// Postgres until they reconnect, which changes nothing for them), and
-	// change the endpoint before this one is back.
+	// Cut this test's endpoint-cache listener (its sessions carry its
+	// schema's name; another test's worker, cut off, could miss a change
+	// of its own), and change the endpoint before it is back.
 	var listeners []struct {
 		PID int  `bun:"pid"`
 		Cut bool `bun:"cut"`
@@ -111,7 +111,8 @@ func TestEndpointCacheBypassedWhileListenIsDown(t *testing.T) {
 	// In the select list, pg_terminate_backend runs for the selected rows
 	// only (in WHERE, the planner may run it on any).
 	err := h.db.NewRaw(`SELECT pid, pg_terminate_backend(pid) AS cut FROM pg_stat_activity
-		WHERE datname = current_database() AND query = 'LISTEN "hookd_endpoints"'`).Scan(h.t.Context(), &listeners)
+		WHERE datname = current_database() AND application_name = current_setting('application_name')
+			AND query = 'LISTEN "hookd_endpoints"'`).Scan(h.t.Context(), &listeners)
 	var cut []int
 	for _, l := range listeners {
 		if l.Cut {

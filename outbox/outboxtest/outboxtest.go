@@ -80,6 +80,9 @@ func SchemaURL(t testing.TB) string {
 	}
 	q := u.Query()
 	q.Set("search_path", name)
+	// Named after the schema: a test finds its own sessions in
+	// pg_stat_activity, and leaves other tests' alone.
+	q.Set("application_name", name)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
