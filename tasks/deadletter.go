@@ -10,7 +10,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/hookd/hookd/outbox"
 )
@@ -173,23 +172,16 @@ func (dl *DeadLetters) removeOldTasks(ctx context.Context, ids []string) error {
 			return fmt.Errorf("remove old task of %s: %w", old.ID, errTaskActive)
 		}
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(enqueueParallelism)
-	for _, old := range olds {
+	return inParallel(ctx, len(olds), func(_ context.Context, i int) error {
+		old := olds[i]
 		if old == nil {
-			continue
-		}
-		g.Go(func() error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := dl.inspector.DeleteTask(old.Queue, old.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-				return fmt.Errorf("remove old task of %s: %w", old.ID, err)
-			}
 			return nil
-		})
-	}
-	return g.Wait()
+		}
+		if err := dl.inspector.DeleteTask(old.Queue, old.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return fmt.Errorf("remove old task of %s: %w", old.ID, err)
+		}
+		return nil
+	})
 }
 
 // StartBulk records a bulk retry of the dead letters f selects (those that

@@ -66,9 +66,10 @@ func NewQueue(client *asynq.Client, fair *Fairness, cfg QueueConfig) *Queue {
 	return &Queue{client: client, fair: fair, cfg: cfg.withDefaults()}
 }
 
-// enqueueParallelism is how many enqueues of a batch are in flight at
-// once: each is a round trip to Redis, and one at a time would make a
-// relay batch or a large fan-out as slow as their sum.
+// enqueueParallelism is how many Redis calls of a batch (enqueues, task
+// lookups) are in flight at once: each is a round trip, and one at a time
+// would make a relay batch, a large fan-out or a bulk retry as slow as
+// their sum.
 const enqueueParallelism = 16
 
 // Publish enqueues one fan-out task per event, with the event's ID as the
@@ -155,22 +156,36 @@ type idTask struct {
 // enqueueAll enqueues ts, up to enqueueParallelism at once, and returns
 // how many were new.
 func (q *Queue) enqueueAll(ctx context.Context, ts []idTask) (int, error) {
+	var created atomic.Int64
+	err := inParallel(ctx, len(ts), func(ctx context.Context, i int) error {
+		t := ts[i]
+		switch _, err := q.client.EnqueueContext(ctx, t.task); {
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			// Already enqueued, or done within the retention period.
+		case err != nil:
+			return fmt.Errorf("enqueue %s %s: %w", t.task.Type(), t.id, err)
+		default:
+			created.Add(1)
+		}
+		return nil
+	})
+	return int(created.Load()), err
+}
+
+// inParallel calls fn for each i in [0, n), up to enqueueParallelism at
+// once: the Redis round trips of a batch overlap. After the first error,
+// calls not yet started are skipped and ctx is cancelled; that error is
+// returned.
+func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(enqueueParallelism)
-	var created atomic.Int64
-	for _, t := range ts {
+	for i := range n {
 		g.Go(func() error {
-			switch _, err := q.client.EnqueueContext(ctx, t.task); {
-			case errors.Is(err, asynq.ErrTaskIDConflict):
-				// Already enqueued, or done within the retention period.
-			case err != nil:
-				return fmt.Errorf("enqueue %s %s: %w", t.task.Type(), t.id, err)
-			default:
-				created.Add(1)
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			return nil
+			return fn(ctx, i)
 		})
 	}
-	err := g.Wait()
-	return int(created.Load()), err
+	return g.Wait()
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
-	"golang.org/x/sync/errgroup"
 )
 
 // requeuer finds the pending deliveries whose task Redis no longer holds,
@@ -58,19 +57,12 @@ func (q requeuer) missing(ctx context.Context, ids []string) (lost []string, arc
 // once: a bulk retry of thousands waits on round trips, not on Redis.
 func (q requeuer) tasks(ctx context.Context, ids []string) ([]*asynq.TaskInfo, error) {
 	infos := make([]*asynq.TaskInfo, len(ids))
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(enqueueParallelism)
-	for i, id := range ids {
-		g.Go(func() error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			info, err := q.task(id)
-			infos[i] = info
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := inParallel(ctx, len(ids), func(_ context.Context, i int) error {
+		var err error
+		infos[i], err = q.task(ids[i])
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return infos, nil
