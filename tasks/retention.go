@@ -45,10 +45,10 @@ type Expiry func(ctx context.Context) (int, error)
 
 // Retention deletes events (outbox rows) older than its period, with their
 // deliveries and attempts, once they are fanned out and none of their
-// deliveries is pending (a dead letter goes with its event); attempts older than theirs; and
-// finished dead-letter retry jobs. It deletes in small batches, each its
-// own statement, skipping rows another transaction holds, so it never
-// holds up publishing or delivering; several may run.
+// deliveries is pending (a dead letter goes with its event); attempts
+// older than theirs; and finished dead-letter retry jobs. It deletes in
+// small batches, each its own statement, skipping rows another transaction
+// holds, so it never holds up publishing or delivering; several may run.
 type Retention struct {
 	db  *bun.DB
 	log *slog.Logger
@@ -100,8 +100,9 @@ func (r *Retention) Pass(ctx context.Context) (int, error) {
 	return events, nil
 }
 
-// expireEvents deletes the expired events that no pending delivery holds,
-// with their deliveries and attempts, and returns how many it deleted.
+// expireEvents deletes the expired events that are fanned out and that no
+// pending delivery holds, with their deliveries and attempts, and returns
+// how many it deleted.
 func (r *Retention) expireEvents(ctx context.Context) (int, error) {
 	// Event IDs sort by creation time: the primary key bounds the scan.
 	before := outbox.IDAt("evt", time.Now().Add(-r.cfg.Events))
