@@ -34,6 +34,8 @@ import (
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/body"
+	"github.com/hookd/hookd/tasks/guard"
 )
 
 // App is a configured hookd process: its connections, listeners and roles.
@@ -180,13 +182,19 @@ func (a *App) Run(ctx context.Context) error {
 	// The task lease must outlast the HTTP timeout, or asynq could hand a
 	// slow delivery to a second worker while the first still waits.
 	queueCfg.DeliverTimeout = a.cfg.DeliveryTimeout + 15*time.Second
-	client := asynq.NewClientFromRedisClient(a.rdb)
-	fair := tasks.NewFairness(a.rdb, tasks.FairnessConfig{
-		BacklogThreshold: a.cfg.OverflowBacklog,
-		PerEndpoint:      a.cfg.EndpointConcurrency,
-		SlotTTL:          2 * queueCfg.DeliverTimeout,
+	gate := guard.New(a.rdb, guard.Config{
+		PerEndpoint: a.cfg.EndpointConcurrency,
+		PerApp:      a.cfg.AppConcurrency,
+		Backlog:     a.cfg.OverflowBacklog,
+		// A slot, a probe and the first waiter's postponement each last
+		// about as long as a delivery task may run.
+		SlotTTL:      2 * queueCfg.DeliverTimeout,
+		ProbeTimeout: queueCfg.DeliverTimeout,
+		Park:         queueCfg.DeliverTimeout,
+		Threshold:    a.cfg.CircuitThreshold,
+		Cooldown:     a.cfg.CircuitCooldown,
 	})
-	queue := tasks.NewQueue(client, fair, queueCfg)
+	queue := tasks.NewQueue(a.rdb, gate, queueCfg)
 	metrics := tasks.NewMetrics(a.metrics)
 	// The inspector shares a.rdb, which Close closes.
 	inspector := asynq.NewInspectorFromRedisClient(a.rdb)
@@ -251,22 +259,18 @@ func (a *App) Run(ctx context.Context) error {
 		// Postgres notifications.
 		cache := reg.NewCache(log, 0)
 		g.Go(func() error { return cache.Run(ctx) })
-		fanout := tasks.NewFanout(a.db, queue, inspector, cache.Subscribers, metrics, log)
+		// Each event's webhook body, held once for all its deliveries.
+		bodies := body.NewCache(a.db, 0)
+		fanout := tasks.NewFanout(a.db, queue, inspector, cache.Subscribers, bodies, metrics, log)
 		deliverer := tasks.NewDeliverer(a.db, tasks.DelivererDeps{
-			Redis:    a.rdb,
 			Endpoint: cache.DeliveryEndpoint,
 			Health:   reg.Health(),
-			Limiter:  tasks.NewRateLimiter(a.rdb),
-			Fairness: fair,
-			Breaker: tasks.NewBreaker(a.rdb, tasks.BreakerConfig{
-				Threshold: a.cfg.CircuitThreshold,
-				Cooldown:  a.cfg.CircuitCooldown,
-				// A probe holds the half-open circuit at most as long as
-				// the delivery task may run.
-				ProbeTimeout: queueCfg.DeliverTimeout,
-			}),
-			Retry:   queueCfg.Retry,
-			Metrics: metrics,
+			Limiter:  guard.NewRateLimiter(a.rdb),
+			Gate:     gate,
+			Queue:    queue,
+			Bodies:   bodies,
+			Retry:    queueCfg.Retry,
+			Metrics:  metrics,
 		}, log, tasks.DelivererConfig{
 			Timeout:             a.cfg.DeliveryTimeout,
 			ConnectTimeout:      a.cfg.ConnectTimeout,

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/guard"
 )
 
 // Roles a process can run.
@@ -60,6 +61,7 @@ type Config struct {
 	CircuitCooldown     time.Duration
 	DisableAfter        time.Duration
 	EndpointConcurrency int
+	AppConcurrency      int
 	OverflowBacklog     int
 	MonitoringReadOnly  bool
 	PrometheusURL       string
@@ -164,7 +166,7 @@ func settings() []setting {
 			"cap on the wait a receiver can ask for with Retry-After on a 429 or 503", func(c *Config, v string) error {
 				return setDuration(&c.MaxRetryAfter, v)
 			}},
-		{"HOOKD_CIRCUIT_THRESHOLD", "circuit-threshold", "10",
+		{"HOOKD_CIRCUIT_THRESHOLD", "circuit-threshold", strconv.Itoa(guard.DefaultThreshold),
 			"consecutive failed attempts that open an endpoint's circuit", func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
 				if err == nil && n < 1 {
@@ -173,7 +175,7 @@ func settings() []setting {
 				c.CircuitThreshold = n
 				return err
 			}},
-		{"HOOKD_CIRCUIT_COOLDOWN", "circuit-cooldown", "30s",
+		{"HOOKD_CIRCUIT_COOLDOWN", "circuit-cooldown", guard.DefaultCooldown.String(),
 			"how long an open circuit holds deliveries before one probe tests the endpoint", func(c *Config, v string) error {
 				return setDuration(&c.CircuitCooldown, v)
 			}},
@@ -181,12 +183,16 @@ func settings() []setting {
 			"an endpoint whose every attempt failed for this long is disabled", func(c *Config, v string) error {
 				return setDuration(&c.DisableAfter, v)
 			}},
-		{"HOOKD_ENDPOINT_CONCURRENCY", "endpoint-concurrency", "10",
+		{"HOOKD_ENDPOINT_CONCURRENCY", "endpoint-concurrency", strconv.Itoa(guard.DefaultPerEndpoint),
 			"deliveries to one endpoint in flight at once, across all workers", func(c *Config, v string) error {
 				return setPositive(&c.EndpointConcurrency, v)
 			}},
-		{"HOOKD_OVERFLOW_BACKLOG", "overflow-backlog", "1000",
-			"unfinished deliveries an endpoint may have before its new ones go to the low-priority overflow queue", func(c *Config, v string) error {
+		{"HOOKD_APP_CONCURRENCY", "app-concurrency", strconv.Itoa(guard.DefaultPerApp),
+			"deliveries of one app in flight at once, across all workers: what one tenant's slow or hanging endpoints can hold of them", func(c *Config, v string) error {
+				return setPositive(&c.AppConcurrency, v)
+			}},
+		{"HOOKD_OVERFLOW_BACKLOG", "overflow-backlog", strconv.Itoa(guard.DefaultBacklog),
+			"unfinished deliveries an endpoint may have before its new ones go to the low-priority overflow queue (so may an app before those of its endpoints with more than HOOKD_ENDPOINT_CONCURRENCY unfinished go there)", func(c *Config, v string) error {
 				return setPositive(&c.OverflowBacklog, v)
 			}},
 		{"HOOKD_MONITORING_READONLY", "monitoring-readonly", "false",

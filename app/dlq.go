@@ -16,6 +16,7 @@ import (
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/guard"
 )
 
 // dlq runs "hookd dlq list|retry": dead letters from the command line.
@@ -92,7 +93,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer rdb.Close()
-	queue := tasks.NewQueue(asynq.NewClientFromRedisClient(rdb), tasks.NewFairness(rdb, tasks.FairnessConfig{}), tasks.QueueConfig{})
+	queue := tasks.NewQueue(rdb, guard.New(rdb, guard.Config{}), tasks.QueueConfig{})
 	dl := tasks.NewDeadLetters(db, queue, asynq.NewInspectorFromRedisClient(rdb), tasks.NewMetrics(prometheus.NewRegistry()), log)
 	if !*all {
 		retried, err := dl.Retry(ctx, fs.Args())

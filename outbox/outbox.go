@@ -110,3 +110,18 @@ func ReadStats(ctx context.Context, db bun.IDB) (Stats, error) {
 	}
 	return Stats{Pending: row.Pending, Lag: time.Duration(row.LagSecs * float64(time.Second))}, nil
 }
+
+// Get returns the events among ids that the outbox holds, in no particular
+// order: an event deleted by retention is simply missing.
+func Get(ctx context.Context, db bun.IDB, ids []string) ([]Message, error) {
+	var msgs []Message
+	if len(ids) == 0 {
+		return msgs, nil
+	}
+	err := db.NewSelect().Model(&msgs).Column("id", "tenant", "topic", "payload", "created_at").
+		Where("id IN (?)", bun.In(ids)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get %d events: %w", len(ids), err)
+	}
+	return msgs, nil
+}

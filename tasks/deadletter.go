@@ -129,10 +129,7 @@ func (dl *DeadLetters) retry(ctx context.Context, ids []string) ([]string, error
 		payloads := make([]DeliverPayload, len(rows))
 		retried = make([]string, len(rows))
 		for i, r := range rows {
-			if payloads[i], err = r.payload(); err != nil {
-				return err
-			}
-			retried[i] = r.ID
+			payloads[i], retried[i] = r.payload(), r.ID
 		}
 		_, err = tx.NewUpdate().Model((*Delivery)(nil)).
 			Set("status = ?", StatusPending).
@@ -262,16 +259,16 @@ func (dl *DeadLetters) Run(ctx context.Context, job *RetryJob) error {
 	return nil
 }
 
-// storedDelivery is a delivery with its event, as Postgres holds them:
-// what a delivery task is made of again when Redis no longer has it.
+// storedDelivery is a delivery as Postgres holds it, with its event's
+// commit time: what a delivery task is made of again when Redis no longer
+// has it.
 type storedDelivery struct {
-	ID         string          `bun:"id"`
-	EventID    string          `bun:"event_id"`
-	EndpointID string          `bun:"endpoint_id"`
-	UpdatedAt  time.Time       `bun:"updated_at"`
-	Type       string          `bun:"topic"`
-	Payload    json.RawMessage `bun:"payload,type:json"`
-	CreatedAt  time.Time       `bun:"created_at"`
+	ID         string    `bun:"id"`
+	EventID    string    `bun:"event_id"`
+	EndpointID string    `bun:"endpoint_id"`
+	AppID      string    `bun:"app_id"`
+	UpdatedAt  time.Time `bun:"updated_at"`
+	CreatedAt  time.Time `bun:"created_at"`
 }
 
 // selectStored selects storedDelivery rows: deliveries ("d") joined to
@@ -279,15 +276,10 @@ type storedDelivery struct {
 func selectStored(db bun.IDB) *bun.SelectQuery {
 	return db.NewSelect().TableExpr("deliveries AS d").
 		Join("JOIN outbox_events AS o ON o.id = d.event_id").
-		ColumnExpr("d.id, d.event_id, d.endpoint_id, d.updated_at, o.topic, o.payload, o.created_at")
+		ColumnExpr("d.id, d.event_id, d.endpoint_id, d.app_id, d.updated_at, o.created_at")
 }
 
-// payload encodes the delivery's task payload, with the same body as the
-// fan-out wrote.
-func (s storedDelivery) payload() (DeliverPayload, error) {
-	body, err := encodeWebhook(s.Type, s.CreatedAt, s.Payload)
-	if err != nil {
-		return DeliverPayload{}, fmt.Errorf("encode webhook %s: %w", s.EventID, err)
-	}
-	return DeliverPayload{DeliveryID: s.ID, EventID: s.EventID, EndpointID: s.EndpointID, Body: body, CreatedAt: s.CreatedAt}, nil
+// payload is the delivery's task payload.
+func (s storedDelivery) payload() DeliverPayload {
+	return DeliverPayload{DeliveryID: s.ID, EventID: s.EventID, EndpointID: s.EndpointID, AppID: s.AppID, CreatedAt: s.CreatedAt}
 }

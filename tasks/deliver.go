@@ -18,18 +18,20 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/hookd/hookd/outbox/groupcommit"
+	"github.com/hookd/hookd/tasks/body"
+	"github.com/hookd/hookd/tasks/guard"
 	"github.com/hookd/hookd/tasks/signature"
 )
 
 // Endpoint is what the deliverer needs to know of an endpoint.
 type Endpoint struct {
-	ID  string
-	URL string
+	ID    string
+	AppID string
+	URL   string
 	// Headers are sent with every delivery, before hookd's own.
 	Headers map[string]string
 	// Keys sign each delivery; more than one while a secret is rotated.
@@ -93,12 +95,12 @@ const (
 type Deliverer struct {
 	db       *bun.DB
 	records  *groupcommit.Batcher[recording]
-	rdb      redis.Cmdable
 	endpoint EndpointFunc
 	health   EndpointHealth
-	limiter  *RateLimiter
-	breaker  *Breaker
-	fair     *Fairness
+	limiter  *guard.RateLimiter
+	gate     *guard.Gate
+	queue    *Queue
+	bodies   *body.Cache
 	retry    RetryPolicy
 	client   *http.Client
 	cfg      DelivererConfig
@@ -108,14 +110,15 @@ type Deliverer struct {
 
 // DelivererDeps are what a Deliverer works with besides Postgres.
 type DelivererDeps struct {
-	// Redis is where Limiter, Breaker and Fairness keep their state; the
-	// deliverer pipelines their calls on it.
-	Redis    redis.Cmdable
 	Endpoint EndpointFunc
 	Health   EndpointHealth
-	Limiter  *RateLimiter
-	Breaker  *Breaker
-	Fairness *Fairness
+	Limiter  *guard.RateLimiter
+	// Gate admits deliveries (circuits, in-flight slots, waiting rooms).
+	Gate *guard.Gate
+	// Queue makes the waiters the gate wakes due.
+	Queue *Queue
+	// Bodies serves each event's webhook body.
+	Bodies *body.Cache
 	// Retry is the policy the delivery tasks were enqueued with; it tells
 	// the last try.
 	Retry   RetryPolicy
@@ -149,7 +152,7 @@ func NewDeliverer(db *bun.DB, deps DelivererDeps, log *slog.Logger, cfg Delivere
 		},
 	}
 	d := &Deliverer{
-		db: db, rdb: deps.Redis, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, breaker: deps.Breaker, fair: deps.Fairness,
+		db: db, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, gate: deps.Gate, queue: deps.Queue, bodies: deps.Bodies,
 		retry: deps.Retry.withDefaults(), client: client, cfg: cfg, metrics: deps.Metrics, log: log,
 	}
 	// Attempts record in batches of up to 256 (a flush taking longer than
@@ -178,7 +181,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if err := markFailed(ctx, d.db, p.DeliveryID, "endpoint deleted"); err != nil {
 			return err
 		}
-		d.finished(ctx, p.EndpointID)
+		d.finished(ctx, p)
 		return nil
 	case err != nil:
 		return fmt.Errorf("read endpoint %s: %w", p.EndpointID, err)
@@ -187,31 +190,50 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case len(ep.Keys) == 0:
 		return fmt.Errorf("deliver %s: endpoint %s has no live signing secret", p.DeliveryID, ep.ID) // never send unsigned
 	}
+	webhook, err := d.bodies.Get(ctx, p.EventID)
+	switch {
+	case errors.Is(err, body.ErrEventGone):
+		return d.fail(ctx, p, "event deleted")
+	case err != nil:
+		return err
+	}
 
-	// Postpone, without spending a retry, what the endpoint's rate limit or
-	// open circuit does not let through now.
+	// Postpone, without spending a retry, what the endpoint's rate limit,
+	// its circuit or the in-flight caps of the endpoint and its app do not
+	// let through now.
 	if wait, err := d.admit(ctx, ep, p.DeliveryID); err != nil {
 		return err
 	} else if wait > 0 {
 		d.metrics.attempts.WithLabelValues(OutcomeRateLimited).Inc()
 		return &deferral{outcome: OutcomeRateLimited, wait: wait}
 	}
-	if wait, outcome, err := d.gate(ctx, ep.ID, p.DeliveryID); err != nil {
+	queue, _ := asynq.GetQueueName(ctx)
+	ticket := guard.Ticket{AppID: ep.AppID, EndpointID: ep.ID, DeliveryID: p.DeliveryID, Queue: queue}
+	v, err := d.gate.Enter(ctx, ticket)
+	if err != nil {
 		return err
-	} else if wait > 0 {
-		d.metrics.attempts.WithLabelValues(outcome).Inc()
-		return &deferral{outcome: outcome, wait: wait}
 	}
-	// The slot is given back, the circuit told the outcome and the backlog
-	// updated in one round trip, on every way out.
-	var sent, ok, finished bool
-	defer func() { d.settle(context.WithoutCancel(ctx), ep.ID, p.DeliveryID, sent, ok, finished) }()
+	if v.Released {
+		// Slots a wake held for this delivery, which may not use them now,
+		// go to the next waiter.
+		d.forgo(ctx, guard.Waiter(ticket))
+	}
+	if v.Wait > 0 {
+		d.metrics.attempts.WithLabelValues(v.Reason).Inc()
+		return &deferral{outcome: v.Reason, wait: v.Wait}
+	}
+	// The slots are given back, the circuit told the outcome, the backlogs
+	// updated and the next waiter woken in one round trip, on every way
+	// out.
+	var outcome guard.Outcome
+	defer func() { d.settle(context.WithoutCancel(ctx), ticket, outcome) }()
 
-	a, resp := d.send(ctx, ep, p)
-	sent = true
+	a, resp := d.send(ctx, ep, p, webhook)
+	outcome.Sent = true
 	d.metrics.attempts.WithLabelValues(a.ErrorClass).Inc()
 	d.metrics.attemptDuration.WithLabelValues(a.ErrorClass).Observe(a.DurationMS / 1000)
-	ok = a.ErrorClass == OutcomeSuccess
+	ok := a.ErrorClass == OutcomeSuccess
+	outcome.OK = ok
 	gone := a.StatusCode != nil && *a.StatusCode == http.StatusGone
 
 	// The endpoint's health follows every attempt but may not lose the
@@ -240,7 +262,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := d.record(ctx, a, next); err != nil {
 		return err
 	}
-	finished = next != StatusPending
+	outcome.Finished = next != StatusPending
 	if ok && !p.CreatedAt.IsZero() {
 		d.metrics.latency.Observe(time.Since(p.CreatedAt).Seconds())
 	}
@@ -281,7 +303,7 @@ func (d *Deliverer) alreadyDone(ctx context.Context, p DeliverPayload) (bool, er
 	case errors.Is(err, sql.ErrNoRows):
 		// Its endpoint or app was deleted: nothing is owed to anyone.
 		d.log.InfoContext(ctx, "delivery dropped: its row is gone", slog.String("delivery_id", p.DeliveryID))
-		d.finished(ctx, p.EndpointID)
+		d.finished(ctx, p)
 		return true, nil
 	case err != nil:
 		return false, fmt.Errorf("read delivery %s: %w", p.DeliveryID, err)
@@ -289,50 +311,56 @@ func (d *Deliverer) alreadyDone(ctx context.Context, p DeliverPayload) (bool, er
 	return status == StatusSucceeded, nil
 }
 
-// gate asks the endpoint's circuit and takes one of its in-flight slots, in
-// one round trip: a slow endpoint holds at most its share of the workers.
-// A wait above zero postpones the delivery, for the outcome it names.
-func (d *Deliverer) gate(ctx context.Context, endpointID, deliveryID string) (time.Duration, string, error) {
-	allow, acquire := d.breaker.allowCall(endpointID), d.fair.acquireCall(endpointID, deliveryID)
-	if err := runScripts(ctx, d.rdb, allow, acquire); err != nil {
-		// Whatever the outcome, a slot taken is given back.
-		return 0, "", errors.Join(fmt.Errorf("gate endpoint %s: %w", endpointID, err), d.fair.Release(context.WithoutCancel(ctx), endpointID, deliveryID))
-	}
-	wait, probe, err := d.breaker.allowed(allow)
+// settle tells the gate what became of an admitted delivery and makes
+// the waiter it woke, if any, due. Errors are logged: none of them may lose
+// the attempt.
+func (d *Deliverer) settle(ctx context.Context, t guard.Ticket, o guard.Outcome) {
+	w, err := d.gate.Leave(ctx, t, o)
 	if err != nil {
-		return 0, "", err
+		d.log.WarnContext(ctx, "endpoint slots, circuit or backlog not updated", slog.String("endpoint_id", t.EndpointID), slog.Any("err", err))
+		return
 	}
-	slot, err := d.fair.acquired(acquire)
-	if err != nil {
-		return 0, "", err
-	}
-	switch {
-	case wait > 0 && slot:
-		return wait, OutcomeCircuitOpen, d.fair.Release(context.WithoutCancel(ctx), endpointID, deliveryID)
-	case wait > 0:
-		return wait, OutcomeCircuitOpen, nil
-	case !slot && probe:
-		return time.Second, OutcomeEndpointBusy, d.breaker.abandonProbe(context.WithoutCancel(ctx), endpointID)
-	case !slot:
-		return time.Second, OutcomeEndpointBusy, nil
-	}
-	return 0, "", nil
+	d.wake(ctx, w)
 }
 
-// settle gives back the slot gate took and, for an attempt sent, tells the
-// circuit its outcome and, for a finished delivery, takes it off the
-// endpoint's backlog, in one round trip. Errors are logged: none of them
-// may lose the attempt.
-func (d *Deliverer) settle(ctx context.Context, endpointID, deliveryID string, sent, ok, finished bool) {
-	calls := []*scriptCall{d.fair.releaseCall(endpointID, deliveryID)}
-	if sent {
-		calls = append(calls, d.breaker.recordCall(endpointID, ok))
+// forgo gives up the slots held for w and wakes the next waiter instead.
+func (d *Deliverer) forgo(ctx context.Context, w guard.Waiter) {
+	next, err := d.gate.Forgo(context.WithoutCancel(ctx), w)
+	if err != nil {
+		d.log.WarnContext(ctx, "held slots not given up", slog.String("endpoint_id", w.EndpointID), slog.Any("err", err))
+		return
 	}
-	if finished {
-		calls = append(calls, d.fair.finishedCall(endpointID))
-	}
-	if err := runScripts(ctx, d.rdb, calls...); err != nil {
-		d.log.WarnContext(ctx, "endpoint slot, circuit or backlog not updated", slog.String("endpoint_id", endpointID), slog.Any("err", err))
+	d.wake(ctx, next)
+}
+
+// maxWakes bounds how many waiters one settle tries to wake: a waiter
+// whose task is gone hands its slots on to the next.
+const maxWakes = 4
+
+// wake makes the postponed task of w, which the gate woke, due now. A
+// waiter whose task is not postponed any more (done, gone, or still
+// running) gives its slots to the next. A waiter left unwoken comes back
+// by itself when its postponement ends.
+func (d *Deliverer) wake(ctx context.Context, w *guard.Waiter) {
+	ctx = context.WithoutCancel(ctx)
+	for range maxWakes {
+		if w == nil {
+			return
+		}
+		woken, err := d.queue.wake(ctx, w.Queue, w.DeliveryID)
+		if err != nil {
+			d.log.WarnContext(ctx, "waiting delivery not woken", slog.String("delivery_id", w.DeliveryID), slog.Any("err", err))
+		}
+		if woken {
+			d.metrics.woken.Inc()
+			return
+		}
+		next, err := d.gate.Forgo(ctx, *w)
+		if err != nil {
+			d.log.WarnContext(ctx, "held slots not given up", slog.String("endpoint_id", w.EndpointID), slog.Any("err", err))
+			return
+		}
+		w = next
 	}
 }
 
@@ -358,10 +386,10 @@ func (d *Deliverer) admit(ctx context.Context, ep Endpoint, deliveryID string) (
 	return d.limiter.Allow(ctx, ep.ID, deliveryID, ep.RateLimit)
 }
 
-// finished takes a delivery off its endpoint's backlog.
-func (d *Deliverer) finished(ctx context.Context, endpointID string) {
-	if err := d.fair.Finished(context.WithoutCancel(ctx), endpointID); err != nil {
-		d.log.WarnContext(ctx, "backlog not updated", slog.String("endpoint_id", endpointID), slog.Any("err", err))
+// finished takes a delivery that did not pass the gate off the backlogs.
+func (d *Deliverer) finished(ctx context.Context, p DeliverPayload) {
+	if err := d.gate.Finished(context.WithoutCancel(ctx), p.AppID, p.EndpointID); err != nil {
+		d.log.WarnContext(ctx, "backlog not updated", slog.String("endpoint_id", p.EndpointID), slog.Any("err", err))
 	}
 }
 
@@ -375,12 +403,12 @@ func (d *Deliverer) isLastTry(ctx context.Context) bool {
 
 // send makes one signed POST and returns the attempt, classified but not
 // yet stored, and the response (its body already closed) if there was one.
-func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) (*Attempt, *http.Response) {
+func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload, webhook []byte) (*Attempt, *http.Response) {
 	start := time.Now()
 	a := &Attempt{DeliveryID: p.DeliveryID, AttemptedAt: start}
 	defer func() { a.DurationMS = float64(time.Since(start).Microseconds()) / 1000 }()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(p.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(webhook))
 	if err != nil {
 		a.Error, a.ErrorClass = ptr(fmt.Sprintf("build request: %v", err)), OutcomeError
 		return a, nil
@@ -392,7 +420,7 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p DeliverPayload) (*A
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
 	req.Header.Set(signature.HeaderID, p.EventID)
 	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
-	req.Header.Set(signature.HeaderSignature, signature.Header(ep.Keys, p.EventID, start, p.Body))
+	req.Header.Set(signature.HeaderSignature, signature.Header(ep.Keys, p.EventID, start, webhook))
 
 	resp, err := d.client.Do(req)
 	if err != nil {
@@ -495,7 +523,7 @@ func (d *Deliverer) fail(ctx context.Context, p DeliverPayload, reason string) e
 	if err := markFailed(ctx, d.db, p.DeliveryID, reason); err != nil {
 		return err
 	}
-	d.finished(ctx, p.EndpointID)
+	d.finished(ctx, p)
 	return fmt.Errorf("deliver %s: %s: %w", p.DeliveryID, reason, asynq.SkipRetry)
 }
 

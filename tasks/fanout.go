@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
 	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks/body"
 )
 
 // SubscribersFunc returns the IDs of the enabled endpoints of an app that
@@ -25,14 +25,16 @@ type Fanout struct {
 	queue       *Queue
 	requeue     requeuer
 	subscribers SubscribersFunc
+	bodies      *body.Cache
 	log         *slog.Logger
 	metrics     *Metrics
 }
 
 // NewFanout returns a fan-out handler. It asks inspector which delivery
-// tasks Redis holds when it runs again for an event.
-func NewFanout(db *bun.DB, queue *Queue, inspector *asynq.Inspector, subscribers SubscribersFunc, metrics *Metrics, log *slog.Logger) *Fanout {
-	return &Fanout{db: db, queue: queue, requeue: requeuer{db, queue, inspector}, subscribers: subscribers, metrics: metrics, log: log}
+// tasks Redis holds when it runs again for an event, and leaves each
+// event's webhook body in bodies for its deliveries.
+func NewFanout(db *bun.DB, queue *Queue, inspector *asynq.Inspector, subscribers SubscribersFunc, bodies *body.Cache, metrics *Metrics, log *slog.Logger) *Fanout {
+	return &Fanout{db: db, queue: queue, requeue: requeuer{db, queue, inspector}, subscribers: subscribers, bodies: bodies, metrics: metrics, log: log}
 }
 
 // ProcessTask implements asynq.Handler.
@@ -115,28 +117,24 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		enqueue = append(enqueue, lost...)
 	}
 
-	body, err := encodeWebhook(ev.Type, ev.CreatedAt, ev.Data)
+	// The body is encoded once, here, for every delivery this worker makes
+	// of the event; the others load it from the outbox.
+	webhook, err := body.Encode(ev.Type, ev.CreatedAt, ev.Data)
 	if err != nil {
-		return fmt.Errorf("encode webhook %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
+		return fmt.Errorf("event %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
 	}
+	f.bodies.Put(ev.EventID, webhook)
 	endpointOf := make(map[string]string, len(written))
 	for _, d := range written {
 		endpointOf[d.ID] = d.EndpointID
 	}
 	payloads := make([]DeliverPayload, len(enqueue))
 	for i, id := range enqueue {
-		payloads[i] = DeliverPayload{DeliveryID: id, EventID: ev.EventID, EndpointID: endpointOf[id], Body: body, CreatedAt: ev.CreatedAt}
+		payloads[i] = DeliverPayload{DeliveryID: id, EventID: ev.EventID, EndpointID: endpointOf[id], AppID: ev.AppID, CreatedAt: ev.CreatedAt}
 	}
 	if err := f.queue.EnqueueDeliveries(ctx, payloads); err != nil {
 		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
 	}
 	f.metrics.deliveriesCreated.Add(float64(len(payloads)))
 	return nil
-}
-
-// encodeWebhook returns the body every delivery of an event carries. A
-// retried dead letter encodes it again from the stored event: it must come
-// out byte for byte the same.
-func encodeWebhook(eventType string, createdAt time.Time, data json.RawMessage) ([]byte, error) {
-	return json.Marshal(Webhook{Type: eventType, Timestamp: createdAt.UTC(), Data: data})
 }

@@ -25,6 +25,7 @@ type Metrics struct {
 	disabled          *prometheus.CounterVec
 	repaired          *prometheus.CounterVec
 	reconcileErrors   prometheus.Counter
+	woken             prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -63,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookd_delivery_attempts_total",
-			Help: "Delivery attempts by outcome: success, http_3xx, http_4xx, http_5xx, timeout, connect_error, tls_error, ssrf_blocked or error; rate_limited, circuit_open and endpoint_busy count deliveries postponed before any request.",
+			Help: "Delivery attempts by outcome: success, http_3xx, http_4xx, http_5xx, timeout, connect_error, tls_error, ssrf_blocked or error; rate_limited, circuit_open, endpoint_busy and app_busy count deliveries postponed before any request (the last two wait for a free in-flight slot of their endpoint or app).",
 		}, []string{"outcome"}),
 		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hookd_delivery_attempt_duration_seconds",
@@ -95,6 +96,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hookd_reconciler_errors_total",
 			Help: "Reconciler passes that failed.",
 		}),
+		woken: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookd_deliveries_woken_total",
+			Help: "Deliveries that waited for a free in-flight slot (endpoint_busy, app_busy) and were made due when one freed.",
+		}),
 	}
 	m.attempts.WithLabelValues(OutcomeSuccess) // present from the start, for rate() and alerts
 	for _, r := range []string{"gone", "failing"} {
@@ -105,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.published, m.batchSize, m.batchDuration, m.relayErrors, m.eventsFannedOut,
 		m.deliveriesCreated, m.perEvent, m.attempts, m.attemptDuration, m.latency, m.deadLetters, m.replayed, m.disabled,
-		m.repaired, m.reconcileErrors)
+		m.repaired, m.reconcileErrors, m.woken)
 	return m
 }
 

@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/hookd/hookd/tasks/guard"
 )
 
 // Outcome classes of a delivery attempt, recorded with each attempt and
-// counted by hookd_delivery_attempts_total. RateLimited, CircuitOpen and
-// EndpointBusy (the endpoint's in-flight cap) are not attempts: the
-// delivery was postponed before any request.
+// counted by hookd_delivery_attempts_total. RateLimited, CircuitOpen,
+// EndpointBusy and AppBusy (the in-flight caps of the endpoint and of its
+// app) are not attempts: the delivery was postponed before any request.
 const (
 	OutcomeSuccess      = "success"
 	OutcomeHTTP3xx      = "http_3xx"
@@ -27,8 +29,9 @@ const (
 	OutcomeSSRFBlocked  = "ssrf_blocked"
 	OutcomeError        = "error"
 	OutcomeRateLimited  = "rate_limited"
-	OutcomeCircuitOpen  = "circuit_open"
-	OutcomeEndpointBusy = "endpoint_busy"
+	OutcomeCircuitOpen  = guard.ReasonCircuitOpen
+	OutcomeEndpointBusy = guard.ReasonEndpointBusy
+	OutcomeAppBusy      = guard.ReasonAppBusy
 )
 
 // classify names the outcome of a request that got status (0 for none) or

@@ -99,7 +99,7 @@ func TestClassifyNetwork(t *testing.T) {
 		t.Helper()
 		d := NewDeliverer(nil, DelivererDeps{}, slog.New(slog.DiscardHandler), cfg)
 		ep := Endpoint{ID: "ep_test", URL: target, Keys: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}}
-		a, _ := d.send(t.Context(), ep, DeliverPayload{DeliveryID: "dlv_test", EventID: "evt_test", Body: []byte(`{}`)})
+		a, _ := d.send(t.Context(), ep, DeliverPayload{DeliveryID: "dlv_test", EventID: "evt_test"}, []byte(`{}`))
 		return a
 	}
 	check := func(t *testing.T, a *Attempt, want string) {

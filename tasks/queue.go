@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks/guard"
 )
 
 // QueueConfig names the queues and sets the options of enqueued tasks.
@@ -57,13 +59,17 @@ const fanoutMaxRetry = 100_000
 // which Queue treats as success. Queue is the outbox's Publisher.
 type Queue struct {
 	client *asynq.Client
-	fair   *Fairness
+	rdb    redis.Cmdable // the Redis of client, for wakes
+	gate   *guard.Gate   // routes deliveries by backlog
+	wakeup *redis.Script
 	cfg    QueueConfig
 }
 
-// NewQueue returns a Queue enqueuing through client.
-func NewQueue(client *asynq.Client, fair *Fairness, cfg QueueConfig) *Queue {
-	return &Queue{client: client, fair: fair, cfg: cfg.withDefaults()}
+// NewQueue returns a Queue enqueuing through an asynq client on rdb. The
+// gate routes the deliveries of endpoints with a large backlog to the
+// overflow queue.
+func NewQueue(rdb redis.UniversalClient, gate *guard.Gate, cfg QueueConfig) *Queue {
+	return &Queue{client: asynq.NewClientFromRedisClient(rdb), rdb: rdb, gate: gate, wakeup: redis.NewScript(wakeScript), cfg: cfg.withDefaults()}
 }
 
 // enqueueParallelism is how many Redis calls of a batch (enqueues, task
@@ -114,11 +120,14 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 // enqueueDeliveries enqueues one delivery task per payload and returns how
 // many were new (not already held by Redis).
 func (q *Queue) enqueueDeliveries(ctx context.Context, ps []DeliverPayload) (int, error) {
-	counts := map[string]int{}
+	counts := map[string]map[string]int{}
 	for _, p := range ps {
-		counts[p.EndpointID]++
+		if counts[p.AppID] == nil {
+			counts[p.AppID] = map[string]int{}
+		}
+		counts[p.AppID][p.EndpointID]++
 	}
-	overflowing, err := q.fair.Overflowing(ctx, counts)
+	overflowing, err := q.gate.Route(ctx, counts)
 	if err != nil {
 		return 0, err
 	}
@@ -140,7 +149,7 @@ func (q *Queue) enqueueDeliveries(ctx context.Context, ps []DeliverPayload) (int
 			// try that was only postponed (rate limit, open circuit).
 			asynq.MaxRetry(q.cfg.Retry.MaxRetry()+1),
 			asynq.Timeout(q.cfg.DeliverTimeout),
-			// No retention: a finished delivery's body would sit in Redis
+			// No retention: a finished delivery's task would sit in Redis
 			// for nothing, since the handler skips succeeded deliveries.
 		)}
 	}
@@ -188,4 +197,56 @@ func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) 
 		})
 	}
 	return g.Wait()
+}
+
+// wakeScript makes a postponed task due now, at the head of its queue: a
+// waiter the gate woke holds slots already. It only moves a task asynq
+// holds in its retry set (a postponement); it returns 1 when it did, -1
+// while the task still runs (its postponement not yet recorded), 0
+// otherwise. It knows asynq's (v0.26) keys, as no asynq API runs a task
+// only from that state: Inspector.RunTask would run an archived one too.
+//
+// KEYS: the task's hash, the queue's retry set, its pending list.
+// ARGV: the task ID, the time in Unix nanoseconds.
+const wakeScript = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'active' then return -1 end
+if state ~= 'retry' or redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'pending', 'pending_since', ARGV[2])
+return 1
+`
+
+// wakeTries is how many times a wake that finds its task still running
+// tries; the pause between tries starts at wakePause and grows fivefold:
+// the handler that postponed the task is returning, and asynq records the
+// postponement in its next round trip.
+const (
+	wakeTries = 4
+	wakePause = 2 * time.Millisecond
+)
+
+// wake makes the postponed delivery task id of queue due now. It reports
+// false when the task is not postponed: gone, done, or still running
+// after the tries.
+func (q *Queue) wake(ctx context.Context, queue, id string) (bool, error) {
+	prefix := "asynq:{" + queue + "}:"
+	keys := []string{prefix + "t:" + id, prefix + "retry", prefix + "pending"}
+	for try, pause := 0, wakePause; try < wakeTries; try, pause = try+1, pause*5 {
+		if try > 0 {
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		}
+		n, err := q.wakeup.Run(ctx, q.rdb, keys, id, time.Now().UnixNano()).Int()
+		if err != nil {
+			return false, fmt.Errorf("wake task %s: %w", id, err)
+		}
+		if n >= 0 {
+			return n == 1, nil
+		}
+	}
+	return false, nil
 }

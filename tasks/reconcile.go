@@ -178,11 +178,7 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 	payloads := make([]DeliverPayload, 0, len(lost))
 	for _, row := range rows {
 		if owed[row.ID] {
-			p, err := row.payload()
-			if err != nil {
-				return 0, err
-			}
-			payloads = append(payloads, p)
+			payloads = append(payloads, row.payload())
 		}
 	}
 	n, err := r.queue.enqueueDeliveries(ctx, payloads)

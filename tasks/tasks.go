@@ -1,7 +1,10 @@
 // Package tasks owns hookd's asynq tasks: their type names and payloads, the
 // Queue that enqueues them (and is the outbox's Publisher), the fan-out and
-// delivery handlers, signing, the retry policy, the deliveries tables and the
-// worker that serves them.
+// delivery handlers, the retry policy, the deliveries tables and the worker
+// that serves them. Sub-packages hold the ideas they use: guard (admission:
+// rate limits, circuits, in-flight slots per endpoint and per app, waiting
+// rooms, backlogs), body (webhook bodies, held once per event) and
+// signature (Standard Webhooks).
 //
 // It never imports the app: it reads endpoints through the small function
 // types it declares (SubscribersFunc, EndpointFunc).
@@ -39,21 +42,16 @@ type FanoutPayload struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-// DeliverPayload is the payload of a TypeDeliver task. Body is the exact
-// webhook body, encoded once per event by the fan-out.
+// DeliverPayload is the payload of a TypeDeliver task: which event goes to
+// which endpoint. The body is not in it: the worker encodes it once per
+// event (tasks/body), so that Redis, archived dead letters and the worker's
+// memory hold it once whatever the fan-out.
 type DeliverPayload struct {
-	DeliveryID string          `json:"delivery_id"`
-	EventID    string          `json:"event_id"`
-	EndpointID string          `json:"endpoint_id"`
-	Body       json.RawMessage `json:"body"`
+	DeliveryID string `json:"delivery_id"`
+	EventID    string `json:"event_id"`
+	EndpointID string `json:"endpoint_id"`
+	AppID      string `json:"app_id"`
 	// CreatedAt is when the event was written to the outbox, for the
 	// end-to-end latency metric.
 	CreatedAt time.Time `json:"created_at,omitzero"`
-}
-
-// Webhook is the body POSTed to endpoints.
-type Webhook struct {
-	Type      string          `json:"type"`
-	Timestamp time.Time       `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
 }

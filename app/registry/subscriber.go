@@ -142,7 +142,7 @@ func (e deliveryEndpoint) at(now time.Time) tasks.Endpoint {
 
 func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEndpoint, error) {
 	var ep Endpoint
-	err := r.db.NewSelect().Model(&ep).Column("id", "url", "headers", "disabled", "rate_limit", "failing_since").Where("id = ?", id).Scan(ctx)
+	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "url", "headers", "disabled", "rate_limit", "failing_since").Where("id = ?", id).Scan(ctx)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, tasks.ErrEndpointGone)
@@ -172,7 +172,7 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	}
 	return deliveryEndpoint{
 		ep: tasks.Endpoint{
-			ID: ep.ID, URL: ep.URL, Headers: ep.Headers, Disabled: ep.Disabled, RateLimit: rate,
+			ID: ep.ID, AppID: ep.AppID, URL: ep.URL, Headers: ep.Headers, Disabled: ep.Disabled, RateLimit: rate,
 			Failing: ep.FailingSince != nil,
 		},
 		keys: keys,

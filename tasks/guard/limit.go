@@ -1,4 +1,4 @@
-package tasks
+package guard
 
 import (
 	"context"
@@ -42,6 +42,11 @@ redis.call('SET', KEYS[2], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return math.ceil(tat - now)
 `
 
+// rateKey holds endpoint id's theoretical arrival time; its tickets' keys
+// extend it, and share its hash tag, so that a Redis Cluster keeps them in
+// one slot.
+func rateKey(id string) string { return "hookd:ratelimit:{" + id + "}" }
+
 // RateLimiter spaces the deliveries to each endpoint across every worker,
 // with a GCRA in Redis.
 type RateLimiter struct {
@@ -62,7 +67,7 @@ func (l *RateLimiter) Allow(ctx context.Context, id, ticket string, perSecond in
 		return 0, nil
 	}
 	interval := 1e6 / float64(perSecond)
-	keys := []string{"hookd:ratelimit:" + id, "hookd:ratelimit:" + id + ":" + ticket}
+	keys := []string{rateKey(id), rateKey(id) + ":" + ticket}
 	wait, err := l.script.Run(ctx, l.rdb, keys, interval).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("rate limit endpoint %s: %w", id, err)

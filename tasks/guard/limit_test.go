@@ -1,4 +1,4 @@
-package tasks_test
+package guard_test
 
 import (
 	"cmp"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/guard"
 )
 
 // limiterRedisDB is the logical Redis database of this package's tests.
@@ -47,7 +47,7 @@ func limiterKey(t *testing.T, rdb *redis.Client) string {
 	id := "ep_limittest_" + rand.Text()
 	t.Cleanup(func() {
 		// t.Context is already done here.
-		if err := rdb.Del(context.Background(), "hookd:ratelimit:"+id).Err(); err != nil {
+		if err := rdb.Del(context.Background(), "hookd:ratelimit:{"+id+"}").Err(); err != nil {
 			t.Errorf("delete limiter key: %v", err)
 		}
 	})
@@ -66,7 +66,7 @@ type admission struct {
 }
 
 // admitFor calls Allow in a loop for d, sleeping whatever it asks.
-func admitFor(t *testing.T, l *tasks.RateLimiter, id, caller string, perSecond int, d time.Duration) admission {
+func admitFor(t *testing.T, l *guard.RateLimiter, id, caller string, perSecond int, d time.Duration) admission {
 	t.Helper()
 	var a admission
 	waited := false
@@ -106,7 +106,7 @@ func TestLimiter(t *testing.T) {
 	t.Run("BurstAdmitsOne", func(t *testing.T) {
 		t.Parallel()
 		rdb := limiterRedis(t)
-		l, id := tasks.NewRateLimiter(rdb), limiterKey(t, rdb)
+		l, id := guard.NewRateLimiter(rdb), limiterKey(t, rdb)
 
 		const callers = 20
 		var (
@@ -159,7 +159,7 @@ func TestLimiter(t *testing.T) {
 		t.Run(fmt.Sprintf("Rate%d", perSecond), func(t *testing.T) {
 			t.Parallel()
 			rdb := limiterRedis(t)
-			l, id := tasks.NewRateLimiter(rdb), limiterKey(t, rdb)
+			l, id := guard.NewRateLimiter(rdb), limiterKey(t, rdb)
 
 			// Several callers, so that the limiter and not one caller's
 			// round trips sets the pace on a loaded machine.
@@ -199,7 +199,7 @@ func TestLimiter(t *testing.T) {
 		t.Parallel()
 		// Two clients stand for two worker processes.
 		rdb1, rdb2 := limiterRedis(t), limiterRedis(t)
-		l1, l2 := tasks.NewRateLimiter(rdb1), tasks.NewRateLimiter(rdb2)
+		l1, l2 := guard.NewRateLimiter(rdb1), guard.NewRateLimiter(rdb2)
 		id := limiterKey(t, rdb1)
 
 		const d = 1500 * time.Millisecond
@@ -220,7 +220,7 @@ func TestLimiter(t *testing.T) {
 	t.Run("Unlimited", func(t *testing.T) {
 		t.Parallel()
 		rdb := limiterRedis(t)
-		l, id := tasks.NewRateLimiter(rdb), limiterKey(t, rdb)
+		l, id := guard.NewRateLimiter(rdb), limiterKey(t, rdb)
 		for _, perSecond := range []int{0, -1} {
 			for range 100 {
 				wait, err := l.Allow(t.Context(), id, "t", perSecond)
@@ -229,7 +229,7 @@ func TestLimiter(t *testing.T) {
 				}
 			}
 		}
-		if n, err := rdb.Exists(t.Context(), "hookd:ratelimit:"+id).Result(); err != nil || n != 0 {
+		if n, err := rdb.Exists(t.Context(), "hookd:ratelimit:{"+id+"}").Result(); err != nil || n != 0 {
 			t.Errorf("an unlimited endpoint left a limiter key (exists %d, %v)", n, err)
 		}
 	})

@@ -1,0 +1,304 @@
+// Package guard decides when a delivery may be sent, for every worker at
+// once, with its state in Redis: an endpoint's rate limit (RateLimiter), and
+// behind one Enter/Leave pair its circuit breaker, the in-flight slots of
+// its endpoint and of its app, the waiting rooms of deliveries that found
+// no free slot, and the backlogs that route deliveries to the overflow
+// queue.
+//
+// It knows nothing of asynq, HTTP or Postgres: a delivery is a Ticket, and
+// a waiter that Leave wakes is handed back to the caller to requeue.
+package guard
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config.
+const (
+	// DefaultPerEndpoint is how many deliveries to one endpoint may be in
+	// flight at once.
+	DefaultPerEndpoint = 10
+	// DefaultPerApp is how many deliveries of one app may be in flight at
+	// once, whatever its endpoints: what a tenant's slow or hanging
+	// endpoints can hold of the workers.
+	DefaultPerApp = 20
+	// DefaultSlotTTL bounds how long a dead worker's slots stay taken.
+	DefaultSlotTTL = 2 * time.Minute
+	// DefaultThreshold is how many consecutive failures open a circuit.
+	DefaultThreshold = 10
+	// DefaultCooldown is how long a circuit stays open before a probe.
+	DefaultCooldown = 30 * time.Second
+	// DefaultProbeTimeout bounds how long a probe holds a half-open
+	// circuit.
+	DefaultProbeTimeout = time.Minute
+	// DefaultPark is how long the first delivery in a waiting room waits
+	// before it asks again, should no wake reach it.
+	DefaultPark = 30 * time.Second
+	// DefaultParkMax caps that wait for deliveries far back in a room.
+	DefaultParkMax = 10 * time.Minute
+	// DefaultBacklog is how many unfinished deliveries an endpoint (or an
+	// app) may have before new ones go to the overflow queue.
+	DefaultBacklog = 1000
+)
+
+// Keys that nothing refreshes vanish after these.
+const (
+	circuitTTL = 24 * time.Hour
+	roomTTL    = time.Hour
+	backlogTTL = time.Hour
+	// wakeScan is how many of an app's waiting endpoints one Leave looks
+	// at for a waiter whose endpoint has a free slot.
+	wakeScan = 8
+)
+
+// Config tunes a Gate. Zero values take the defaults.
+type Config struct {
+	// PerEndpoint caps the deliveries to one endpoint in flight at once.
+	PerEndpoint int
+	// PerApp caps the deliveries of one app in flight at once.
+	PerApp int
+	// SlotTTL is how long a slot lasts unless given back; it must exceed
+	// a delivery attempt.
+	SlotTTL time.Duration
+	// Threshold is how many consecutive failed attempts open a circuit.
+	Threshold int
+	// Cooldown is how long an open circuit holds deliveries; a failed
+	// probe opens it again for as long.
+	Cooldown time.Duration
+	// ProbeTimeout bounds how long a probe holds a half-open circuit; it
+	// must exceed a delivery attempt.
+	ProbeTimeout time.Duration
+	// Park is how long the first waiter of a room is postponed; each
+	// PerEndpoint waiters ahead of a delivery add as much, up to ParkMax.
+	// Wakes normally come first: these bound the wait of a waiter whose
+	// wake was lost (a worker killed between its attempt and the wake).
+	Park    time.Duration
+	ParkMax time.Duration
+	// Backlog is the overflow threshold of Route.
+	Backlog int
+}
+
+func (c Config) withDefaults() Config {
+	c.PerEndpoint = cmp.Or(c.PerEndpoint, DefaultPerEndpoint)
+	c.PerApp = cmp.Or(c.PerApp, DefaultPerApp)
+	c.SlotTTL = cmp.Or(c.SlotTTL, DefaultSlotTTL)
+	c.Threshold = cmp.Or(c.Threshold, DefaultThreshold)
+	c.Cooldown = cmp.Or(c.Cooldown, DefaultCooldown)
+	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, DefaultProbeTimeout)
+	c.Park = cmp.Or(c.Park, DefaultPark)
+	c.ParkMax = max(cmp.Or(c.ParkMax, DefaultParkMax), c.Park)
+	c.Backlog = cmp.Or(c.Backlog, DefaultBacklog)
+	return c
+}
+
+// Ticket is one delivery asking to be sent.
+type Ticket struct {
+	AppID      string
+	EndpointID string
+	DeliveryID string
+	// Queue is where the delivery's task waits when it is postponed: a
+	// wake looks for it there.
+	Queue string
+}
+
+// Waiter is a postponed delivery that a Leave woke: one slot of its
+// endpoint and of its app are held for it, and its task must be made due
+// now (or the hold given up with Forgo).
+type Waiter struct {
+	AppID      string
+	EndpointID string
+	DeliveryID string
+	Queue      string
+}
+
+// Reasons a delivery is postponed.
+const (
+	ReasonCircuitOpen  = "circuit_open"
+	ReasonEndpointBusy = "endpoint_busy"
+	ReasonAppBusy      = "app_busy"
+)
+
+// Verdict is what Enter decided.
+type Verdict struct {
+	// Wait is how long the delivery is postponed; zero admits it.
+	Wait time.Duration
+	// Reason says why it is postponed.
+	Reason string
+	// Probe tells that the admitted delivery tests a half-open circuit.
+	Probe bool
+	// Parked tells that the delivery waits in its endpoint's room for a
+	// wake (endpoint or app busy), Wait being only a bound.
+	Parked bool
+	// Released tells that the delivery gave up slots held for it by a
+	// wake: the caller passes them on with Forgo.
+	Released bool
+}
+
+// Outcome is what became of an admitted delivery.
+type Outcome struct {
+	// Sent: a request went out, and OK tells whether it succeeded; the
+	// circuit counts it.
+	Sent, OK bool
+	// Finished: the delivery will not be tried again; it leaves the
+	// backlogs.
+	Finished bool
+}
+
+// Gate is the shared admission of deliveries.
+type Gate struct {
+	rdb                  redis.Cmdable
+	enter, leave, finish *redis.Script
+	cfg                  Config
+}
+
+// New returns a Gate keeping its state in rdb.
+func New(rdb redis.Cmdable, cfg Config) *Gate {
+	return &Gate{
+		rdb: rdb, cfg: cfg.withDefaults(),
+		enter: redis.NewScript(enterScript), leave: redis.NewScript(leaveScript), finish: redis.NewScript(finishScript),
+	}
+}
+
+// Config returns the gate's configuration, defaults applied.
+func (g *Gate) Config() Config { return g.cfg }
+
+// prefix starts every key of an app's guard state. The app's ID is the
+// hash tag, so that one script's keys share a Redis Cluster slot.
+func prefix(appID string) string { return "hookd:{" + appID + "}:" }
+
+// member is a waiter's entry in its endpoint's room: its queue and ID.
+func member(queue, deliveryID string) string { return queue + "\n" + deliveryID }
+
+// Enter asks, in one round trip, whether t may be sent now: its endpoint's
+// circuit must let it through and a slot of its endpoint and of its app
+// must be free (or held for it by a wake). A delivery that finds no free
+// slot waits in its endpoint's room, to be woken by a Leave.
+func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
+	p := prefix(t.AppID)
+	keys := []string{
+		p + "circuit:" + t.EndpointID, p + "probe:" + t.EndpointID, p + "slots:" + t.EndpointID,
+		p + "slots", p + "room:" + t.EndpointID, p + "rooms",
+	}
+	res, err := g.enter.Run(ctx, g.rdb, keys,
+		t.DeliveryID, member(t.Queue, t.DeliveryID), g.cfg.PerEndpoint, g.cfg.PerApp,
+		g.cfg.SlotTTL.Milliseconds(), g.cfg.ProbeTimeout.Milliseconds(), g.cfg.Cooldown.Milliseconds(),
+		t.EndpointID, g.cfg.Park.Milliseconds(), g.cfg.ParkMax.Milliseconds(), roomTTL.Milliseconds(),
+	).Int64Slice()
+	if err != nil {
+		return Verdict{}, fmt.Errorf("gate delivery %s: %w", t.DeliveryID, err)
+	}
+	if len(res) != 3 {
+		return Verdict{}, fmt.Errorf("gate delivery %s: unexpected reply %v", t.DeliveryID, res)
+	}
+	switch res[0] {
+	case 0:
+		return Verdict{Probe: res[1] == 1}, nil
+	case 1:
+		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonCircuitOpen, Released: res[2] > 0}, nil
+	case 2:
+		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonEndpointBusy, Parked: true, Released: res[2] > 0}, nil
+	default:
+		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonAppBusy, Parked: true, Released: res[2] > 0}, nil
+	}
+}
+
+// Leave tells the gate what became of t, admitted by Enter, in one round
+// trip: its slots are given back, its circuit counts the attempt, a
+// finished delivery leaves the backlogs, and the first waiter that can
+// now be sent (of t's endpoint, else of another endpoint of t's app) is
+// woken: it is returned with slots held for it. A nil Waiter woke nobody.
+func (g *Gate) Leave(ctx context.Context, t Ticket, o Outcome) (*Waiter, error) {
+	p := prefix(t.AppID)
+	keys := []string{
+		p + "circuit:" + t.EndpointID, p + "probe:" + t.EndpointID, p + "slots:" + t.EndpointID,
+		p + "slots", p + "rooms", p + "backlog:" + t.EndpointID, p + "backlog",
+	}
+	res, err := g.leave.Run(ctx, g.rdb, keys,
+		t.DeliveryID, flag(o.Sent), flag(o.OK), flag(o.Finished), g.cfg.Threshold, g.cfg.Cooldown.Milliseconds(),
+		circuitTTL.Milliseconds(), g.cfg.PerEndpoint, g.cfg.PerApp, g.cfg.SlotTTL.Milliseconds(),
+		t.EndpointID, p, wakeScan, roomTTL.Milliseconds(),
+	).StringSlice()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("settle delivery %s: %w", t.DeliveryID, err)
+	case len(res) != 2:
+		return nil, fmt.Errorf("settle delivery %s: unexpected reply %v", t.DeliveryID, res)
+	}
+	queue, id, ok := strings.Cut(res[1], "\n")
+	if !ok {
+		return nil, fmt.Errorf("settle delivery %s: malformed waiter %q", t.DeliveryID, res[1])
+	}
+	return &Waiter{AppID: t.AppID, EndpointID: res[0], DeliveryID: id, Queue: queue}, nil
+}
+
+// Forgo gives up the slots a wake held for w (its task could not be made
+// due: it is running, or gone) and wakes the next waiter in its stead.
+func (g *Gate) Forgo(ctx context.Context, w Waiter) (*Waiter, error) {
+	return g.Leave(ctx, Ticket{AppID: w.AppID, EndpointID: w.EndpointID, DeliveryID: w.DeliveryID, Queue: w.Queue}, Outcome{})
+}
+
+// Finished takes a delivery that never reached Enter (its endpoint is
+// gone or disabled) off the backlogs.
+func (g *Gate) Finished(ctx context.Context, appID, endpointID string) error {
+	p := prefix(appID)
+	if err := g.finish.Run(ctx, g.rdb, []string{p + "backlog:" + endpointID, p + "backlog"}).Err(); err != nil {
+		return fmt.Errorf("count backlog of endpoint %s: %w", endpointID, err)
+	}
+	return nil
+}
+
+// Route counts deliveries about to be enqueued (by app, then endpoint)
+// into the backlogs and returns the endpoints whose new deliveries go to
+// the overflow queue: those with more than Backlog unfinished deliveries,
+// and those with more than PerEndpoint whose app has more than Backlog.
+// So a flood waits behind the deliveries of quiet endpoints and apps, and
+// an app's quiet endpoints stay in the main queue beside its flood.
+func (g *Gate) Route(ctx context.Context, counts map[string]map[string]int) (map[string]bool, error) {
+	type counter struct{ app, endpoint *redis.IntCmd }
+	pipe := g.rdb.Pipeline()
+	cmds := map[string]map[string]counter{}
+	for app, eps := range counts {
+		p := prefix(app)
+		total := 0
+		for _, n := range eps {
+			total += n
+		}
+		appCmd := pipe.IncrBy(ctx, p+"backlog", int64(total))
+		pipe.Expire(ctx, p+"backlog", backlogTTL)
+		cmds[app] = map[string]counter{}
+		for ep, n := range eps {
+			cmds[app][ep] = counter{appCmd, pipe.IncrBy(ctx, p+"backlog:"+ep, int64(n))}
+			pipe.Expire(ctx, p+"backlog:"+ep, backlogTTL)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("count backlogs: %w", err)
+	}
+	over := map[string]bool{}
+	limit := int64(g.cfg.Backlog)
+	for _, eps := range cmds {
+		for ep, c := range eps {
+			n := c.endpoint.Val()
+			if n > limit || c.app.Val() > limit && n > int64(g.cfg.PerEndpoint) {
+				over[ep] = true
+			}
+		}
+	}
+	return over, nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}

@@ -1,0 +1,209 @@
+package guard_test
+
+import (
+	"context"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookd/hookd/tasks/guard"
+)
+
+func TestGate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis; skipped with -short")
+	}
+	t.Parallel()
+
+	type testBundle struct {
+		rdb *redis.Client
+		app string
+	}
+	// setup returns a gate on the package's Redis database for an app of
+	// its own, whose keys go when the test ends.
+	setup := func(t *testing.T, cfg guard.Config) (*guard.Gate, *testBundle) {
+		t.Helper()
+		b := &testBundle{rdb: limiterRedis(t), app: "app_gatetest_" + rand.Text()}
+		t.Cleanup(func() {
+			keys, err := b.rdb.Keys(context.Background(), "hookd:{"+b.app+"}:*").Result()
+			if err == nil && len(keys) > 0 {
+				err = b.rdb.Del(context.Background(), keys...).Err()
+			}
+			if err != nil {
+				t.Errorf("delete gate keys: %v", err)
+			}
+		})
+		return guard.New(b.rdb, cfg), b
+	}
+	ticket := func(b *testBundle, endpoint, delivery string) guard.Ticket {
+		return guard.Ticket{AppID: b.app, EndpointID: endpoint, DeliveryID: delivery, Queue: "deliveries"}
+	}
+	enter := func(t *testing.T, g *guard.Gate, tk guard.Ticket) guard.Verdict {
+		t.Helper()
+		v, err := g.Enter(t.Context(), tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	leave := func(t *testing.T, g *guard.Gate, tk guard.Ticket, o guard.Outcome) *guard.Waiter {
+		t.Helper()
+		w, err := g.Leave(t.Context(), tk, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+
+	t.Run("EndpointBusyWaitsAndIsWoken", func(t *testing.T) {
+		t.Parallel()
+		g, b := setup(t, guard.Config{PerEndpoint: 2, PerApp: 10})
+		d1, d2, d3, d4 := ticket(b, "ep_a", "d1"), ticket(b, "ep_a", "d2"), ticket(b, "ep_a", "d3"), ticket(b, "ep_a", "d4")
+		for _, tk := range []guard.Ticket{d1, d2} {
+			if v := enter(t, g, tk); v.Wait != 0 {
+				t.Fatalf("%s postponed (%+v) with a slot free", tk.DeliveryID, v)
+			}
+		}
+		v3 := enter(t, g, d3)
+		if v3.Wait <= 0 || v3.Reason != guard.ReasonEndpointBusy || !v3.Parked {
+			t.Fatalf("d3 with both slots taken: %+v, want parked as endpoint_busy", v3)
+		}
+		v4 := enter(t, g, d4)
+		if v4.Wait < v3.Wait {
+			t.Errorf("d4, behind d3, waits %s, less than d3's %s", v4.Wait, v3.Wait)
+		}
+		// Asking again keeps a waiter's place.
+		enter(t, g, d3)
+
+		w := leave(t, g, d1, guard.Outcome{Sent: true, OK: true, Finished: true})
+		want := guard.Waiter{AppID: b.app, EndpointID: "ep_a", DeliveryID: "d3", Queue: "deliveries"}
+		if w == nil || *w != want {
+			t.Fatalf("leave woke %+v, want %+v (first in the room)", w, want)
+		}
+		// The woken waiter's slot is held: a newcomer waits, d3 enters.
+		if v := enter(t, g, ticket(b, "ep_a", "d5")); v.Wait == 0 {
+			t.Error("a newcomer took the slot held for the woken waiter")
+		}
+		if v := enter(t, g, d3); v.Wait != 0 {
+			t.Errorf("woken d3 postponed again: %+v", v)
+		}
+		if w := leave(t, g, d2, guard.Outcome{Sent: true, OK: true, Finished: true}); w == nil || w.DeliveryID != "d4" {
+			t.Errorf("second leave woke %+v, want d4", w)
+		}
+	})
+
+	t.Run("AppBusyWakesAnotherEndpoint", func(t *testing.T) {
+		t.Parallel()
+		g, b := setup(t, guard.Config{PerEndpoint: 5, PerApp: 2})
+		a1, a2 := ticket(b, "ep_slow", "a1"), ticket(b, "ep_slow", "a2")
+		enter(t, g, a1)
+		enter(t, g, a2)
+		v := enter(t, g, ticket(b, "ep_quiet", "q1"))
+		if v.Reason != guard.ReasonAppBusy || !v.Parked {
+			t.Fatalf("with the app's slots taken: %+v, want parked as app_busy", v)
+		}
+		// ep_slow's room is empty: its leave wakes the other endpoint's
+		// waiter.
+		if w := leave(t, g, a1, guard.Outcome{Sent: true, OK: false}); w == nil || w.DeliveryID != "q1" || w.EndpointID != "ep_quiet" {
+			t.Fatalf("leave woke %+v, want q1 of ep_quiet", w)
+		}
+		if v := enter(t, g, ticket(b, "ep_quiet", "q1")); v.Wait != 0 {
+			t.Errorf("woken q1 postponed: %+v", v)
+		}
+	})
+
+	t.Run("OtherAppsUnaffected", func(t *testing.T) {
+		t.Parallel()
+		g, noisy := setup(t, guard.Config{PerEndpoint: 10, PerApp: 3})
+		quiet := &testBundle{rdb: noisy.rdb, app: noisy.app + "_quiet"}
+		t.Cleanup(func() { noisy.rdb.Del(context.Background(), "hookd:{"+quiet.app+"}:slots", "hookd:{"+quiet.app+"}:slots:ep") })
+		for i := range 10 {
+			enter(t, g, ticket(noisy, "ep_"+string(rune('a'+i)), "n"+string(rune('a'+i))))
+		}
+		if v := enter(t, g, ticket(quiet, "ep", "q")); v.Wait != 0 {
+			t.Errorf("another app's delivery postponed by a busy app: %+v", v)
+		}
+	})
+
+	t.Run("ForgoPassesSlotsOn", func(t *testing.T) {
+		t.Parallel()
+		g, b := setup(t, guard.Config{PerEndpoint: 1, PerApp: 10})
+		d1 := ticket(b, "ep", "d1")
+		enter(t, g, d1)
+		enter(t, g, ticket(b, "ep", "gone"))
+		enter(t, g, ticket(b, "ep", "d3"))
+		w := leave(t, g, d1, guard.Outcome{Sent: true, OK: true, Finished: true})
+		if w == nil || w.DeliveryID != "gone" {
+			t.Fatalf("leave woke %+v, want the first waiter", w)
+		}
+		next, err := g.Forgo(t.Context(), *w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next == nil || next.DeliveryID != "d3" {
+			t.Errorf("forgo woke %+v, want d3", next)
+		}
+	})
+
+	t.Run("CircuitOpensAndProbes", func(t *testing.T) {
+		t.Parallel()
+		g, b := setup(t, guard.Config{Threshold: 2, Cooldown: 300 * time.Millisecond})
+		for _, id := range []string{"f1", "f2"} {
+			tk := ticket(b, "ep", id)
+			enter(t, g, tk)
+			leave(t, g, tk, guard.Outcome{Sent: true})
+		}
+		v := enter(t, g, ticket(b, "ep", "d"))
+		if v.Reason != guard.ReasonCircuitOpen || v.Wait <= 0 || v.Wait > 300*time.Millisecond {
+			t.Fatalf("after 2 failures: %+v, want circuit_open for at most the cooldown", v)
+		}
+		time.Sleep(v.Wait + 20*time.Millisecond)
+		probe := enter(t, g, ticket(b, "ep", "p"))
+		if probe.Wait != 0 || !probe.Probe {
+			t.Fatalf("after the cooldown: %+v, want the probe admitted", probe)
+		}
+		if v := enter(t, g, ticket(b, "ep", "other")); v.Reason != guard.ReasonCircuitOpen {
+			t.Errorf("a second delivery while the probe is out: %+v, want circuit_open", v)
+		}
+		leave(t, g, ticket(b, "ep", "p"), guard.Outcome{Sent: true, OK: true, Finished: true})
+		if v := enter(t, g, ticket(b, "ep", "after")); v.Wait != 0 {
+			t.Errorf("after a good probe: %+v, want admitted", v)
+		}
+	})
+
+	t.Run("DeadWorkersSlotsLapse", func(t *testing.T) {
+		t.Parallel()
+		g, b := setup(t, guard.Config{PerEndpoint: 1, SlotTTL: 200 * time.Millisecond})
+		enter(t, g, ticket(b, "ep", "dead"))
+		if v := enter(t, g, ticket(b, "ep", "d")); v.Wait == 0 {
+			t.Fatal("admitted while the only slot is held")
+		}
+		time.Sleep(300 * time.Millisecond)
+		if v := enter(t, g, ticket(b, "ep", "d")); v.Wait != 0 {
+			t.Errorf("the dead holder's slot did not lapse: %+v", v)
+		}
+	})
+
+	t.Run("RouteOverflowsFloods", func(t *testing.T) {
+		t.Parallel()
+		g, b := setup(t, guard.Config{PerEndpoint: 2, Backlog: 10})
+		over, err := g.Route(t.Context(), map[string]map[string]int{b.app: {"ep_flood": 8, "ep_quiet": 1, "ep_busy": 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The app has 12 > 10: its endpoints with more than 2 overflow.
+		want := map[string]bool{"ep_flood": true, "ep_busy": true}
+		if len(over) != len(want) || !over["ep_flood"] || !over["ep_busy"] {
+			t.Errorf("overflowing %v, want %v", over, want)
+		}
+		if err := g.Finished(t.Context(), b.app, "ep_flood"); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := b.rdb.Get(t.Context(), "hookd:{"+b.app+"}:backlog").Int()
+		if n != 11 {
+			t.Errorf("app backlog %d after one finished, want 11", n)
+		}
+	})
+}
