@@ -118,7 +118,9 @@ func TestGate(t *testing.T) {
 		t.Parallel()
 		g, noisy := setup(t, guard.Config{PerEndpoint: 10, PerApp: 3})
 		quiet := &testBundle{rdb: noisy.rdb, app: noisy.app + "_quiet"}
-		t.Cleanup(func() { noisy.rdb.Del(context.Background(), "hookd:{"+quiet.app+"}:slots", "hookd:{"+quiet.app+"}:slots:ep") })
+		t.Cleanup(func() {
+			noisy.rdb.Del(context.Background(), "hookd:{"+quiet.app+"}:slots", "hookd:{"+quiet.app+"}:slots:ep")
+		})
 		for i := range 10 {
 			enter(t, g, ticket(noisy, "ep_"+string(rune('a'+i)), "n"+string(rune('a'+i))))
 		}
