@@ -261,7 +261,6 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return cache.Run(ctx) })
 		// Each event's webhook body, held once for all its deliveries.
 		bodies := body.NewCache(a.db, 0)
-		fanout := tasks.NewFanout(a.db, queue, inspector, cache.Subscribers, bodies, metrics, log)
 		deliverer := tasks.NewDeliverer(a.db, tasks.DelivererDeps{
 			Endpoint: cache.DeliveryEndpoint,
 			Health:   reg.Health(),
@@ -280,6 +279,7 @@ func (a *App) Run(ctx context.Context) error {
 			AllowPrivateTargets: a.cfg.AllowPrivateTargets,
 			UserAgent:           "hookd/" + Version(),
 		})
+		fanout := tasks.NewFanout(a.db, queue, inspector, cache.Subscribers, bodies, deliverer, metrics, log)
 		worker := tasks.NewWorker(a.rdb, fanout, deliverer, deadLetters, log, tasks.WorkerConfig{
 			Queue:                    queueCfg,
 			Concurrency:              a.cfg.Concurrency,

@@ -103,7 +103,8 @@ func TestDeadLetterRetryFromAPI(t *testing.T) {
 
 // TestDeadLetterRetryWhileTaskActive: a dead letter is marked in Postgres a
 // moment before asynq archives its task; a retry in that moment waits for
-// the task, holding no lock, instead of failing. Here the task is held
+// the task, holding no lock, instead of failing. Here the delivery's task
+// (its retry: the fan-out made the first attempt, which fails) is held
 // active by a slow receiver and then succeeds: the retry finds no dead
 // letter left (409) and nothing is sent twice.
 func TestDeadLetterRetryWhileTaskActive(t *testing.T) {
@@ -114,7 +115,10 @@ func TestDeadLetterRetryWhileTaskActive(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	releaseNow := func() { once.Do(func() { close(release) }) }
-	recv := newReceiver(t, func(int) int {
+	recv := newReceiver(t, func(n int) int {
+		if n == 0 {
+			return http.StatusInternalServerError
+		}
 		select {
 		case <-release:
 		case <-time.After(10 * time.Second):
@@ -125,7 +129,7 @@ func TestDeadLetterRetryWhileTaskActive(t *testing.T) {
 	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
 	h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
 	h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": 1}})
-	waitFor(t, "the delivery under way", func() bool { return len(recv.got()) == 1 })
+	waitFor(t, "the delivery's task under way", func() bool { return len(recv.got()) == 2 })
 	var id string
 	if err := h.db.NewRaw(`UPDATE deliveries SET status = 'failed', failed_at = clock_timestamp() RETURNING id`).Scan(t.Context(), &id); err != nil {
 		t.Fatal(err)
@@ -139,8 +143,8 @@ func TestDeadLetterRetryWhileTaskActive(t *testing.T) {
 		t.Errorf("delivery %s, want succeeded", got)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := len(recv.got()); n != 1 {
-		t.Errorf("receiver got %d requests, want 1", n)
+	if n := len(recv.got()); n != 2 {
+		t.Errorf("receiver got %d requests, want 2 (the first attempt and the task's)", n)
 	}
 }
 

@@ -83,11 +83,13 @@ func TestReconcilerRequeuesLostDelivery(t *testing.T) {
 	epID := dlvAddEndpoint(h, appID, recv.URL)
 	evID := dlvPublish(h, appID, "order.paid")
 	dlvID := dlvDeliveryID(h, evID, epID)
+	// The fan-out made the first attempt: its retry is a task scheduled
+	// an hour away.
 	waitFor(t, "the retry an hour away", func() bool {
 		info, err := ins.GetQueueInfo(h.queues[1])
-		return err == nil && info.Retry == 1
+		return err == nil && info.Scheduled == 1
 	})
-	if _, err := ins.DeleteAllRetryTasks(h.queues[1]); err != nil {
+	if _, err := ins.DeleteAllScheduledTasks(h.queues[1]); err != nil {
 		t.Fatal(err)
 	}
 	d := dlvWaitStatus(h, appID, dlvID, "succeeded")
@@ -126,7 +128,7 @@ func TestFanoutRunAgain(t *testing.T) {
 	lostID := dlvDeliveryID(h, evID, lostEp)
 	waitFor(t, "two retries an hour away", func() bool {
 		info, err := ins.GetQueueInfo(h.queues[1])
-		return err == nil && info.Retry == 2
+		return err == nil && info.Scheduled == 2
 	})
 	if err := ins.DeleteTask(h.queues[1], lostID); err != nil {
 		t.Fatal(err)
@@ -148,7 +150,7 @@ func TestFanoutRunAgain(t *testing.T) {
 	if n := len(waiting.got()); n != 1 {
 		t.Errorf("the delivery waiting for its retry was sent %d times, want 1", n)
 	}
-	if info, err := ins.GetTaskInfo(h.queues[1], dlvDeliveryID(h, evID, waitingEp)); err != nil || info.State != asynq.TaskStateRetry {
+	if info, err := ins.GetTaskInfo(h.queues[1], dlvDeliveryID(h, evID, waitingEp)); err != nil || info.State != asynq.TaskStateScheduled {
 		t.Errorf("the waiting delivery's task: %v, %v; want it still waiting for its retry", info, err)
 	}
 }

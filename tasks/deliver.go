@@ -81,6 +81,10 @@ type DelivererConfig struct {
 	AllowPrivateTargets bool
 	// UserAgent is sent with every request (default "hookd").
 	UserAgent string
+	// FirstAttempts is how many first attempts the fan-outs of this
+	// process make at once (default DefaultFirstAttempts; negative: none,
+	// every delivery is a task).
+	FirstAttempts int
 }
 
 // responseBodyLimit is how much of a response body an attempt records;
@@ -101,6 +105,7 @@ type Deliverer struct {
 	gate     *guard.Gate
 	queue    *Queue
 	bodies   *body.Cache
+	firsts   chan struct{} // a token per first attempt in flight
 	retry    RetryPolicy
 	client   *http.Client
 	cfg      DelivererConfig
@@ -133,6 +138,7 @@ func NewDeliverer(db *bun.DB, deps DelivererDeps, log *slog.Logger, cfg Delivere
 	cfg.HeaderTimeout = cmp.Or(cfg.HeaderTimeout, cfg.Timeout)
 	cfg.MaxRetryAfter = cmp.Or(cfg.MaxRetryAfter, time.Hour)
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, "hookd")
+	cfg.FirstAttempts = max(cmp.Or(cfg.FirstAttempts, DefaultFirstAttempts), 0)
 	transport := &http.Transport{
 		Proxy:                 nil, // a proxy would bypass the target guard
 		DialContext:           guardedDialer(cfg.ConnectTimeout, cfg.AllowPrivateTargets).DialContext,
@@ -154,6 +160,7 @@ func NewDeliverer(db *bun.DB, deps DelivererDeps, log *slog.Logger, cfg Delivere
 	d := &Deliverer{
 		db: db, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, gate: deps.Gate, queue: deps.Queue, bodies: deps.Bodies,
 		retry: deps.Retry.withDefaults(), client: client, cfg: cfg, metrics: deps.Metrics, log: log,
+		firsts: make(chan struct{}, cfg.FirstAttempts),
 	}
 	// Attempts record in batches of up to 256 (a flush taking longer than
 	// 30s fails, and its deliveries are retried).
@@ -216,7 +223,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if v.Released {
 		// Slots a wake held for this delivery, which may not use them now,
 		// go to the next waiter.
-		d.forgo(ctx, guard.Waiter(ticket))
+		d.forgo(ctx, ticket.Waiter())
 	}
 	if v.Wait > 0 {
 		d.metrics.attempts.WithLabelValues(v.Reason).Inc()
@@ -227,13 +234,42 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// out.
 	var outcome guard.Outcome
 	defer func() { d.settle(context.WithoutCancel(ctx), ticket, outcome) }()
+	r, err := d.attempt(ctx, ep, p, webhook, d.isLastTry(ctx, p), &outcome)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.next == StatusSucceeded:
+		return nil
+	case r.next == StatusFailed:
+		return fmt.Errorf("deliver %s to %s: %s: %w", p.DeliveryID, ep.ID, describe(r.a), asynq.SkipRetry)
+	}
+	err = fmt.Errorf("deliver %s to %s: %s", p.DeliveryID, ep.ID, describe(r.a))
+	if r.retryAfter > 0 {
+		return &retryAfterError{wait: r.retryAfter, err: err}
+	}
+	return err
+}
 
+// result is what an attempt made of its delivery.
+type result struct {
+	a *Attempt
+	// next is the delivery's status after the attempt.
+	next string
+	// retryAfter is the wait a 429 or 503 asked for with Retry-After.
+	retryAfter time.Duration
+}
+
+// attempt sends an admitted delivery, lets the endpoint's health follow,
+// records the attempt and moves the delivery on; lastTry fails it for good
+// on a failure. It fills in o for the gate as it goes.
+func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, p DeliverPayload, webhook []byte, lastTry bool, o *guard.Outcome) (result, error) {
 	a, resp := d.send(ctx, ep, p, webhook)
-	outcome.Sent = true
+	o.Sent = true
 	d.metrics.attempts.WithLabelValues(a.ErrorClass).Inc()
 	d.metrics.attemptDuration.WithLabelValues(a.ErrorClass).Observe(a.DurationMS / 1000)
 	ok := a.ErrorClass == OutcomeSuccess
-	outcome.OK = ok
+	o.OK = ok
 	gone := a.StatusCode != nil && *a.StatusCode == http.StatusGone
 
 	// The endpoint's health follows every attempt but may not lose the
@@ -252,17 +288,17 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		d.log.WarnContext(ctx, "endpoint health not updated", slog.String("endpoint_id", ep.ID), slog.Any("err", healthErr))
 	}
 
-	next := StatusPending
+	r := result{a: a, next: StatusPending}
 	switch {
 	case ok:
-		next = StatusSucceeded
-	case gone, disabled, d.isLastTry(ctx):
-		next = StatusFailed
+		r.next = StatusSucceeded
+	case gone, disabled, lastTry:
+		r.next = StatusFailed
 	}
-	if err := d.record(ctx, a, next); err != nil {
-		return err
+	if err := d.record(ctx, a, r.next); err != nil {
+		return result{}, err
 	}
-	outcome.Finished = next != StatusPending
+	o.Finished = r.next != StatusPending
 	if ok && !p.CreatedAt.IsZero() {
 		d.metrics.latency.Observe(time.Since(p.CreatedAt).Seconds())
 	}
@@ -273,19 +309,10 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 		d.metrics.disabled.WithLabelValues(reason).Inc()
 	}
-	switch {
-	case ok:
-		return nil
-	case next == StatusFailed:
-		return fmt.Errorf("deliver %s to %s: %s: %w", p.DeliveryID, ep.ID, describe(a), asynq.SkipRetry)
+	if r.next == StatusPending && resp != nil && (*a.StatusCode == http.StatusTooManyRequests || *a.StatusCode == http.StatusServiceUnavailable) {
+		r.retryAfter, _ = retryAfter(resp.Header, time.Now(), d.cfg.MaxRetryAfter)
 	}
-	err = fmt.Errorf("deliver %s to %s: %s", p.DeliveryID, ep.ID, describe(a))
-	if resp != nil && (*a.StatusCode == http.StatusTooManyRequests || *a.StatusCode == http.StatusServiceUnavailable) {
-		if wait, ok := retryAfter(resp.Header, time.Now(), d.cfg.MaxRetryAfter); ok {
-			return &retryAfterError{wait: wait, err: err}
-		}
-	}
-	return err
+	return r, nil
 }
 
 // alreadyDone reports whether a delivery needs no attempt: it succeeded
@@ -395,10 +422,11 @@ func (d *Deliverer) finished(ctx context.Context, p DeliverPayload) {
 
 // isLastTry reports whether the running delivery has no retries left. The
 // policy, not the task's MaxRetry, decides: tasks carry spare retries so
-// that postponing the last try does not archive it.
-func (d *Deliverer) isLastTry(ctx context.Context) bool {
+// that postponing the last try does not archive it. Tries made before the
+// task (the fan-out's first attempt) count.
+func (d *Deliverer) isLastTry(ctx context.Context, p DeliverPayload) bool {
 	n, ok := asynq.GetRetryCount(ctx)
-	return ok && n >= d.retry.MaxRetry()
+	return ok && n+p.Attempts >= d.retry.MaxRetry()
 }
 
 // send makes one signed POST and returns the attempt, classified but not

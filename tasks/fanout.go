@@ -26,15 +26,18 @@ type Fanout struct {
 	requeue     requeuer
 	subscribers SubscribersFunc
 	bodies      *body.Cache
+	// deliverer makes the first attempt of fresh deliveries (nil: none).
+	deliverer *Deliverer
 	log         *slog.Logger
 	metrics     *Metrics
 }
 
 // NewFanout returns a fan-out handler. It asks inspector which delivery
-// tasks Redis holds when it runs again for an event, and leaves each
-// event's webhook body in bodies for its deliveries.
-func NewFanout(db *bun.DB, queue *Queue, inspector *asynq.Inspector, subscribers SubscribersFunc, bodies *body.Cache, metrics *Metrics, log *slog.Logger) *Fanout {
-	return &Fanout{db: db, queue: queue, requeue: requeuer{db, queue, inspector}, subscribers: subscribers, bodies: bodies, metrics: metrics, log: log}
+// tasks Redis holds when it runs again for an event, leaves each event's
+// webhook body in bodies for its deliveries and, when deliverer is not nil,
+// has it make the first attempt of fresh deliveries.
+func NewFanout(db *bun.DB, queue *Queue, inspector *asynq.Inspector, subscribers SubscribersFunc, bodies *body.Cache, deliverer *Deliverer, metrics *Metrics, log *slog.Logger) *Fanout {
+	return &Fanout{db: db, queue: queue, requeue: requeuer{db, queue, inspector}, subscribers: subscribers, bodies: bodies, deliverer: deliverer, metrics: metrics, log: log}
 }
 
 // ProcessTask implements asynq.Handler.
@@ -110,7 +113,7 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	if len(earlier) > 0 {
-		lost, _, err := f.requeue.missing(ctx, earlier)
+		lost, _, err := f.requeue.missing(ctx, earlier, nil)
 		if err != nil {
 			return fmt.Errorf("fan out %s again: %w", ev.EventID, err)
 		}
@@ -128,13 +131,34 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	for _, d := range written {
 		endpointOf[d.ID] = d.EndpointID
 	}
-	payloads := make([]DeliverPayload, len(enqueue))
-	for i, id := range enqueue {
-		payloads[i] = DeliverPayload{DeliveryID: id, EventID: ev.EventID, EndpointID: endpointOf[id], AppID: ev.AppID, CreatedAt: ev.CreatedAt}
+	fresh := make(map[string]bool, len(written))
+	for _, d := range written {
+		fresh[d.ID] = d.Fresh
 	}
-	if err := f.queue.EnqueueDeliveries(ctx, payloads); err != nil {
+	var payloads, firsts []DeliverPayload
+	for _, id := range enqueue {
+		p := DeliverPayload{DeliveryID: id, EventID: ev.EventID, EndpointID: endpointOf[id], AppID: ev.AppID, CreatedAt: ev.CreatedAt}
+		if fresh[id] && f.deliverer != nil {
+			firsts = append(firsts, p)
+		} else {
+			payloads = append(payloads, p)
+		}
+	}
+	// Fresh deliveries get their first attempt here; those it could not
+	// make, and those it made in vain, become tasks.
+	var retries []later
+	if len(firsts) > 0 {
+		var now []DeliverPayload
+		now, retries = f.deliverer.first(ctx, firsts, webhook)
+		payloads = append(payloads, now...)
+		f.metrics.firstAttempts.Add(float64(len(firsts) - len(now)))
+	}
+	if _, err := f.queue.enqueueDeliveries(ctx, payloads); err != nil {
 		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
 	}
-	f.metrics.deliveriesCreated.Add(float64(len(payloads)))
+	if _, err := f.queue.enqueueRetries(ctx, retries); err != nil {
+		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
+	}
+	f.metrics.deliveriesCreated.Add(float64(len(payloads) + len(retries)))
 	return nil
 }

@@ -26,6 +26,7 @@ type Metrics struct {
 	repaired          *prometheus.CounterVec
 	reconcileErrors   prometheus.Counter
 	woken             prometheus.Counter
+	firstAttempts     prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -55,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		deliveriesCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookd_fanout_deliveries_enqueued_total",
-			Help: "Delivery tasks enqueued by the fan-out.",
+			Help: "Delivery tasks enqueued by the fan-out (deliveries whose first attempt it could not make, or made in vain).",
 		}),
 		perEvent: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "hookd_fanout_deliveries_per_event",
@@ -96,6 +97,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hookd_reconciler_errors_total",
 			Help: "Reconciler passes that failed.",
 		}),
+		firstAttempts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookd_fanout_first_attempts_total",
+			Help: "Deliveries whose first attempt the fan-out made itself (the others, and those it made in vain, became delivery tasks).",
+		}),
 		woken: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookd_deliveries_woken_total",
 			Help: "Deliveries that waited for a free in-flight slot (endpoint_busy, app_busy) and were made due when one freed.",
@@ -110,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.published, m.batchSize, m.batchDuration, m.relayErrors, m.eventsFannedOut,
 		m.deliveriesCreated, m.perEvent, m.attempts, m.attemptDuration, m.latency, m.deadLetters, m.replayed, m.disabled,
-		m.repaired, m.reconcileErrors, m.woken)
+		m.repaired, m.reconcileErrors, m.woken, m.firstAttempts)
 	return m
 }
 

@@ -58,7 +58,8 @@ const fanoutMaxRetry = 100_000
 // stands for, so enqueuing twice is harmless: the second is a conflict,
 // which Queue treats as success. Queue is the outbox's Publisher.
 type Queue struct {
-	client *asynq.Client
+	client    *asynq.Client
+	inspector *asynq.Inspector
 	rdb    redis.Cmdable // the Redis of client, for wakes
 	gate   *guard.Gate   // routes deliveries by backlog
 	wakeup *redis.Script
@@ -69,7 +70,7 @@ type Queue struct {
 // gate routes the deliveries of endpoints with a large backlog to the
 // overflow queue.
 func NewQueue(rdb redis.UniversalClient, gate *guard.Gate, cfg QueueConfig) *Queue {
-	return &Queue{client: asynq.NewClientFromRedisClient(rdb), rdb: rdb, gate: gate, wakeup: redis.NewScript(wakeScript), cfg: cfg.withDefaults()}
+	return &Queue{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, gate: gate, wakeup: redis.NewScript(wakeScript), cfg: cfg.withDefaults()}
 }
 
 // enqueueParallelism is how many Redis calls of a batch (enqueues, task
@@ -120,6 +121,22 @@ func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) erro
 // enqueueDeliveries enqueues one delivery task per payload and returns how
 // many were new (not already held by Redis).
 func (q *Queue) enqueueDeliveries(ctx context.Context, ps []DeliverPayload) (int, error) {
+	return q.enqueueLater(ctx, ps, nil)
+}
+
+// enqueueRetries enqueues the deliveries whose first attempt failed, each
+// due after its pause.
+func (q *Queue) enqueueRetries(ctx context.Context, ls []later) (int, error) {
+	ps, pauses := make([]DeliverPayload, len(ls)), make([]time.Duration, len(ls))
+	for i, l := range ls {
+		ps[i], pauses[i] = l.p, l.pause
+	}
+	return q.enqueueLater(ctx, ps, pauses)
+}
+
+// enqueueLater enqueues one delivery task per payload, due after the
+// payload's pause (none when pauses is nil), and returns how many were new.
+func (q *Queue) enqueueLater(ctx context.Context, ps []DeliverPayload, pauses []time.Duration) (int, error) {
 	counts := map[string]map[string]int{}
 	for _, p := range ps {
 		if counts[p.AppID] == nil {
@@ -141,19 +158,45 @@ func (q *Queue) enqueueDeliveries(ctx context.Context, ps []DeliverPayload) (int
 		if err != nil {
 			return 0, fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
 		}
-		ts[i] = idTask{p.DeliveryID, asynq.NewTask(TypeDeliver, payload,
+		opts := []asynq.Option{
 			asynq.TaskID(p.DeliveryID),
 			asynq.Queue(queue),
 			// One spare retry: the deliverer ends a delivery after the
 			// policy's last try itself, and asynq must not archive a last
 			// try that was only postponed (rate limit, open circuit).
-			asynq.MaxRetry(q.cfg.Retry.MaxRetry()+1),
+			// Attempts made before the task count.
+			asynq.MaxRetry(q.cfg.Retry.MaxRetry() + 1 - p.Attempts),
 			asynq.Timeout(q.cfg.DeliverTimeout),
 			// No retention: a finished delivery's task would sit in Redis
 			// for nothing, since the handler skips succeeded deliveries.
-		)}
+		}
+		if pauses != nil {
+			opts = append(opts, asynq.ProcessIn(pauses[i]))
+		}
+		ts[i] = idTask{p.DeliveryID, asynq.NewTask(TypeDeliver, payload, opts...)}
 	}
 	return q.enqueueAll(ctx, ts)
+}
+
+// archiveDelivery leaves p's task archived, a dead letter, as asynq leaves
+// a delivery task whose last try failed: for a delivery that the fan-out's
+// first attempt ended for good (410 Gone, or no retries), which had no
+// task. It is enqueued a day off, so that no worker takes it, and archived
+// at once.
+func (q *Queue) archiveDelivery(ctx context.Context, p DeliverPayload) error {
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
+	}
+	t := asynq.NewTask(TypeDeliver, payload, asynq.TaskID(p.DeliveryID), asynq.Queue(q.cfg.Deliveries),
+		asynq.MaxRetry(0), asynq.Timeout(q.cfg.DeliverTimeout), asynq.ProcessIn(24*time.Hour))
+	if _, err := q.client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue dead letter %s: %w", p.DeliveryID, err)
+	}
+	if err := q.inspector.ArchiveTask(q.cfg.Deliveries, p.DeliveryID); err != nil {
+		return fmt.Errorf("archive dead letter %s: %w", p.DeliveryID, err)
+	}
+	return nil
 }
 
 // idTask is a task and its ID, for errors.

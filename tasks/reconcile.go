@@ -150,10 +150,11 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 		r.cursor.updatedAt, r.cursor.id = last.UpdatedAt, last.ID
 	}
 	ids := make([]string, len(rows))
+	events := make(map[string]string, len(rows))
 	for i, row := range rows {
-		ids[i] = row.ID
+		ids[i], events[row.ID] = row.ID, row.EventID
 	}
-	lost, archived, err := r.requeue.missing(ctx, ids)
+	lost, archived, err := r.requeue.missing(ctx, ids, events)
 	if err != nil {
 		return 0, err
 	}

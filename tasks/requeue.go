@@ -25,7 +25,15 @@ type requeuer struct {
 // missing sorts the given pending deliveries: lost are those whose task
 // Redis holds in neither delivery queue and that are still pending;
 // archived maps those whose task asynq archived to the task's last error.
-func (q requeuer) missing(ctx context.Context, ids []string) (lost []string, archived map[string]string, err error) {
+//
+// A fresh delivery has no task while its fan-out makes its first attempt.
+// Given the event of each delivery (events; nil when the caller is that
+// fan-out, run again), a delivery whose fan-out task Redis still holds
+// unfinished is not lost: the fan-out records its attempt, or enqueues it,
+// before it finishes. Redis is asked that after the delivery's own task
+// and before Postgres, so a fan-out finishing in between has recorded
+// what Postgres then says.
+func (q requeuer) missing(ctx context.Context, ids []string, events map[string]string) (lost []string, archived map[string]string, err error) {
 	tasks, err := q.tasks(ctx, ids)
 	if err != nil {
 		return nil, nil, err
@@ -38,6 +46,11 @@ func (q requeuer) missing(ctx context.Context, ids []string) (lost []string, arc
 			gone = append(gone, ids[i])
 		case task.State == asynq.TaskStateArchived:
 			archived[ids[i]] = task.LastErr
+		}
+	}
+	if events != nil {
+		if gone, err = q.notFanningOut(ctx, gone, events); err != nil {
+			return nil, nil, err
 		}
 	}
 	if len(gone) == 0 {
@@ -82,4 +95,32 @@ func (q requeuer) task(id string) (*asynq.TaskInfo, error) {
 		}
 	}
 	return nil, nil
+}
+
+// notFanningOut returns those of ids (deliveries, with their events) whose
+// event's fan-out task Redis holds no more, or holds completed.
+func (q requeuer) notFanningOut(ctx context.Context, ids []string, events map[string]string) ([]string, error) {
+	keep := make([]bool, len(ids))
+	err := inParallel(ctx, len(ids), func(_ context.Context, i int) error {
+		info, err := q.inspector.GetTaskInfo(q.queue.cfg.Events, events[ids[i]])
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+			keep[i] = true
+		case err != nil:
+			return fmt.Errorf("look up fan-out of %s: %w", ids[i], err)
+		default:
+			keep[i] = info.State == asynq.TaskStateCompleted
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, id := range ids {
+		if keep[i] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -66,7 +67,12 @@ func (p RetryPolicy) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if t.Type() != TypeDeliver {
 		return min(time.Second<<min(n, 6), time.Minute)
 	}
-	delay := p.Delay(n)
+	// Attempts made before the task (the fan-out's first) count.
+	var made struct {
+		Attempts int `json:"attempts"`
+	}
+	_ = json.Unmarshal(t.Payload(), &made) // a payload that fails to decode is archived by its handler
+	delay := p.Delay(n + made.Attempts)
 	var ra *retryAfterError
 	if errors.As(err, &ra) {
 		// asynq schedules retries to the second, rounding down: without the

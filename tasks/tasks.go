@@ -51,6 +51,9 @@ type DeliverPayload struct {
 	EventID    string `json:"event_id"`
 	EndpointID string `json:"endpoint_id"`
 	AppID      string `json:"app_id"`
+	// Attempts counts the attempts made before this task: the fan-out's
+	// first attempt, whose failure enqueued it.
+	Attempts int `json:"attempts,omitempty"`
 	// CreatedAt is when the event was written to the outbox, for the
 	// end-to-end latency metric.
 	CreatedAt time.Time `json:"created_at,omitzero"`

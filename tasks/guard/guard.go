@@ -106,6 +106,14 @@ type Ticket struct {
 	// Queue is where the delivery's task waits when it is postponed: a
 	// wake looks for it there.
 	Queue string
+	// NoRoom: a delivery that finds no free slot does not wait in a room
+	// (it has no task to wake yet).
+	NoRoom bool
+}
+
+// Waiter returns t as a waiter whose held slots Forgo gives up.
+func (t Ticket) Waiter() Waiter {
+	return Waiter{AppID: t.AppID, EndpointID: t.EndpointID, DeliveryID: t.DeliveryID, Queue: t.Queue}
 }
 
 // Waiter is a postponed delivery that a Leave woke: one slot of its
@@ -189,7 +197,7 @@ func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 	res, err := g.enter.Run(ctx, g.rdb, keys,
 		t.DeliveryID, member(t.Queue, t.DeliveryID), g.cfg.PerEndpoint, g.cfg.PerApp,
 		g.cfg.SlotTTL.Milliseconds(), g.cfg.ProbeTimeout.Milliseconds(), g.cfg.Cooldown.Milliseconds(),
-		t.EndpointID, g.cfg.Park.Milliseconds(), g.cfg.ParkMax.Milliseconds(), roomTTL.Milliseconds(),
+		t.EndpointID, g.cfg.Park.Milliseconds(), g.cfg.ParkMax.Milliseconds(), roomTTL.Milliseconds(), flag(t.NoRoom),
 	).Int64Slice()
 	if err != nil {
 		return Verdict{}, fmt.Errorf("gate delivery %s: %w", t.DeliveryID, err)
@@ -203,9 +211,9 @@ func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 	case 1:
 		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonCircuitOpen, Released: res[2] > 0}, nil
 	case 2:
-		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonEndpointBusy, Parked: true, Released: res[2] > 0}, nil
+		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonEndpointBusy, Parked: !t.NoRoom, Released: res[2] > 0}, nil
 	default:
-		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonAppBusy, Parked: true, Released: res[2] > 0}, nil
+		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonAppBusy, Parked: !t.NoRoom, Released: res[2] > 0}, nil
 	}
 }
 

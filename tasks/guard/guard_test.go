@@ -94,6 +94,21 @@ func TestGate(t *testing.T) {
 		}
 	})
 
+	t.Run("NoRoomLeavesNoWaiter", func(t *testing.T) {
+		t.Parallel()
+		g, b := setup(t, guard.Config{PerEndpoint: 1})
+		d1 := ticket(b, "ep", "d1")
+		enter(t, g, d1)
+		first := ticket(b, "ep", "first")
+		first.NoRoom = true
+		if v := enter(t, g, first); v.Wait == 0 || v.Parked {
+			t.Fatalf("a first attempt with the slot taken: %+v, want refused and not parked", v)
+		}
+		if w := leave(t, g, d1, guard.Outcome{Sent: true, OK: true}); w != nil {
+			t.Errorf("leave woke %+v: a first attempt left a waiter", w)
+		}
+	})
+
 	t.Run("AppBusyWakesAnotherEndpoint", func(t *testing.T) {
 		t.Parallel()
 		g, b := setup(t, guard.Config{PerEndpoint: 5, PerApp: 2})

@@ -23,7 +23,8 @@ package guard
 //
 // KEYS: circuit, probe, endpoint slots, app slots, endpoint room, rooms.
 // ARGV: holder, member, per-endpoint cap, per-app cap, slot TTL, probe TTL,
-// cooldown, endpoint ID, park, park max, room TTL.
+// cooldown, endpoint ID, park, park max, room TTL, no room ('1': a busy
+// delivery does not wait in the room).
 //
 // It returns {0, probe, 0} to admit, or {reason, wait, released}: reason 1
 // for an open circuit, 2 for a busy endpoint, 3 for a busy app; released
@@ -68,6 +69,7 @@ end
 if busy > 0 then
   if probe == 1 then redis.call('DEL', KEYS[2]) end
   local released = unreserve()
+  if ARGV[12] == '1' then return {busy, tonumber(ARGV[9]), released} end
   redis.call('ZADD', KEYS[5], 'NX', now, ARGV[2])
   redis.call('ZADD', KEYS[6], 'NX', now, ARGV[8])
   redis.call('PEXPIRE', KEYS[5], ARGV[11])
