@@ -28,8 +28,8 @@ type Fanout struct {
 	bodies      *body.Cache
 	// deliverer makes the first attempt of fresh deliveries (nil: none).
 	deliverer *Deliverer
-	log         *slog.Logger
-	metrics     *Metrics
+	log       *slog.Logger
+	metrics   *Metrics
 }
 
 // NewFanout returns a fan-out handler. It asks inspector which delivery

@@ -60,10 +60,10 @@ const fanoutMaxRetry = 100_000
 type Queue struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
-	rdb    redis.Cmdable // the Redis of client, for wakes
-	gate   *guard.Gate   // routes deliveries by backlog
-	wakeup *redis.Script
-	cfg    QueueConfig
+	rdb       redis.Cmdable // the Redis of client, for wakes
+	gate      *guard.Gate   // routes deliveries by backlog
+	wakeup    *redis.Script
+	cfg       QueueConfig
 }
 
 // NewQueue returns a Queue enqueuing through an asynq client on rdb. The
