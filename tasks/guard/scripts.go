@@ -10,7 +10,7 @@ package guard
 //	probe:<endpoint>    set while a probe of a half-open circuit is out
 //	slots:<endpoint>    sorted set: holders (delivery IDs) by when their slot lapses
 //	slots               the same, for the whole app
-//	room:<endpoint>     sorted set: waiters ("queue\nid") by when they came
+//	room:<endpoint>     sorted set: waiters ("queue\nid") by when they came (µs)
 //	rooms               sorted set: endpoints with waiters, by when one was last woken
 //	backlog:<endpoint>  counter of unfinished deliveries
 //	backlog             the same, for the whole app
@@ -70,7 +70,8 @@ if busy > 0 then
   if probe == 1 then redis.call('DEL', KEYS[2]) end
   local released = unreserve()
   if ARGV[12] == '1' then return {busy, tonumber(ARGV[9]), released} end
-  redis.call('ZADD', KEYS[5], 'NX', now, ARGV[2])
+  -- Microseconds: waiters of one millisecond keep their order.
+  redis.call('ZADD', KEYS[5], 'NX', tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[2])
   redis.call('ZADD', KEYS[6], 'NX', now, ARGV[8])
   redis.call('PEXPIRE', KEYS[5], ARGV[11])
   redis.call('PEXPIRE', KEYS[6], ARGV[11])
@@ -120,6 +121,7 @@ if ARGV[4] == '1' then
     if tonumber(redis.call('GET', k) or '0') > 0 then redis.call('DECR', k) end
   end
 end
+if redis.call('EXISTS', KEYS[5]) == 0 then return false end
 local cap_ep, cap_app, ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 if redis.call('ZCARD', KEYS[4]) >= cap_app then return false end
