@@ -336,3 +336,47 @@ func TestBodyHeldOncePerEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyEndpointWaitersAreWoken: deliveries that find their endpoint's
+// in-flight slots taken wait to be woken when one frees, rather than
+// coming back to ask every second: each is postponed about once, and the
+// backlog drains at the endpoint's concurrency.
+func TestBusyEndpointWaitersAreWoken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and Redis; skipped with -short")
+	}
+	h := start(t, map[string]string{"HOOKD_ENDPOINT_CONCURRENCY": "2"})
+	var inFlight, most atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(200 * time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(slow.Close)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": slow.URL})
+	const events = 40
+	for i := range events {
+		h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": i}})
+	}
+	waitFor(t, "every delivery", func() bool {
+		return h.count(`SELECT count(*) FROM deliveries WHERE status = 'succeeded'`) == events
+	})
+	busy := h.metricValue("hookd_delivery_attempts_total", map[string]string{"outcome": "endpoint_busy"})
+	woken := h.metricValue("hookd_deliveries_woken_total", nil)
+	t.Logf("%d deliveries, at most %d in flight: %v postponements for a busy endpoint, %v wakes", events, most.Load(), busy, woken)
+	if most.Load() > 2 {
+		t.Errorf("%d requests in flight at once, over HOOKD_ENDPOINT_CONCURRENCY=2", most.Load())
+	}
+	// Draining takes 40 x 200ms / 2 = 4s: asking again every second would
+	// postpone each waiting delivery about 2 times on average.
+	if busy > 1.5*events {
+		t.Errorf("%v postponements for %d deliveries: waiters are not woken", busy, events)
+	}
+	if woken == 0 {
+		t.Error("no waiting delivery was woken")
+	}
+}

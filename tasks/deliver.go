@@ -365,21 +365,27 @@ func (d *Deliverer) forgo(ctx context.Context, w guard.Waiter) {
 const maxWakes = 4
 
 // wake makes the postponed task of w, which the gate woke, due now. A
-// waiter whose task is not postponed any more (done, gone, or still
-// running) gives its slots to the next. A waiter left unwoken comes back
-// by itself when its postponement ends.
+// waiter whose task is gone or done gives its slots to the next; one whose
+// task runs keeps them (it holds them already, or will find them when it
+// asks the gate). A waiter left unwoken comes back by itself when its
+// postponement ends.
 func (d *Deliverer) wake(ctx context.Context, w *guard.Waiter) {
 	ctx = context.WithoutCancel(ctx)
 	for range maxWakes {
 		if w == nil {
 			return
 		}
-		woken, err := d.queue.wake(ctx, w.Queue, w.DeliveryID)
+		state, err := d.queue.wake(ctx, w.Queue, w.DeliveryID)
 		if err != nil {
+			// Its slots lapse, and it comes back when its postponement ends.
 			d.log.WarnContext(ctx, "waiting delivery not woken", slog.String("delivery_id", w.DeliveryID), slog.Any("err", err))
+			return
 		}
-		if woken {
+		switch state {
+		case woken:
 			d.metrics.woken.Inc()
+			return
+		case running:
 			return
 		}
 		next, err := d.gate.Forgo(ctx, *w)

@@ -245,51 +245,65 @@ func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) 
 // wakeScript makes a postponed task due now, at the head of its queue: a
 // waiter the gate woke holds slots already. It only moves a task asynq
 // holds in its retry set (a postponement); it returns 1 when it did, -1
-// while the task still runs (its postponement not yet recorded), 0
-// otherwise. It knows asynq's (v0.26) keys, as no asynq API runs a task
-// only from that state: Inspector.RunTask would run an archived one too.
+// while the task runs, 2 when it is due already, 0 when it is neither (gone,
+// done, archived). It knows asynq's (v0.26) keys, as no asynq API runs a
+// task only from that state: Inspector.RunTask would run an archived one
+// too.
 //
 // KEYS: the task's hash, the queue's retry set, its pending list.
 // ARGV: the task ID, the time in Unix nanoseconds.
 const wakeScript = `
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'active' then return -1 end
+if state == 'pending' then return 2 end
 if state ~= 'retry' or redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'pending', 'pending_since', ARGV[2])
 return 1
 `
 
-// wakeTries is how many times a wake that finds its task still running
-// tries; the pause between tries starts at wakePause and grows fivefold:
-// the handler that postponed the task is returning, and asynq records the
+// wakeTries is how many times a wake that finds its task running tries;
+// the pause between tries starts at wakePause and grows fivefold: the
+// handler that postponed the task may be returning, and asynq records the
 // postponement in its next round trip.
 const (
 	wakeTries = 4
 	wakePause = 2 * time.Millisecond
 )
 
-// wake makes the postponed delivery task id of queue due now. It reports
-// false when the task is not postponed: gone, done, or still running
-// after the tries.
-func (q *Queue) wake(ctx context.Context, queue, id string) (bool, error) {
+// Wake results.
+const (
+	// woken: the task was postponed and is due now.
+	woken = iota
+	// running: the task runs, or is due already: it will use the slots
+	// held for it, or give them back, when it asks the gate.
+	running
+	// absent: no task will ask the gate for the slots held for it.
+	absent
+)
+
+// wake makes the postponed delivery task id of queue due now.
+func (q *Queue) wake(ctx context.Context, queue, id string) (int, error) {
 	prefix := "asynq:{" + queue + "}:"
 	keys := []string{prefix + "t:" + id, prefix + "retry", prefix + "pending"}
-	for try, pause := 0, wakePause; try < wakeTries; try, pause = try+1, pause*5 {
-		if try > 0 {
-			select {
-			case <-time.After(pause):
-			case <-ctx.Done():
-				return false, ctx.Err()
-			}
-		}
+	for try, pause := 0, wakePause; ; try, pause = try+1, pause*5 {
 		n, err := q.wakeup.Run(ctx, q.rdb, keys, id, time.Now().UnixNano()).Int()
-		if err != nil {
-			return false, fmt.Errorf("wake task %s: %w", id, err)
+		switch {
+		case err != nil:
+			return absent, fmt.Errorf("wake task %s: %w", id, err)
+		case n == 1:
+			return woken, nil
+		case n == 2:
+			return running, nil
+		case n == 0:
+			return absent, nil
+		case try+1 == wakeTries:
+			return running, nil
 		}
-		if n >= 0 {
-			return n == 1, nil
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return running, ctx.Err()
 		}
 	}
-	return false, nil
 }
