@@ -17,7 +17,7 @@ type createEndpointInput struct {
 		URL         string            `json:"url" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
 		Description string            `json:"description,omitempty" maxLength:"1000"`
 		EventTypes  []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; empty receives all."`
-		Filter      json.RawMessage   `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types."`
+		Filter      json.RawMessage   `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
 		Headers     map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Hop-by-hop headers, Host, Content-*, User-Agent and webhook-* are refused."`
 		RateLimit   *int              `json:"rate_limit,omitempty" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null for no limit."`
 		Disabled    bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
@@ -31,7 +31,7 @@ type updateEndpointInput struct {
 		URL         *string            `json:"url,omitempty" maxLength:"2048"`
 		Description *string            `json:"description,omitempty" maxLength:"1000"`
 		EventTypes  *[]string          `json:"event_types,omitempty" maxItems:"100"`
-		Filter      json.RawMessage    `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it."`
+		Filter      json.RawMessage    `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it. The limits of create-endpoint apply."`
 		Headers     *map[string]string `json:"headers,omitempty" doc:"Replaces the custom headers."`
 		RateLimit   *int               `json:"rate_limit,omitempty" minimum:"0" maximum:"100000" doc:"Replaces the limit; 0 removes it."`
 		Metadata    *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`

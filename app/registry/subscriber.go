@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/hookd/hookd/app/filter"
@@ -23,7 +24,7 @@ func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, pay
 	if err != nil {
 		return nil, err
 	}
-	return matching(subs, payload), nil
+	return r.matching(ctx, appID, eventType, subs, payload), nil
 }
 
 // subscription is an enabled endpoint subscribed to an event type, with
@@ -67,8 +68,10 @@ func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) (
 }
 
 // matching returns the IDs of the subscriptions whose filter accepts
-// payload, which is decoded at most once.
-func matching(subs []subscription, payload json.RawMessage) []string {
+// payload, which is decoded at most once. A filter that needs more than
+// filter.DefaultBudget steps on the payload does not accept it: that is
+// logged and counted (hookd_filter_budget_exceeded_total).
+func (r *Registry) matching(ctx context.Context, appID, eventType string, subs []subscription, payload json.RawMessage) []string {
 	ids := make([]string, 0, len(subs))
 	var (
 		doc     any
@@ -81,7 +84,17 @@ func matching(subs []subscription, payload json.RawMessage) []string {
 				doc, valid = decodePayload(payload)
 				decoded = true
 			}
-			if !valid || !sub.filter.MatchValue(doc) {
+			if !valid {
+				continue
+			}
+			match, steps, err := sub.filter.Eval(doc, 0)
+			if errors.Is(err, filter.ErrBudget) {
+				r.overBudget.Inc()
+				r.log.WarnContext(ctx, "filter over its step budget: the endpoint does not receive the event",
+					slog.String("app_id", appID), slog.String("endpoint_id", sub.endpointID),
+					slog.String("event_type", eventType), slog.Int("steps", steps))
+			}
+			if !match {
 				continue
 			}
 		}
