@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,4 +51,45 @@ func TestFilterOverBudgetDoesNotMatch(t *testing.T) {
 	if !h.logs.contains("filter over its step budget") || !h.logs.contains(filteredID) {
 		t.Error("the filter over its budget was not logged with its endpoint")
 	}
+}
+
+// bndNest returns n objects nested in one another: {"a":{"a":...1}}.
+func bndNest(n int) string {
+	return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n)
+}
+
+// TestPayloadNesting publishes payloads at and past MaxPayloadDepth (64):
+// the deepest accepted one is delivered, deeper ones are refused with a
+// 422 on payload, and nothing is written for them.
+func TestPayloadNesting(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	recv := newReceiver(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	epID := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL}).ID
+	publish := func(payload string) (int, []byte, http.Header) {
+		return resDo(h, http.MethodPost, "/v1/apps/"+appID+"/events", `{"type":"deep.thing","payload":`+payload+`}`)
+	}
+	for _, depth := range []int{65, 100, 9999} {
+		code, b, hdr := publish(bndNest(depth))
+		resCheckProblem(t, fmt.Sprintf("Depth%d", depth), code, b, hdr, http.StatusUnprocessableEntity, "payload")
+		if !strings.Contains(string(b), "64 levels") {
+			t.Errorf("depth %d: detail %s does not name the limit", depth, b)
+		}
+	}
+	// Brackets in strings do not count.
+	code, b, _ := publish(`{"s":"` + strings.Repeat("[{", 200) + `"}`)
+	if code != http.StatusCreated {
+		t.Errorf("brackets in a string: %d %s, want 201", code, b)
+	}
+	var ev struct {
+		ID string `json:"id"`
+	}
+	resMust(h, http.MethodPost, "/v1/apps/"+appID+"/events", `{"type":"deep.thing","payload":`+bndNest(64)+`}`, http.StatusCreated, &ev)
+	if n := h.count(`SELECT count(*) FROM outbox_events WHERE tenant = ?`, appID); n != 2 {
+		t.Errorf("%d events written, want the 2 accepted", n)
+	}
+	waitFor(t, "the delivery of the payload nested 64 levels", func() bool {
+		return h.count(`SELECT count(*) FROM deliveries WHERE event_id = ? AND endpoint_id = ? AND status = 'succeeded'`, ev.ID, epID) == 1
+	})
 }
