@@ -93,3 +93,109 @@ func TestPayloadNesting(t *testing.T) {
 		return h.count(`SELECT count(*) FROM deliveries WHERE event_id = ? AND endpoint_id = ? AND status = 'succeeded'`, ev.ID, epID) == 1
 	})
 }
+
+// bndChain returns a schema whose $defs d0 ... dn each apply the next one
+// twice to the same value through anyOf: validating a value evaluates
+// about 2^(n+2) subschemas. At n = 21 (1,371 bytes) it took 11.9 s of CPU
+// per publish.
+func bndChain(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"$ref":"#/$defs/d0","$defs":{`)
+	for i := range n {
+		fmt.Fprintf(&b, `"d%d":{"anyOf":[{"$ref":"#/$defs/d%d"},{"$ref":"#/$defs/d%d"}]},`, i, i+1, i+1)
+	}
+	fmt.Fprintf(&b, `"d%d":{"type":"string"}}}`, n)
+	return b.String()
+}
+
+// TestSchemaBounds checks the bounds on event type schemas: costly schemas
+// are refused (422 on schema) when created or updated, and a costly schema
+// stored before these bounds stops within its budget at publish (422 on
+// payload), as do numbers too large to validate.
+func TestSchemaBounds(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	publish := func(typ, payload string) (int, []byte, http.Header) {
+		return resDo(h, http.MethodPost, "/v1/apps/"+appID+"/events", `{"type":"`+typ+`","payload":`+payload+`}`)
+	}
+	resMust(h, http.MethodPost, "/v1/event-types", `{"name":"order.placed","schema":{"type":"object"}}`, http.StatusCreated, nil)
+
+	types := h.count(`SELECT count(*) FROM event_types`)
+	deep := strings.Repeat(`{"not":`, 65) + "{}" + strings.Repeat("}", 65)
+	for _, tc := range []struct{ name, schema, detail string }{
+		{"Chain", bndChain(21), "more than 256 subschemas"},
+		{"ChainOfSeven", bndChain(7), "more than 256 subschemas"},
+		{"MembersDoubling", `{"allOf":[{"properties":{"a":{"$ref":"#"}}},{"properties":{"a":{"$ref":"#"}}}]}`, "more than 256 subschemas"},
+		{"Nested", deep, "64 levels"},
+		{"InPlaceCycle", `{"anyOf":[{"type":"string"},{"$ref":"#"}]}`, "applies itself"},
+		{"DynamicRef", `{"$dynamicAnchor":"n","properties":{"a":{"$dynamicRef":"#n"}}}`, "$dynamicRef"},
+	} {
+		code, b, hdr := resDo(h, http.MethodPost, "/v1/event-types", `{"name":"costly.one","schema":`+tc.schema+`}`)
+		resCheckProblem(t, "Create"+tc.name, code, b, hdr, http.StatusUnprocessableEntity, "schema")
+		if !strings.Contains(string(b), tc.detail) {
+			t.Errorf("Create%s: detail %s, want one with %q", tc.name, b, tc.detail)
+		}
+		code, b, hdr = resDo(h, http.MethodPatch, "/v1/event-types/order.placed", `{"schema":`+tc.schema+`}`)
+		resCheckProblem(t, "Update"+tc.name, code, b, hdr, http.StatusUnprocessableEntity, "schema")
+	}
+	if n := h.count(`SELECT count(*) FROM event_types`); n != types {
+		t.Errorf("%d event types after refused creations, want %d", n, types)
+	}
+	if n := h.count(`SELECT count(*) FROM event_types WHERE name = 'order.placed' AND schema = '{"type":"object"}'::jsonb`); n != 1 {
+		t.Error("a refused update changed the schema")
+	}
+	// The costliest chain accepted validates within its budget (its
+	// strings-only leaf refuses any object).
+	resMust(h, http.MethodPost, "/v1/event-types", `{"name":"costly.ok","schema":`+bndChain(6)+`}`, http.StatusCreated, nil)
+	if code, b, _ := publish("costly.ok", `{"a":1}`); code != http.StatusUnprocessableEntity || !strings.Contains(string(b), "does not match") {
+		t.Errorf("publish costly.ok = %d %s, want 422: does not match the schema", code, b)
+	}
+
+	// A costly schema stored before the bounds: each publish stops within
+	// its budget and writes nothing.
+	if _, err := h.db.ExecContext(t.Context(), `INSERT INTO event_types (name, schema) VALUES ('costly.stored', ?::jsonb)`, bndChain(21)); err != nil {
+		t.Fatal(err)
+	}
+	events := h.count(`SELECT count(*) FROM outbox_events`)
+	for range 2 { // compiled, then from the cache
+		code, b, hdr := publish("costly.stored", `{"a":1}`)
+		resCheckProblem(t, "PublishStored", code, b, hdr, http.StatusUnprocessableEntity, "payload")
+		if !strings.Contains(string(b), "steps") {
+			t.Errorf("PublishStored: detail %s does not say the budget ran out", b)
+		}
+	}
+	code, b, hdr := publish("costly.stored", `"not an object"`)
+	resCheckProblem(t, "PublishStoredNotObject", code, b, hdr, http.StatusUnprocessableEntity, "payload")
+	// A stored schema whose work cannot be metered is not used.
+	if _, err := h.db.ExecContext(t.Context(), `INSERT INTO event_types (name, schema) VALUES ('dynamic.stored', ?::jsonb)`,
+		`{"$dynamicAnchor":"n","properties":{"a":{"$dynamicRef":"#n"}}}`); err != nil {
+		t.Fatal(err)
+	}
+	code, b, hdr = publish("dynamic.stored", `{"a":{}}`)
+	resCheckProblem(t, "PublishDynamicStored", code, b, hdr, http.StatusUnprocessableEntity, "type")
+
+	// Numbers whose exact value would cost too much to compute (numbers
+	// beyond float64's range are refused earlier, as malformed).
+	resMust(h, http.MethodPost, "/v1/event-types", `{"name":"measure.taken","schema":{"properties":{"n":{"type":"integer"},"l":{"items":{"minimum":0}}}}}`, http.StatusCreated, nil)
+	for _, tc := range []struct{ typ, name, payload, field string }{
+		{"measure.taken", "TinyExponent", `{"n":1e-999999}`, "payload/n"},
+		{"measure.taken", "InAnArray", `{"l":[1,2,3e-5000]}`, "payload/l/2"},
+		{"measure.taken", "ManyDigits", `{"n":1.` + strings.Repeat("7", 1200) + `}`, "payload/n"},
+		{"order.placed", "UnderAnySchema", `{"a":{"b":[1e-1001]}}`, "payload/a/b/0"},
+	} {
+		code, b, hdr := publish(tc.typ, tc.payload)
+		resCheckProblem(t, "Publish"+tc.name, code, b, hdr, http.StatusUnprocessableEntity, tc.field)
+	}
+	if n := h.count(`SELECT count(*) FROM outbox_events`); n != events {
+		t.Errorf("refused publishes wrote %d events", n-events)
+	}
+	for _, tc := range []struct{ typ, payload string }{
+		{"measure.taken", `{"n":1e300,"l":[0,1.5e-300,9.` + strings.Repeat("9", 900) + `]}`},
+		{"never.registered", `{"n":1e-999999}`}, // no schema reads it
+	} {
+		if code, b, _ := publish(tc.typ, tc.payload); code != http.StatusCreated {
+			t.Errorf("publish %s %.80s = %d %s, want 201", tc.typ, tc.payload, code, b)
+		}
+	}
+}

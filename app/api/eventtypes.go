@@ -20,7 +20,7 @@ type createEventTypeInput struct {
 	Body struct {
 		Name        string          `json:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Letters, digits, '.', '_' and '-', e.g. invoice.paid."`
 		Description string          `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match; self-contained (no external $ref)."`
+		Schema      json.RawMessage `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match; self-contained (no external $ref). At most 64 KiB and 64 levels of nesting, without $dynamicRef or $recursiveRef, and at most 256 subschema evaluations per payload value; past a bound, a 422 on schema."`
 	}
 }
 
@@ -28,7 +28,7 @@ type updateEventTypeInput struct {
 	EventTypePath
 	Body struct {
 		Description *string         `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"Replaces the schema; null removes it."`
+		Schema      json.RawMessage `json:"schema,omitempty" doc:"Replaces the schema; null removes it. The bounds of create-event-type apply."`
 		Archived    *bool           `json:"archived,omitempty" doc:"false restores an archived type."`
 	}
 }

@@ -168,7 +168,7 @@ func (s *Store) checkAppAndType(ctx context.Context, appID, name string, payload
 	if err != nil {
 		return err
 	}
-	return s.validatePayload(sch, payload)
+	return s.validatePayload(name, sch, payload)
 }
 
 // Event returns event id of app appID with its delivery summary.
