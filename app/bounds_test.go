@@ -1,12 +1,15 @@
 package app_test
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hookd/hookd/app/filter"
 )
@@ -198,4 +201,112 @@ func TestSchemaBounds(t *testing.T) {
 			t.Errorf("publish %s %.80s = %d %s, want 201", tc.typ, tc.payload, code, b)
 		}
 	}
+}
+
+// TestSecretLimits checks the rule of overlapping rotations: each retired
+// secret keeps the grace period of its own rotation, and at most three
+// secrets sign (the newest and the two most recent others), whatever the
+// rotations, and whatever Postgres holds.
+func TestSecretLimits(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	recv := newReceiver(t, nil)
+	// endpoint is an endpoint of an app of its own: its events reach it
+	// alone.
+	type endpoint struct{ appID, id, secret string }
+	newEndpoint := func() endpoint {
+		t.Helper()
+		appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+		var ep struct {
+			ID     string `json:"id"`
+			Secret string `json:"secret"`
+		}
+		resMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"`+recv.URL+`"}`, http.StatusCreated, &ep)
+		return endpoint{appID: appID, id: ep.ID, secret: ep.Secret}
+	}
+	deliver := func(ep endpoint) received {
+		t.Helper()
+		id := h.mustCreate("/v1/apps/"+ep.appID+"/events", map[string]any{"type": "order.created", "payload": map[string]any{"n": 1}}).ID
+		return accWebhook(t, recv, id)
+	}
+	rotate := func(ep endpoint, grace int) string {
+		t.Helper()
+		var s struct {
+			Secret string `json:"secret"`
+		}
+		resMust(h, http.MethodPost, "/v1/apps/"+ep.appID+"/endpoints/"+ep.id+"/secret/rotate", fmt.Sprintf(`{"grace_period_seconds":%d}`, grace), http.StatusOK, &s)
+		return s.Secret
+	}
+	live := func(ep endpoint) int {
+		return h.count(`SELECT count(*) FROM endpoint_secrets WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > clock_timestamp())`, ep.id)
+	}
+	// signedBy checks that w carries one signature per secret of want, and
+	// none by the secrets of not.
+	signedBy := func(name string, w received, want, not []string) {
+		t.Helper()
+		if sigs := strings.Fields(w.header.Get("webhook-signature")); len(sigs) != len(want) {
+			t.Errorf("%s: %d signatures (%d bytes), want %d", name, len(sigs), len(w.header.Get("webhook-signature")), len(want))
+		}
+		for i, s := range want {
+			if err := accVerify(t, s, w); err != nil {
+				t.Errorf("%s: secret %d of the live ones does not verify: %v", name, i, err)
+			}
+		}
+		for i, s := range not {
+			if err := accVerify(t, s, w); err == nil {
+				t.Errorf("%s: retired secret %d still verifies", name, i)
+			}
+		}
+	}
+
+	t.Run("GraceSurvivesALaterRotation", func(t *testing.T) {
+		ep := newEndpoint()
+		s0 := ep.secret
+		s1 := rotate(ep, 3600)
+		var before time.Time
+		if err := h.db.NewRaw(`SELECT expires_at FROM endpoint_secrets WHERE secret = ?`, s0).Scan(t.Context(), &before); err != nil {
+			t.Fatal(err)
+		}
+		s2 := rotate(ep, 0) // ends s1 at once, not s0
+		var after time.Time
+		if err := h.db.NewRaw(`SELECT expires_at FROM endpoint_secrets WHERE secret = ?`, s0).Scan(t.Context(), &after); err != nil {
+			t.Fatal(err)
+		}
+		if !after.Equal(before) {
+			t.Errorf("the second rotation moved the first one's expiry from %v to %v", before, after)
+		}
+		signedBy("AfterTwoRotations", deliver(ep), []string{s2, s0}, []string{s1})
+	})
+
+	t.Run("TenRotations", func(t *testing.T) {
+		ep := newEndpoint()
+		secrets := []string{ep.secret}
+		for range 10 {
+			secrets = append(secrets, rotate(ep, 3600))
+			if got := live(ep); got > 3 {
+				t.Fatalf("%d live secrets after rotation %d, want at most 3", got, len(secrets)-1)
+			}
+		}
+		if got := live(ep); got != 3 {
+			t.Errorf("%d live secrets after 10 rotations, want 3", got)
+		}
+		if n := h.count(`SELECT count(*) FROM endpoint_secrets WHERE endpoint_id = ?`, ep.id); n != 3 {
+			t.Errorf("%d secrets stored after 10 rotations, want 3", n)
+		}
+		signedBy("AfterTenRotations", deliver(ep), secrets[8:], secrets[:8])
+	})
+
+	t.Run("MoreStored", func(t *testing.T) {
+		// Secrets stored before the limit: the newest three sign.
+		ep := newEndpoint()
+		secrets := []string{ep.secret}
+		for range 9 {
+			s := "whsec_" + base64.StdEncoding.EncodeToString([]byte(rand.Text()[:24]))
+			if _, err := h.db.ExecContext(t.Context(), `INSERT INTO endpoint_secrets (endpoint_id, secret, expires_at) VALUES (?, ?, clock_timestamp() + interval '1 hour')`, ep.id, s); err != nil {
+				t.Fatal(err)
+			}
+			secrets = append(secrets, s)
+		}
+		signedBy("WithTenStored", deliver(ep), secrets[7:], secrets[:7])
+	})
 }

@@ -53,7 +53,7 @@ type disableEndpointInput struct {
 type rotateSecretInput struct {
 	EndpointPath
 	Body *struct {
-		GracePeriodSeconds *int   `json:"grace_period_seconds,omitempty" minimum:"0" maximum:"604800" doc:"How long the current secret keeps signing next to the new one (default 86400, one day)."`
+		GracePeriodSeconds *int   `json:"grace_period_seconds,omitempty" minimum:"0" maximum:"604800" doc:"How long the current secret keeps signing next to the new one (default 86400, one day). Secrets retired earlier keep their own."`
 		Secret             string `json:"secret,omitempty" doc:"The new secret (whsec_ and the base64 of 24 to 64 bytes); random when omitted."`
 	}
 }
@@ -168,7 +168,8 @@ func (s *Server) registerEndpoints(api huma.API) {
 		OperationID: "rotate-endpoint-secret", Method: http.MethodPost, Path: base + "/{endpoint_id}/secret/rotate", Tags: tags,
 		Summary: "Rotate an endpoint's signing secret",
 		Description: "Creates a new secret. During the grace period every delivery is signed with both the old and the new secret " +
-			"(two space-separated v1, signatures); then the old one expires.",
+			"(two space-separated v1, signatures); then the old one expires. Secrets retired by earlier rotations keep their own grace period, " +
+			"but at most 3 secrets sign: a rotation that would leave more ends the grace of the oldest at once.",
 		Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *rotateSecretInput) (*bodyOutput[registry.Secret], error) {
 		grace, secret := registry.DefaultGracePeriod, ""

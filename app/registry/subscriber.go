@@ -141,11 +141,15 @@ type signingKey struct {
 	expires *time.Time
 }
 
-// at returns the endpoint with the keys live at now.
+// at returns the endpoint with the keys live at now: the newest
+// MaxLiveSecrets.
 func (e deliveryEndpoint) at(now time.Time) tasks.Endpoint {
 	ep := e.ep
-	ep.Keys = make([][]byte, 0, len(e.keys))
+	ep.Keys = make([][]byte, 0, min(len(e.keys), MaxLiveSecrets))
 	for _, k := range e.keys {
+		if len(ep.Keys) == MaxLiveSecrets {
+			break
+		}
 		if k.expires == nil || k.expires.After(now) {
 			ep.Keys = append(ep.Keys, k.key)
 		}
@@ -166,7 +170,7 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	err = r.db.NewSelect().Model(&secrets).Column("secret", "expires_at").
 		Where("endpoint_id = ?", id).
 		Where("expires_at IS NULL OR expires_at > clock_timestamp()").
-		OrderExpr("id DESC").
+		OrderExpr("id DESC").Limit(MaxLiveSecrets).
 		Scan(ctx)
 	if err != nil {
 		return deliveryEndpoint{}, fmt.Errorf("get secrets of endpoint %s: %w", id, err)
