@@ -195,6 +195,7 @@ func (a *App) Run(ctx context.Context) error {
 	reg := registry.New(a.db, registry.Config{
 		AllowPrivateTargets: a.cfg.AllowPrivateTargets,
 		DisableAfter:        a.cfg.DisableAfter,
+		MaxEndpointsPerApp:  a.cfg.MaxEndpointsPerApp,
 		Log:                 a.log,
 		Metrics:             a.metrics,
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -309,4 +310,125 @@ func TestSecretLimits(t *testing.T) {
 		}
 		signedBy("WithTenStored", deliver(ep), secrets[7:], secrets[:7])
 	})
+}
+
+// TestEndpointQuota creates endpoints up to HOOKD_MAX_ENDPOINTS_PER_APP:
+// one more is a 422 quota-exceeded problem that writes nothing, also when
+// creations race at the limit.
+func TestEndpointQuota(t *testing.T) {
+	t.Parallel()
+	const limit = 3
+	h := start(t, map[string]string{"HOOKD_MAX_ENDPOINTS_PER_APP": strconv.Itoa(limit)})
+	const wantDetail = "an app may have at most 3 endpoints (HOOKD_MAX_ENDPOINTS_PER_APP)"
+	newApp := func() string { return h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID }
+	create := func(appID string) (int, []byte, http.Header) {
+		return resDo(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"https://example.com/hook"}`)
+	}
+	checkQuota := func(name string, code int, b []byte, hdr http.Header) {
+		t.Helper()
+		resCheckProblem(t, name, code, b, hdr, http.StatusUnprocessableEntity, "")
+		var p resProblem
+		_ = json.Unmarshal(b, &p)
+		if p.Type != "urn:hookd:problem:quota-exceeded" || p.Detail != wantDetail {
+			t.Errorf("%s: problem %s, want type urn:hookd:problem:quota-exceeded with detail %q", name, b, wantDetail)
+		}
+	}
+	endpoints := func(appID string) int { return h.count(`SELECT count(*) FROM endpoints WHERE app_id = ?`, appID) }
+
+	appID := newApp()
+	var first string
+	for i := range limit {
+		var ep struct {
+			ID string `json:"id"`
+		}
+		resMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"https://example.com/hook"}`, http.StatusCreated, &ep)
+		if i == 0 {
+			first = ep.ID
+		}
+	}
+	secrets := h.count(`SELECT count(*) FROM endpoint_secrets s JOIN endpoints e ON e.id = s.endpoint_id WHERE e.app_id = ?`, appID)
+	for range 2 {
+		code, b, hdr := create(appID)
+		checkQuota("PastTheLimit", code, b, hdr)
+	}
+	if n := endpoints(appID); n != limit {
+		t.Errorf("%d endpoints, want %d", n, limit)
+	}
+	if n := h.count(`SELECT count(*) FROM endpoint_secrets s JOIN endpoints e ON e.id = s.endpoint_id WHERE e.app_id = ?`, appID); n != secrets {
+		t.Errorf("refused creations wrote %d secrets", n-secrets)
+	}
+	// The limit is per app; a deleted endpoint makes room.
+	if code, b, _ := create(newApp()); code != http.StatusCreated {
+		t.Errorf("another app's endpoint = %d %s, want 201", code, b)
+	}
+	resMust(h, http.MethodDelete, "/v1/apps/"+appID+"/endpoints/"+first, "", http.StatusNoContent, nil)
+	if code, b, _ := create(appID); code != http.StatusCreated {
+		t.Errorf("after a delete = %d %s, want 201", code, b)
+	}
+	code, b, hdr := create(appID)
+	checkQuota("PastTheLimitAgain", code, b, hdr)
+	code, b, hdr = create(missingApp)
+	resCheckProblem(t, "MissingApp", code, b, hdr, http.StatusNotFound, "")
+
+	// Creations racing for the last place: one wins.
+	const racers = 8
+	for round := range 5 {
+		appID := newApp()
+		for range limit - 1 {
+			resMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"https://example.com/hook"}`, http.StatusCreated, nil)
+		}
+		codes := make(chan int, racers)
+		for range racers {
+			go func() {
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.base+"/v1/apps/"+appID+"/endpoints", strings.NewReader(`{"url":"https://example.com/hook"}`))
+				if err != nil {
+					codes <- 0
+					return
+				}
+				req.Header.Set("Authorization", "Bearer "+adminKey)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := h.client.Do(req)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				_ = resp.Body.Close()
+				codes <- resp.StatusCode
+			}()
+		}
+		won := 0
+		for range racers {
+			switch code := <-codes; code {
+			case http.StatusCreated:
+				won++
+			case http.StatusUnprocessableEntity:
+			default:
+				t.Errorf("round %d: a racing creation answered %d", round, code)
+			}
+		}
+		if won != 1 || endpoints(appID) != limit {
+			t.Errorf("round %d: %d of %d racing creations won, %d endpoints; want 1 and %d", round, won, racers, endpoints(appID), limit)
+		}
+	}
+
+	// The document says so.
+	doc := bndGet(t, h.base+"/openapi.json")
+	if !strings.Contains(doc, "urn:hookd:problem:quota-exceeded") || !strings.Contains(doc, "HOOKD_MAX_ENDPOINTS_PER_APP") {
+		t.Error("/openapi.json does not document the endpoint quota")
+	}
+}
+
+// bndGet returns the body of a GET of url.
+func bndGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d, %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/tasks"
 )
 
@@ -60,6 +61,7 @@ type Config struct {
 	CircuitCooldown     time.Duration
 	DisableAfter        time.Duration
 	EndpointConcurrency int
+	MaxEndpointsPerApp  int
 	OverflowBacklog     int
 	MonitoringReadOnly  bool
 	PrometheusURL       string
@@ -184,6 +186,10 @@ func settings() []setting {
 		{"HOOKD_ENDPOINT_CONCURRENCY", "endpoint-concurrency", "10",
 			"deliveries to one endpoint in flight at once, across all workers", func(c *Config, v string) error {
 				return setPositive(&c.EndpointConcurrency, v)
+			}},
+		{"HOOKD_MAX_ENDPOINTS_PER_APP", "max-endpoints-per-app", strconv.Itoa(registry.DefaultMaxEndpointsPerApp),
+			"most endpoints one app may have; creating another answers 422 (urn:hookd:problem:quota-exceeded)", func(c *Config, v string) error {
+				return setPositive(&c.MaxEndpointsPerApp, v)
 			}},
 		{"HOOKD_OVERFLOW_BACKLOG", "overflow-backlog", "1000",
 			"unfinished deliveries an endpoint may have before its new ones go to the low-priority overflow queue", func(c *Config, v string) error {

@@ -70,7 +70,9 @@ func (s *Server) registerEndpoints(api huma.API) {
 	const base = "/v1/apps/{app_id}/endpoints"
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "create-endpoint", Method: http.MethodPost, Path: base, Tags: tags,
-		Summary: "Create an endpoint", Description: "Returns the endpoint with its signing secret.",
+		Summary: "Create an endpoint",
+		Description: "Returns the endpoint with its signing secret. An app may have at most HOOKD_MAX_ENDPOINTS_PER_APP endpoints " +
+			"(1,000 by default): one more is a 422 problem of type urn:hookd:problem:quota-exceeded, and nothing is written.",
 		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *createEndpointInput) (*bodyOutput[endpointWithSecret], error) {
 		b := in.Body
@@ -83,6 +85,9 @@ func (s *Server) registerEndpoints(api huma.API) {
 		}
 		return body(endpointWithSecret{Endpoint: ep, Secret: secret}), nil
 	})
+	describeResponse(api, http.MethodPost, base, http.StatusUnprocessableEntity,
+		"An invalid field (urn:hookd:problem:validation, with field), or an app that already has HOOKD_MAX_ENDPOINTS_PER_APP "+
+			"endpoints (urn:hookd:problem:quota-exceeded).")
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "list-endpoints", Method: http.MethodGet, Path: base, Tags: tags,
 		Summary: "List endpoints", Description: "Newest first.", Security: bearer(),

@@ -32,12 +32,19 @@ type Config struct {
 	// DisableAfter is how long an endpoint may fail without a success
 	// before it is disabled (default 5 days).
 	DisableAfter time.Duration
+	// MaxEndpointsPerApp is how many endpoints an app may have (default
+	// DefaultMaxEndpointsPerApp).
+	MaxEndpointsPerApp int
 	// Log receives what the registry notices while serving the fan-out: a
 	// filter that ran out of steps (default: discarded).
 	Log *slog.Logger
 	// Metrics registers the registry's counters (optional).
 	Metrics prometheus.Registerer
 }
+
+// DefaultMaxEndpointsPerApp is how many endpoints an app may have unless
+// Config says otherwise.
+const DefaultMaxEndpointsPerApp = 1000
 
 // Registry stores applications, endpoints and API keys.
 type Registry struct {
@@ -55,6 +62,9 @@ func New(db *bun.DB, cfg Config) *Registry {
 	}
 	if cfg.DisableAfter <= 0 {
 		cfg.DisableAfter = 5 * 24 * time.Hour
+	}
+	if cfg.MaxEndpointsPerApp <= 0 {
+		cfg.MaxEndpointsPerApp = DefaultMaxEndpointsPerApp
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
