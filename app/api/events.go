@@ -78,6 +78,10 @@ func (s *Server) registerEvents(api huma.API) {
 		}
 		return out, nil
 	})
+	describeResponse(api, http.MethodPost, "/v1/apps/{app_id}/events", http.StatusUnprocessableEntity,
+		"An invalid field (urn:hookd:problem:validation, with field): type, id, or payload when it is not a JSON object, nests "+
+			"more than 64 levels, does not match the type's schema (field payload/<JSON pointer>) or needs more than the "+
+			"validation budget of 16,384 steps plus 4 per byte.")
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "list-events", Method: http.MethodGet, Path: "/v1/apps/{app_id}/events", Tags: tags,
 		Summary: "List events", Description: "Newest first.", Security: bearer(),

@@ -52,6 +52,10 @@ func (s *Server) registerEventTypes(api huma.API) {
 		}
 		return body(et), nil
 	})
+	schemaBounds := "An invalid field (urn:hookd:problem:validation, with field), e.g. a schema that is not valid, has an external " +
+		"$ref, or is past a bound: 64 KiB, 64 levels of nesting, $dynamicRef or $recursiveRef, a subschema applying itself to " +
+		"the same value, or more than 256 subschema evaluations per payload value."
+	describeResponse(api, http.MethodPost, "/v1/event-types", http.StatusUnprocessableEntity, schemaBounds)
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "list-event-types", Method: http.MethodGet, Path: "/v1/event-types", Tags: tags,
 		Summary: "List event types", Description: "By name.", Security: bearer(),
@@ -84,6 +88,7 @@ func (s *Server) registerEventTypes(api huma.API) {
 		}
 		return body(et), nil
 	})
+	describeResponse(api, http.MethodPatch, "/v1/event-types/{name}", http.StatusUnprocessableEntity, schemaBounds)
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "archive-event-type", Method: http.MethodPost, Path: "/v1/event-types/{name}/archive", Tags: tags,
 		Summary:     "Archive an event type",
