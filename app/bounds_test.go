@@ -31,6 +31,13 @@ func TestFilterOverBudgetDoesNotMatch(t *testing.T) {
 	eps := "/v1/apps/" + appID + "/endpoints"
 	filteredID := h.mustCreate(eps, map[string]any{"url": filtered.URL, "filter": map[string]any{"a": map[string]any{"$contains": 1}}}).ID
 	allID := h.mustCreate(eps, map[string]any{"url": all.URL}).ID
+	// A filter stored before $contains was limited to 4 still applies,
+	// within the budget.
+	storedID := h.mustCreate(eps, map[string]any{"url": filtered.URL}).ID
+	stored := `{"$or":[` + strings.TrimSuffix(strings.Repeat(`{"a":{"$contains":1}},`, 6), ",") + `]}`
+	if _, err := h.db.ExecContext(t.Context(), `UPDATE endpoints SET filter = ?::json WHERE id = ?`, stored, storedID); err != nil {
+		t.Fatal(err)
+	}
 
 	// The element that matches comes after more elements than the budget
 	// has steps.
@@ -42,15 +49,17 @@ func TestFilterOverBudgetDoesNotMatch(t *testing.T) {
 		return h.count(`SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND status = 'succeeded'`, allID) == 2
 	})
 	// Each event's deliveries are created together: the fan-out is done.
-	var got []string
-	if err := h.db.NewRaw(`SELECT event_id FROM deliveries WHERE endpoint_id = ?`, filteredID).Scan(t.Context(), &got); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{filteredID, storedID} {
+		var got []string
+		if err := h.db.NewRaw(`SELECT event_id FROM deliveries WHERE endpoint_id = ?`, id).Scan(t.Context(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0] != cheap {
+			t.Errorf("filtered endpoint %s has deliveries of %v, want only %s (not %s, over budget)", id, got, cheap, costly)
+		}
 	}
-	if len(got) != 1 || got[0] != cheap {
-		t.Errorf("the filtered endpoint has deliveries of %v, want only %s (not %s, over budget)", got, cheap, costly)
-	}
-	if n := h.metricValue("hookd_filter_budget_exceeded_total", nil); n != 1 {
-		t.Errorf("hookd_filter_budget_exceeded_total = %v, want 1", n)
+	if n := h.metricValue("hookd_filter_budget_exceeded_total", nil); n != 2 {
+		t.Errorf("hookd_filter_budget_exceeded_total = %v, want 2", n)
 	}
 	if !h.logs.contains("filter over its step budget") || !h.logs.contains(filteredID) {
 		t.Error("the filter over its budget was not logged with its endpoint")

@@ -75,6 +75,19 @@ type node struct {
 // Parse parses and validates raw. Empty input, `null` and `{}` give a nil
 // Filter (match all). Any other failure is an *Error.
 func Parse(raw []byte) (*Filter, error) {
+	return parse(raw, maxScans)
+}
+
+// ParseStored is Parse for a filter that an earlier hookd validated and
+// stored, when filters could hold any number of $contains: it does not
+// count them, and Eval's budget bounds their work instead. The other
+// limits are as old as filters.
+func ParseStored(raw []byte) (*Filter, error) {
+	return parse(raw, maxNodes)
+}
+
+// parse parses raw, allowing at most scans $contains operators.
+func parse(raw []byte, scans int) (*Filter, error) {
 	if len(raw) > maxSize {
 		return nil, &Error{Msg: fmt.Sprintf("filter is larger than %d bytes", maxSize)}
 	}
@@ -98,7 +111,7 @@ func Parse(raw []byte) (*Filter, error) {
 	if err := checkDepth(v, "", 0); err != nil {
 		return nil, err
 	}
-	var p parser
+	p := parser{maxScans: scans}
 	root, err := p.filter(m, "")
 	if err != nil {
 		return nil, err
@@ -212,6 +225,7 @@ func checkDepth(v any, path string, depth int) error {
 // parser turns decoded filter JSON into nodes, counting them.
 type parser struct {
 	nodes, scans int
+	maxScans     int
 }
 
 // add counts n, failing once the filter has too many nodes or scans.
@@ -220,8 +234,8 @@ func (p *parser) add(n *node, path string) (*node, error) {
 		return nil, &Error{Path: path, Msg: fmt.Sprintf("filter has more than %d conditions", maxNodes)}
 	}
 	if n.op == "$contains" {
-		if p.scans++; p.scans > maxScans {
-			return nil, &Error{Path: path, Msg: fmt.Sprintf("filter has more than %d $contains operators", maxScans)}
+		if p.scans++; p.scans > p.maxScans {
+			return nil, &Error{Path: path, Msg: fmt.Sprintf("filter has more than %d $contains operators", p.maxScans)}
 		}
 	}
 	return n, nil

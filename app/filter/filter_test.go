@@ -675,6 +675,44 @@ func TestParseLimits(t *testing.T) {
 	}
 }
 
+// TestParseStored parses filters stored before $contains was limited: the
+// limit is lifted, the others hold, and the budget bounds the work.
+func TestParseStored(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{scans(5), scans(255)} {
+		if _, err := filter.Parse([]byte(raw)); err == nil {
+			t.Fatalf("Parse(%d bytes) accepted more than 4 $contains", len(raw))
+		}
+		f, err := filter.ParseStored([]byte(raw))
+		if err != nil {
+			t.Fatalf("ParseStored(%d bytes): %v", len(raw), err)
+		}
+		if !f.MatchValue(map[string]any{"a": []any{json.Number("1")}}) {
+			t.Error("a stored filter does not match")
+		}
+	}
+	for _, tc := range parseErrorCases {
+		if strings.Contains(tc.filter, "$contains") {
+			continue
+		}
+		if _, err := filter.ParseStored([]byte(tc.filter)); err == nil {
+			t.Errorf("ParseStored(%.60s) accepted what Parse refuses", tc.filter)
+		}
+	}
+	f, err := filter.ParseStored([]byte(scans(255)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := any(json.Number("0"))
+	a := make([]any, 1<<16)
+	for i := range a {
+		a[i] = zero
+	}
+	if match, steps, err := f.Eval(map[string]any{"a": a}, 0); match || steps != filter.DefaultBudget || !errors.Is(err, filter.ErrBudget) {
+		t.Errorf("255 scans of %d elements: Eval = %v, %d, %v; want false, the budget, ErrBudget", len(a), match, steps, err)
+	}
+}
+
 func TestErrorMessage(t *testing.T) {
 	t.Parallel()
 	_, err := filter.Parse([]byte(`{"$or": [{}, {"amount": {"$gte": {}}}]}`))

@@ -54,10 +54,12 @@ func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) (
 	for _, row := range rows {
 		sub := subscription{endpointID: row.ID}
 		if len(row.Filter) > 0 {
-			f, err := filter.Parse(row.Filter)
+			f, err := filter.ParseStored(row.Filter)
 			if err != nil {
 				// Stored filters were validated; one that no longer parses
 				// (a stricter hookd) selects nothing rather than everything.
+				r.log.WarnContext(ctx, "stored filter does not parse: the endpoint receives no events",
+					slog.String("app_id", appID), slog.String("endpoint_id", row.ID), slog.Any("err", err))
 				continue
 			}
 			sub.filter = f
