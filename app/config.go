@@ -371,6 +371,7 @@ func (c Config) masked() []any {
 		"admin_api_key", mask(c.AdminAPIKey), "allow_private_targets", c.AllowPrivateTargets,
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
+		"max_endpoints_per_app", c.MaxEndpointsPerApp,
 	}
 }
 
