@@ -986,7 +986,8 @@ func TestSecretRotation(t *testing.T) {
 		}
 	}
 
-	// After a short grace, only the newest signs.
+	// After a short grace, the secret it retired stops signing; the first
+	// one keeps the grace of its own rotation.
 	s3 := rotate(map[string]any{"grace_period_seconds": 1})
 	if s3 == s2 || s3 == s1 {
 		t.Fatal("rotation kept the secret")
@@ -995,19 +996,19 @@ func TestSecretRotation(t *testing.T) {
 		t.Errorf("GET secret after the second rotation = %q, want the newest", got)
 	}
 	waitFor(t, "the grace period to pass", func() bool {
-		return h.count(`SELECT count(*) FROM endpoint_secrets WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > clock_timestamp())`, ep.ID) == 1
+		return h.count(`SELECT count(*) FROM endpoint_secrets WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > clock_timestamp())`, ep.ID) == 2
 	})
 	w = deliver()
-	if sigs := signatures(w); len(sigs) != 1 {
-		t.Errorf("webhook-signature = %q after the grace period, want one signature", w.header.Get("webhook-signature"))
+	if sigs := signatures(w); len(sigs) != 2 {
+		t.Errorf("webhook-signature = %q after the short grace period, want two signatures", w.header.Get("webhook-signature"))
 	}
-	if err := accVerify(t, s3, w); err != nil {
-		t.Errorf("the newest secret does not verify: %v", err)
-	}
-	for name, s := range map[string]string{"#1": s1, "#2": s2} {
-		if err := accVerify(t, s, w); err == nil {
-			t.Errorf("secret %s still verifies after its grace period", name)
+	for name, s := range map[string]string{"newest": s3, "first, in its own grace period": s1} {
+		if err := accVerify(t, s, w); err != nil {
+			t.Errorf("the %s secret does not verify: %v", name, err)
 		}
+	}
+	if err := accVerify(t, s2, w); err == nil {
+		t.Error("secret #2 still verifies after its grace period")
 	}
 	if got := current(); got != s3 {
 		t.Errorf("GET secret = %q, want the newest", got)

@@ -200,7 +200,13 @@ func (a *App) Run(ctx context.Context) error {
 	inspector := asynq.NewInspectorFromRedisClient(a.rdb)
 	a.metrics.MustRegister(newOutboxCollector(a.db), asynqmetrics.NewQueueMetricsCollector(inspector))
 
-	reg := registry.New(a.db, registry.Config{AllowPrivateTargets: a.cfg.AllowPrivateTargets, DisableAfter: a.cfg.DisableAfter})
+	reg := registry.New(a.db, registry.Config{
+		AllowPrivateTargets: a.cfg.AllowPrivateTargets,
+		DisableAfter:        a.cfg.DisableAfter,
+		MaxEndpointsPerApp:  a.cfg.MaxEndpointsPerApp,
+		Log:                 a.log,
+		Metrics:             a.metrics,
+	})
 	deadLetters := tasks.NewDeadLetters(a.db, queue, inspector, metrics, a.log)
 	store := events.NewStore(a.db)
 	g, ctx := errgroup.WithContext(ctx)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/guard"
 )
@@ -62,6 +63,7 @@ type Config struct {
 	DisableAfter        time.Duration
 	EndpointConcurrency int
 	AppConcurrency      int
+	MaxEndpointsPerApp  int
 	OverflowBacklog     int
 	MonitoringReadOnly  bool
 	PrometheusURL       string
@@ -190,6 +192,10 @@ func settings() []setting {
 		{"HOOKD_APP_CONCURRENCY", "app-concurrency", strconv.Itoa(guard.DefaultPerApp),
 			"deliveries of one app in flight at once, across all workers: what one tenant's slow or hanging endpoints can hold of them", func(c *Config, v string) error {
 				return setPositive(&c.AppConcurrency, v)
+			}},
+		{"HOOKD_MAX_ENDPOINTS_PER_APP", "max-endpoints-per-app", strconv.Itoa(registry.DefaultMaxEndpointsPerApp),
+			"most endpoints one app may have; creating another answers 422 (urn:hookd:problem:quota-exceeded)", func(c *Config, v string) error {
+				return setPositive(&c.MaxEndpointsPerApp, v)
 			}},
 		{"HOOKD_OVERFLOW_BACKLOG", "overflow-backlog", strconv.Itoa(guard.DefaultBacklog),
 			"unfinished deliveries an endpoint may have before its new ones go to the low-priority overflow queue (so may an app before those of its endpoints with more than HOOKD_ENDPOINT_CONCURRENCY unfinished go there)", func(c *Config, v string) error {
@@ -371,6 +377,7 @@ func (c Config) masked() []any {
 		"admin_api_key", mask(c.AdminAPIKey), "allow_private_targets", c.AllowPrivateTargets,
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
+		"max_endpoints_per_app", c.MaxEndpointsPerApp,
 	}
 }
 

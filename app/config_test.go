@@ -26,6 +26,13 @@ func TestParseConfigDefaults(t *testing.T) {
 	if diff := cmp.Diff(app.AllRoles(), cfg.Roles); diff != "" {
 		t.Errorf("default roles (-want +got):\n%s", diff)
 	}
+	if cfg.MaxEndpointsPerApp != 1000 {
+		t.Errorf("default HOOKD_MAX_ENDPOINTS_PER_APP = %d, want 1000", cfg.MaxEndpointsPerApp)
+	}
+	cfg, err = app.ParseConfig(env(map[string]string{"HOOKD_MAX_ENDPOINTS_PER_APP": "50"}), "--max-endpoints-per-app=7")
+	if err != nil || cfg.MaxEndpointsPerApp != 7 {
+		t.Errorf("--max-endpoints-per-app=7 = %d, %v; want 7", cfg.MaxEndpointsPerApp, err)
+	}
 }
 
 func TestParseConfigFlagsOverrideEnv(t *testing.T) {
@@ -97,6 +104,7 @@ func TestParseConfigNamesTheBadVariable(t *testing.T) {
 		"HOOKD_RETRY_SCHEDULE":        "5s,later",
 		"HOOKD_DELIVERY_TIMEOUT":      "-1s",
 		"HOOKD_WORKER_CONCURRENCY":    "0",
+		"HOOKD_MAX_ENDPOINTS_PER_APP": "0",
 	} {
 		_, err := app.ParseConfig(env(map[string]string{name: value}))
 		if err == nil || !strings.Contains(err.Error(), name) {

@@ -17,7 +17,7 @@ type createEndpointInput struct {
 		URL         string            `json:"url" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
 		Description string            `json:"description,omitempty" maxLength:"1000"`
 		EventTypes  []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; empty receives all."`
-		Filter      json.RawMessage   `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types."`
+		Filter      json.RawMessage   `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
 		Headers     map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Hop-by-hop headers, Host, Content-*, User-Agent and webhook-* are refused."`
 		RateLimit   *int              `json:"rate_limit,omitempty" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null for no limit."`
 		Disabled    bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
@@ -31,7 +31,7 @@ type updateEndpointInput struct {
 		URL         *string            `json:"url,omitempty" maxLength:"2048"`
 		Description *string            `json:"description,omitempty" maxLength:"1000"`
 		EventTypes  *[]string          `json:"event_types,omitempty" maxItems:"100"`
-		Filter      json.RawMessage    `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it."`
+		Filter      json.RawMessage    `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it. The limits of create-endpoint apply."`
 		Headers     *map[string]string `json:"headers,omitempty" doc:"Replaces the custom headers."`
 		RateLimit   *int               `json:"rate_limit,omitempty" minimum:"0" maximum:"100000" doc:"Replaces the limit; 0 removes it."`
 		Metadata    *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`
@@ -53,7 +53,7 @@ type disableEndpointInput struct {
 type rotateSecretInput struct {
 	EndpointPath
 	Body *struct {
-		GracePeriodSeconds *int   `json:"grace_period_seconds,omitempty" minimum:"0" maximum:"604800" doc:"How long the current secret keeps signing next to the new one (default 86400, one day)."`
+		GracePeriodSeconds *int   `json:"grace_period_seconds,omitempty" minimum:"0" maximum:"604800" doc:"How long the current secret keeps signing next to the new one (default 86400, one day). Secrets retired earlier keep their own."`
 		Secret             string `json:"secret,omitempty" doc:"The new secret (whsec_ and the base64 of 24 to 64 bytes); random when omitted."`
 	}
 }
@@ -70,7 +70,9 @@ func (s *Server) registerEndpoints(api huma.API) {
 	const base = "/v1/apps/{app_id}/endpoints"
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "create-endpoint", Method: http.MethodPost, Path: base, Tags: tags,
-		Summary: "Create an endpoint", Description: "Returns the endpoint with its signing secret.",
+		Summary: "Create an endpoint",
+		Description: "Returns the endpoint with its signing secret. An app may have at most HOOKD_MAX_ENDPOINTS_PER_APP endpoints " +
+			"(1,000 by default): one more is a 422 problem of type urn:hookd:problem:quota-exceeded, and nothing is written.",
 		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *createEndpointInput) (*bodyOutput[endpointWithSecret], error) {
 		b := in.Body
@@ -83,6 +85,9 @@ func (s *Server) registerEndpoints(api huma.API) {
 		}
 		return body(endpointWithSecret{Endpoint: ep, Secret: secret}), nil
 	})
+	describeResponse(api, http.MethodPost, base, http.StatusUnprocessableEntity,
+		"An invalid field (urn:hookd:problem:validation, with field), or an app that already has HOOKD_MAX_ENDPOINTS_PER_APP "+
+			"endpoints (urn:hookd:problem:quota-exceeded).")
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "list-endpoints", Method: http.MethodGet, Path: base, Tags: tags,
 		Summary: "List endpoints", Description: "Newest first.", Security: bearer(),
@@ -168,7 +173,8 @@ func (s *Server) registerEndpoints(api huma.API) {
 		OperationID: "rotate-endpoint-secret", Method: http.MethodPost, Path: base + "/{endpoint_id}/secret/rotate", Tags: tags,
 		Summary: "Rotate an endpoint's signing secret",
 		Description: "Creates a new secret. During the grace period every delivery is signed with both the old and the new secret " +
-			"(two space-separated v1, signatures); then the old one expires.",
+			"(two space-separated v1, signatures); then the old one expires. Secrets retired by earlier rotations keep their own grace period, " +
+			"but at most 3 secrets sign: a rotation that would leave more ends the grace of the oldest at once.",
 		Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *rotateSecretInput) (*bodyOutput[registry.Secret], error) {
 		grace, secret := registry.DefaultGracePeriod, ""

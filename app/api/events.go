@@ -18,7 +18,7 @@ type publishEventInput struct {
 	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"Repeating a request with the same key within 24 hours returns the original event (200) instead of publishing another."`
 	Body           struct {
 		Type    string          `json:"type" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"The event type, e.g. invoice.paid."`
-		Payload json.RawMessage `json:"payload" doc:"A JSON object: the webhook's data. Validated against the type's schema, if any."`
+		Payload json.RawMessage `json:"payload" doc:"A JSON object: the webhook's data, nesting objects and arrays at most 64 levels deep (the payload object is level 1). Validated against the type's schema, if any, within a budget of 16,384 steps plus 4 per payload byte. Past either bound: a 422 on payload."`
 		ID      string          `json:"id,omitempty" maxLength:"255" doc:"Your ID for the event; acts as the idempotency key when no Idempotency-Key header is sent."`
 	}
 }
@@ -78,6 +78,10 @@ func (s *Server) registerEvents(api huma.API) {
 		}
 		return out, nil
 	})
+	describeResponse(api, http.MethodPost, "/v1/apps/{app_id}/events", http.StatusUnprocessableEntity,
+		"An invalid field (urn:hookd:problem:validation, with field): type, id, or payload when it is not a JSON object, nests "+
+			"more than 64 levels, does not match the type's schema (field payload/<JSON pointer>) or needs more than the "+
+			"validation budget of 16,384 steps plus 4 per byte.")
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "list-events", Method: http.MethodGet, Path: "/v1/apps/{app_id}/events", Tags: tags,
 		Summary: "List events", Description: "Newest first.", Security: bearer(),

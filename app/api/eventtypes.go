@@ -20,7 +20,7 @@ type createEventTypeInput struct {
 	Body struct {
 		Name        string          `json:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Letters, digits, '.', '_' and '-', e.g. invoice.paid."`
 		Description string          `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match; self-contained (no external $ref)."`
+		Schema      json.RawMessage `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match; self-contained (no external $ref). At most 64 KiB and 64 levels of nesting, without $dynamicRef or $recursiveRef, and at most 256 subschema evaluations per payload value; past a bound, a 422 on schema."`
 	}
 }
 
@@ -28,7 +28,7 @@ type updateEventTypeInput struct {
 	EventTypePath
 	Body struct {
 		Description *string         `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"Replaces the schema; null removes it."`
+		Schema      json.RawMessage `json:"schema,omitempty" doc:"Replaces the schema; null removes it. The bounds of create-event-type apply."`
 		Archived    *bool           `json:"archived,omitempty" doc:"false restores an archived type."`
 	}
 }
@@ -52,6 +52,10 @@ func (s *Server) registerEventTypes(api huma.API) {
 		}
 		return body(et), nil
 	})
+	schemaBounds := "An invalid field (urn:hookd:problem:validation, with field), e.g. a schema that is not valid, has an external " +
+		"$ref, or is past a bound: 64 KiB, 64 levels of nesting, $dynamicRef or $recursiveRef, a subschema applying itself to " +
+		"the same value, or more than 256 subschema evaluations per payload value."
+	describeResponse(api, http.MethodPost, "/v1/event-types", http.StatusUnprocessableEntity, schemaBounds)
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "list-event-types", Method: http.MethodGet, Path: "/v1/event-types", Tags: tags,
 		Summary: "List event types", Description: "By name.", Security: bearer(),
@@ -84,6 +88,7 @@ func (s *Server) registerEventTypes(api huma.API) {
 		}
 		return body(et), nil
 	})
+	describeResponse(api, http.MethodPatch, "/v1/event-types/{name}", http.StatusUnprocessableEntity, schemaBounds)
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "archive-event-type", Method: http.MethodPost, Path: "/v1/event-types/{name}/archive", Tags: tags,
 		Summary:     "Archive an event type",

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -86,4 +87,26 @@ func withErrors(op huma.Operation) huma.Operation {
 	}
 	add(http.StatusUnprocessableEntity, http.StatusInternalServerError)
 	return op
+}
+
+// describeResponse replaces the description huma gives the error response
+// status of the operation method path, once registered.
+func describeResponse(api huma.API, method, path string, status int, description string) {
+	item := api.OpenAPI().Paths[path]
+	if item == nil {
+		return
+	}
+	var op *huma.Operation
+	switch method {
+	case http.MethodPost:
+		op = item.Post
+	case http.MethodPatch:
+		op = item.Patch
+	}
+	if op == nil {
+		return
+	}
+	if r := op.Responses[strconv.Itoa(status)]; r != nil {
+		r.Description = description
+	}
 }

@@ -123,12 +123,17 @@ func fieldOf(loc, msg string) string {
 // fail maps an error from a store to a Problem. Errors it does not know
 // are logged and answered with a 500 that reveals nothing.
 func (s *Server) fail(ctx context.Context, err error) error {
-	var invalid *resource.InvalidError
+	var (
+		invalid *resource.InvalidError
+		quota   *resource.QuotaError
+	)
 	switch {
 	case errors.As(err, &invalid):
 		p := newProblem(http.StatusUnprocessableEntity, "validation", invalid.Error())
 		p.Field = invalid.Field
 		return p
+	case errors.As(err, &quota):
+		return newProblem(http.StatusUnprocessableEntity, "quota-exceeded", quota.Detail)
 	case errors.Is(err, resource.ErrNotFound), errors.Is(err, sql.ErrNoRows):
 		return newProblem(http.StatusNotFound, "not-found", "no such resource")
 	case errors.Is(err, resource.ErrConflict):
@@ -155,8 +160,8 @@ func documentProblem(oapi *huma.OpenAPI) {
 	if em == nil {
 		return
 	}
-	em.Description = "An RFC 9457 problem. type is a stable URN per kind of problem (urn:hookd:problem:validation, ...); " +
-		"field names the offending request field of a validation problem."
+	em.Description = "An RFC 9457 problem. type is a stable URN per kind of problem (urn:hookd:problem:validation, " +
+		"urn:hookd:problem:quota-exceeded, ...); field names the offending request field of a validation problem."
 	em.Properties["field"] = &huma.Schema{Type: huma.TypeString, Description: "The offending request field, e.g. url or payload/amount."}
 	em.Properties["type"].Default = nil
 	em.Properties["type"].Format = ""

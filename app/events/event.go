@@ -77,6 +77,9 @@ func (s *Store) Publish(ctx context.Context, appID string, in PublishInput) (ev 
 	if !utf8.Valid(in.Payload) {
 		return Event{}, false, resource.Invalid("payload", "must be valid UTF-8")
 	}
+	if nestedDeeper(payload.Bytes(), MaxPayloadDepth) {
+		return Event{}, false, resource.Invalid("payload", "must not nest objects and arrays more than %d levels deep", MaxPayloadDepth)
+	}
 	if err := s.checkAppAndType(ctx, appID, in.Type, payload.Bytes()); err != nil {
 		return Event{}, false, err
 	}
@@ -165,7 +168,7 @@ func (s *Store) checkAppAndType(ctx context.Context, appID, name string, payload
 	if err != nil {
 		return err
 	}
-	return s.validatePayload(sch, payload)
+	return s.validatePayload(name, sch, payload)
 }
 
 // Event returns event id of app appID with its delivery summary.

@@ -59,14 +59,14 @@ type Store struct {
 	printer *message.Printer // of schema validation errors
 
 	mu      sync.Mutex
-	schemas map[string]compiledSchema // by event type name
+	schemas map[string]*compiledSchema // by event type name
 }
 
 // NewStore returns a Store on db.
 func NewStore(db *bun.DB) *Store {
 	return &Store{
 		db: db, batcher: outbox.NewBatcher(db, 0),
-		printer: message.NewPrinter(language.English), schemas: map[string]compiledSchema{},
+		printer: message.NewPrinter(language.English), schemas: map[string]*compiledSchema{},
 	}
 }
 

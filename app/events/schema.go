@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -14,13 +16,44 @@ import (
 	"github.com/hookd/hookd/app/resource"
 )
 
-// maxSchemaBytes bounds an event type's JSON Schema.
-const maxSchemaBytes = 64 << 10
+// Bounds on an event type's JSON Schema, checked when it is created or
+// updated (with maxEvaluations, schemacost.go).
+const (
+	maxSchemaBytes = 64 << 10 // of the schema's JSON
+	maxSchemaDepth = 64       // nested JSON objects and arrays of the schema
+)
 
-// compiledSchema is an event type's schema compiled at one version.
+// compiledSchema is an event type's schema at one version, compiled once,
+// with the validators that are not in use (each validation holds one).
 type compiledSchema struct {
 	updatedAt time.Time
-	schema    *jsonschema.Schema
+	raw       json.RawMessage
+
+	mu   sync.Mutex
+	idle []*validator
+}
+
+// get returns an idle validator, or compiles another.
+func (c *compiledSchema) get() (*validator, error) {
+	c.mu.Lock()
+	if n := len(c.idle); n > 0 {
+		v := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return v, nil
+	}
+	c.mu.Unlock()
+	return newValidator(c.raw)
+}
+
+// put keeps v for another validation, up to one per CPU: more validations
+// do not run at once.
+func (c *compiledSchema) put(v *validator) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.idle) < runtime.GOMAXPROCS(0) {
+		c.idle = append(c.idle, v)
+	}
 }
 
 // noLoader refuses every external reference: a schema must be
@@ -67,7 +100,17 @@ func normalizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 	if t := bytes.TrimSpace(raw); t[0] != '{' {
 		return nil, resource.Invalid("schema", "must be a JSON Schema object")
 	}
-	if _, err := compileSchema(raw); err != nil {
+	if !json.Valid(raw) {
+		return nil, resource.Invalid("schema", "is not valid JSON")
+	}
+	if nestedDeeper(raw, maxSchemaDepth) {
+		return nil, resource.Invalid("schema", "must not nest objects and arrays more than %d levels deep", maxSchemaDepth)
+	}
+	sch, err := compileSchema(raw)
+	if err != nil {
+		return nil, resource.Invalid("schema", "%s", oneLine(err.Error()))
+	}
+	if err := checkEvaluations(sch); err != nil {
 		return nil, resource.Invalid("schema", "%s", oneLine(err.Error()))
 	}
 	var buf bytes.Buffer
@@ -79,31 +122,50 @@ func normalizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 
 // schemaFor returns the compiled schema of et, compiling it once per
 // version of the event type.
-func (s *Store) schemaFor(et EventType) (*jsonschema.Schema, error) {
+func (s *Store) schemaFor(et EventType) (*compiledSchema, error) {
 	s.mu.Lock()
 	c, ok := s.schemas[et.Name]
 	s.mu.Unlock()
 	if ok && c.updatedAt.Equal(et.UpdatedAt) {
-		return c.schema, nil
+		return c, nil
 	}
-	sch, err := compileSchema(et.Schema)
+	v, err := newValidator(et.Schema)
+	if errors.Is(err, errDynamicRef) {
+		// Stored before hookd refused them: their work cannot be metered.
+		return nil, resource.Invalid("type", "the schema of event type %s cannot be validated within bounds (%v); replace it to publish events of this type", et.Name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("event type %s: %w", et.Name, err)
 	}
+	c = &compiledSchema{updatedAt: et.UpdatedAt, raw: et.Schema, idle: []*validator{v}}
 	s.mu.Lock()
-	s.schemas[et.Name] = compiledSchema{updatedAt: et.UpdatedAt, schema: sch}
+	s.schemas[et.Name] = c
 	s.mu.Unlock()
-	return sch, nil
+	return c, nil
 }
 
-// validatePayload checks payload against sch and reports the first failing
-// location as an invalid field "payload/<JSON pointer>".
-func (s *Store) validatePayload(sch *jsonschema.Schema, payload json.RawMessage) error {
+// validatePayload checks payload against the schema of event type name
+// and reports the first failing location as an invalid field
+// "payload/<JSON pointer>". A payload whose validation would take more
+// steps than its budget is refused as well.
+func (s *Store) validatePayload(name string, c *compiledSchema, payload json.RawMessage) error {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err != nil {
 		return resource.Invalid("payload", "is not valid JSON")
 	}
-	err = sch.Validate(doc)
+	if path, ok := largeNumber(doc); ok {
+		return resource.Invalid(pointerField(path), "is a number too large to validate against the event type's schema (more than %d digits and exponent)", maxNumberSize)
+	}
+	v, err := c.get()
+	if err != nil {
+		return fmt.Errorf("event type %s: %w", name, err)
+	}
+	budget := schemaStepsBase + schemaStepsPerByte*len(payload)
+	err = v.validate(doc, budget)
+	c.put(v)
+	if errors.Is(err, errBudget) {
+		return resource.Invalid("payload", "validating it against the schema of event type %s needs more than %d steps (the budget of a payload of %d bytes); the schema is too costly for this payload", name, budget, len(payload))
+	}
 	var verr *jsonschema.ValidationError
 	if !errors.As(err, &verr) {
 		return err
@@ -111,11 +173,16 @@ func (s *Store) validatePayload(sch *jsonschema.Schema, payload json.RawMessage)
 	for len(verr.Causes) > 0 {
 		verr = verr.Causes[0]
 	}
-	field := "payload"
-	if len(verr.InstanceLocation) > 0 {
-		field += "/" + strings.Join(escapePointer(verr.InstanceLocation), "/")
+	return resource.Invalid(pointerField(verr.InstanceLocation), "does not match the event type's schema: %s", verr.ErrorKind.LocalizedString(s.printer))
+}
+
+// pointerField names the payload location of tokens: "payload" or
+// "payload/<JSON pointer>".
+func pointerField(tokens []string) string {
+	if len(tokens) == 0 {
+		return "payload"
 	}
-	return resource.Invalid(field, "does not match the event type's schema: %s", verr.ErrorKind.LocalizedString(s.printer))
+	return "payload/" + strings.Join(escapePointer(tokens), "/")
 }
 
 func escapePointer(tokens []string) []string {

@@ -18,13 +18,30 @@ import (
 	"strings"
 )
 
-// Limits on a filter, so that parsing and matching stay cheap.
+// Limits on a filter, so that parsing and matching stay cheap. A filter's
+// work on a payload is bounded by its conditions, except for $contains,
+// which may scan a whole payload array or string: the number of those is
+// bounded too, so that the worst filter Parse accepts takes fewer than
+// DefaultBudget steps on a payload of 256 KiB (TestWorstCaseSteps).
 const (
 	maxSize   = 8 << 10 // bytes of raw filter JSON
 	maxDepth  = 10      // nested JSON objects and arrays
 	maxNodes  = 256     // conditions and logical operators
+	maxScans  = 4       // $contains operators
 	maxDigits = 1024    // characters of a payload number; longer ones never compare
 )
+
+// DefaultBudget is the number of steps a match may take unless its caller
+// sets another budget. A step is about one value compared (a payload
+// array element, an object member, a number) or 16 bytes of a string
+// searched by $contains, some 20 to 50 ns of CPU: the budget bounds a match
+// to tens of milliseconds, whatever the payload.
+const DefaultBudget = 1 << 20
+
+// ErrBudget is returned by Eval when a match needs more steps than its
+// budget. What it means is the caller's choice; hookd's fan-out treats it
+// as no match.
+var ErrBudget = errors.New("filter needs more steps than its budget")
 
 // Error is a filter that does not parse; Path locates the offending part,
 // e.g. `$or[1].amount.$gte`, and is empty for the filter as a whole.
@@ -58,6 +75,19 @@ type node struct {
 // Parse parses and validates raw. Empty input, `null` and `{}` give a nil
 // Filter (match all). Any other failure is an *Error.
 func Parse(raw []byte) (*Filter, error) {
+	return parse(raw, maxScans)
+}
+
+// ParseStored is Parse for a filter that an earlier hookd validated and
+// stored, when filters could hold any number of $contains: it does not
+// count them, and Eval's budget bounds their work instead. The other
+// limits are as old as filters.
+func ParseStored(raw []byte) (*Filter, error) {
+	return parse(raw, maxNodes)
+}
+
+// parse parses raw, allowing at most scans $contains operators.
+func parse(raw []byte, scans int) (*Filter, error) {
 	if len(raw) > maxSize {
 		return nil, &Error{Msg: fmt.Sprintf("filter is larger than %d bytes", maxSize)}
 	}
@@ -81,7 +111,7 @@ func Parse(raw []byte) (*Filter, error) {
 	if err := checkDepth(v, "", 0); err != nil {
 		return nil, err
 	}
-	var p parser
+	p := parser{maxScans: scans}
 	root, err := p.filter(m, "")
 	if err != nil {
 		return nil, err
@@ -105,10 +135,53 @@ func (f *Filter) Match(payload []byte) bool {
 // MatchValue is Match on an already decoded document: one decoded by
 // encoding/json into any, with json.Decoder.UseNumber so that numbers are
 // exact json.Numbers. A float64 is accepted too, and compares as the
-// shortest decimal that round-trips to it (0.1 equals 0.1).
+// shortest decimal that round-trips to it (0.1 equals 0.1). A match that
+// needs more than DefaultBudget steps is false.
 func (f *Filter) MatchValue(doc any) bool {
-	return f == nil || f.root.match(doc)
+	ok, _, _ := f.Eval(doc, 0)
+	return ok
 }
+
+// Eval is MatchValue within a budget of steps (DefaultBudget when budget
+// is not positive). It returns the steps the match took and, when it ran
+// out of them, ErrBudget with match false.
+func (f *Filter) Eval(doc any, budget int) (match bool, steps int, err error) {
+	if f == nil {
+		return true, 0, nil
+	}
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
+	m := &meter{left: budget}
+	match = f.root.match(doc, m)
+	if m.out() {
+		return false, budget, ErrBudget
+	}
+	return match, budget - m.left, nil
+}
+
+// meter counts the steps left of a match's budget. Once they are spent,
+// every function of a match returns at once, with a result that does not
+// count.
+type meter struct {
+	left int
+}
+
+// spend takes n steps, reporting whether the budget still holds.
+func (m *meter) spend(n int) bool {
+	m.left -= n
+	return m.left >= 0
+}
+
+// out reports whether the budget is spent.
+func (m *meter) out() bool { return m.left < 0 }
+
+// Costs of a match, in steps (see DefaultBudget).
+const (
+	searchBytesPerStep = 16   // of a string searched by $contains
+	equalBytesPerStep  = 1024 // of two strings compared
+	digitsPerStep      = 32   // of a payload number parsed
+)
 
 // decode decodes exactly one JSON value, with exact numbers.
 func decode(raw []byte) (any, error) {
@@ -151,13 +224,19 @@ func checkDepth(v any, path string, depth int) error {
 
 // parser turns decoded filter JSON into nodes, counting them.
 type parser struct {
-	nodes int
+	nodes, scans int
+	maxScans     int
 }
 
-// add counts n, failing once the filter has too many nodes.
+// add counts n, failing once the filter has too many nodes or scans.
 func (p *parser) add(n *node, path string) (*node, error) {
 	if p.nodes++; p.nodes > maxNodes {
 		return nil, &Error{Path: path, Msg: fmt.Sprintf("filter has more than %d conditions", maxNodes)}
+	}
+	if n.op == "$contains" {
+		if p.scans++; p.scans > p.maxScans {
+			return nil, &Error{Path: path, Msg: fmt.Sprintf("filter has more than %d $contains operators", p.maxScans)}
+		}
 	}
 	return n, nil
 }
@@ -318,27 +397,30 @@ func exact(v any) any {
 	return v
 }
 
-// match reports whether doc satisfies n.
-func (n *node) match(doc any) bool {
+// match reports whether doc satisfies n, spending steps of m.
+func (n *node) match(doc any, m *meter) bool {
+	if !m.spend(1) {
+		return false
+	}
 	switch n.op {
 	case "$and":
 		for _, k := range n.kids {
-			if !k.match(doc) {
+			if !k.match(doc, m) || m.out() {
 				return false
 			}
 		}
 		return true
 	case "$or":
 		for _, k := range n.kids {
-			if k.match(doc) {
-				return true
+			if k.match(doc, m) || m.out() {
+				return !m.out()
 			}
 		}
 		return false
 	case "$not":
-		return !n.kids[0].match(doc)
+		return !n.kids[0].match(doc, m)
 	}
-	v, ok := lookup(doc, n.path)
+	v, ok := lookup(doc, n.path, m)
 	if n.op == "$exist" {
 		want, _ := n.arg.(bool)
 		return ok == want
@@ -348,11 +430,11 @@ func (n *node) match(doc any) bool {
 	}
 	switch n.op {
 	case "$eq":
-		return equal(v, n.arg)
+		return equal(v, n.arg, m)
 	case "$neq":
-		return !equal(v, n.arg)
+		return !equal(v, n.arg, m)
 	case "$gt", "$gte", "$lt", "$lte":
-		c, ok := compare(v, n.arg)
+		c, ok := compare(v, n.arg, m)
 		if !ok {
 			return false
 		}
@@ -367,22 +449,38 @@ func (n *node) match(doc any) bool {
 		return c <= 0
 	case "$in", "$nin":
 		list, _ := n.arg.([]any)
-		found := slices.ContainsFunc(list, func(e any) bool { return equal(v, e) })
+		found := contains(list, v, m)
 		return found == (n.op == "$in")
 	case "$contains":
 		switch v := v.(type) {
 		case []any:
-			return slices.ContainsFunc(v, func(e any) bool { return equal(e, n.arg) })
+			return contains(v, n.arg, m)
 		case string:
 			s, ok := n.arg.(string)
-			return ok && strings.Contains(v, s)
+			return ok && m.spend(1+len(v)/searchBytesPerStep) && strings.Contains(v, s)
+		}
+	}
+	return false
+}
+
+// contains reports whether list has an element equal to v.
+func contains(list []any, v any, m *meter) bool {
+	for _, e := range list {
+		if equal(e, v, m) {
+			return true
+		}
+		if m.out() {
+			return false
 		}
 	}
 	return false
 }
 
 // lookup follows path into doc. An all-digit segment also indexes arrays.
-func lookup(doc any, path []string) (any, bool) {
+func lookup(doc any, path []string, m *meter) (any, bool) {
+	if !m.spend(len(path)) {
+		return nil, false
+	}
 	for _, seg := range path {
 		switch d := doc.(type) {
 		case map[string]any:
@@ -409,7 +507,10 @@ func lookup(doc any, path []string) (any, bool) {
 
 // equal reports whether a and b are deeply equal JSON values; numbers are
 // equal when their values are.
-func equal(a, b any) bool {
+func equal(a, b any, m *meter) bool {
+	if !m.spend(1) {
+		return false
+	}
 	switch a := a.(type) {
 	case nil:
 		return b == nil
@@ -418,31 +519,34 @@ func equal(a, b any) bool {
 		return ok && a == b
 	case string:
 		b, ok := b.(string)
-		return ok && a == b
+		return ok && len(a) == len(b) && m.spend(len(a)/equalBytesPerStep) && a == b
 	case json.Number, float64, decimal:
-		c, ok := compare(a, b)
+		c, ok := compare(a, b, m)
 		return ok && c == 0
 	case []any:
 		b, ok := b.([]any)
-		return ok && slices.EqualFunc(a, b, equal)
+		return ok && slices.EqualFunc(a, b, func(x, y any) bool { return equal(x, y, m) })
 	case map[string]any:
 		b, ok := b.(map[string]any)
-		return ok && maps.EqualFunc(a, b, equal)
+		return ok && maps.EqualFunc(a, b, func(x, y any) bool { return equal(x, y, m) })
 	}
 	return false
 }
 
 // compare orders two numbers or two strings; ok is false for other pairs.
-func compare(a, b any) (c int, ok bool) {
+func compare(a, b any, m *meter) (c int, ok bool) {
 	if a, ok := a.(string); ok {
 		b, ok := b.(string)
-		return strings.Compare(a, b), ok
+		if !ok || !m.spend(min(len(a), len(b))/equalBytesPerStep) {
+			return 0, false
+		}
+		return strings.Compare(a, b), true
 	}
-	x, ok := toDecimal(a)
+	x, ok := toDecimal(a, m)
 	if !ok {
 		return 0, false
 	}
-	y, ok := toDecimal(b)
+	y, ok := toDecimal(b, m)
 	if !ok {
 		return 0, false
 	}
@@ -463,12 +567,12 @@ const maxExp = 1e18
 // toDecimal converts a number to a decimal: a json.Number of at most
 // maxDigits characters (bounding the work of a comparison), or a float64 by
 // its shortest round-tripping form.
-func toDecimal(v any) (decimal, bool) {
+func toDecimal(v any, m *meter) (decimal, bool) {
 	switch v := v.(type) {
 	case decimal:
 		return v, true
 	case json.Number:
-		if len(v) <= maxDigits {
+		if len(v) <= maxDigits && m.spend(len(v)/digitsPerStep) {
 			return parseDecimal(string(v))
 		}
 	case float64:

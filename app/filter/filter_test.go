@@ -308,6 +308,155 @@ func TestMatchValue(t *testing.T) {
 	})
 }
 
+// TestWorstCaseSteps checks that the costliest filters Parse accepts stay
+// within DefaultBudget on a payload of 256 KiB (the default event size
+// limit): as many $contains as a filter may have, each scanning an array
+// that fills the payload (elements chosen so that comparing each costs the
+// most per byte), beside an $in spending the rest of the 8 KiB against a
+// number of 1,000 digits. It counts steps, not time.
+func TestWorstCaseSteps(t *testing.T) {
+	t.Parallel()
+	const (
+		payloadBytes = 256 << 10
+		filterBytes  = 8 << 10
+		maxScans     = 4
+	)
+	long := strings.Repeat("7", 1000)
+	for _, tc := range []struct {
+		name, elem, arg string
+	}{
+		{"Numbers", "0", "1"},
+		{"Exponents", "1e9", "1"},
+		{"Strings", `""`, `"x"`},
+		{"Arrays", "[0,0,0,0]", "[0,0,0,1]"},
+		{"Nested", "[[[[0]]]]", "[[[[1]]]]"},
+		{"Objects", `{"k":0}`, `{"k":1}`},
+		{"Search", "", `"` + strings.Repeat("a", 60) + `b"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var p strings.Builder
+			p.WriteString(`{"n":` + long + `,"a":`)
+			elems := 0
+			if tc.elem == "" {
+				// One string that fills the payload, searched for a
+				// needle that nearly matches everywhere.
+				p.WriteString(`"` + strings.Repeat("a", payloadBytes-p.Len()-3) + `"`)
+				elems = 1
+			} else {
+				p.WriteString("[" + tc.elem)
+				for elems = 1; p.Len()+len(tc.elem)+3 <= payloadBytes; elems++ {
+					p.WriteString("," + tc.elem)
+				}
+				p.WriteString("]")
+			}
+			p.WriteString("}")
+			if p.Len() > payloadBytes {
+				t.Fatalf("payload of %d bytes", p.Len())
+			}
+
+			var f strings.Builder
+			f.WriteString(`{"$or":[`)
+			for range maxScans {
+				f.WriteString(`{"a":{"$contains":` + tc.arg + `}},`)
+			}
+			f.WriteString(`{"n":{"$in":[0`)
+			for f.Len()+len(`,0]}}]}`) <= filterBytes {
+				f.WriteString(",0")
+			}
+			f.WriteString(`]}}]}`)
+			fl, err := filter.Parse([]byte(f.String()))
+			if err != nil {
+				t.Fatalf("Parse(%d bytes): %v", f.Len(), err)
+			}
+			doc, ok := decodeNumbers(p.String())
+			if !ok {
+				t.Fatal("payload does not decode")
+			}
+
+			match, steps, err := fl.Eval(doc, math.MaxInt)
+			if err != nil || match {
+				t.Fatalf("Eval = %v, %v; want no match", match, err)
+			}
+			t.Logf("%d elements, filter %d bytes, payload %d bytes: %d steps", elems, f.Len(), p.Len(), steps)
+			if steps > filter.DefaultBudget {
+				t.Errorf("%d steps, more than DefaultBudget (%d)", steps, filter.DefaultBudget)
+			}
+			if elems > 1 && steps < maxScans*elems {
+				t.Errorf("%d steps for %d scans of %d elements: the filter did not scan them", steps, maxScans, elems)
+			}
+			if _, _, err := fl.Eval(doc, 0); err != nil {
+				t.Errorf("Eval with the default budget: %v", err)
+			}
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	t.Parallel()
+	parse := func(raw string) *filter.Filter {
+		t.Helper()
+		f, err := filter.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	// Elements share one value, so that a long array costs no more memory
+	// than its slice.
+	array := func(n int) any {
+		zero := any(json.Number("0"))
+		a := make([]any, n)
+		for i := range a {
+			a[i] = zero
+		}
+		return map[string]any{"a": a}
+	}
+	scan, notScan := parse(`{"a": {"$contains": 1}}`), parse(`{"$not": {"a": {"$contains": 1}}}`)
+
+	t.Run("Steps", func(t *testing.T) {
+		t.Parallel()
+		doc := array(1000)
+		_, steps, err := scan.Eval(doc, 0)
+		if err != nil || steps < 1000 || steps > 1010 {
+			t.Errorf("Eval over 1,000 elements = %d steps, %v; want about 1,000", steps, err)
+		}
+		if _, again, _ := scan.Eval(doc, 0); again != steps {
+			t.Errorf("Eval took %d steps, then %d", steps, again)
+		}
+		var nilFilter *filter.Filter
+		if match, steps, err := nilFilter.Eval(doc, 1); !match || steps != 0 || err != nil {
+			t.Errorf("nil filter: Eval = %v, %d, %v; want true, 0, nil", match, steps, err)
+		}
+	})
+
+	t.Run("Exceeded", func(t *testing.T) {
+		t.Parallel()
+		doc := array(1000)
+		for _, f := range []*filter.Filter{scan, notScan} {
+			match, steps, err := f.Eval(doc, 100)
+			if match || steps != 100 || !errors.Is(err, filter.ErrBudget) {
+				t.Errorf("Eval with 100 steps = %v, %d, %v; want false, 100, ErrBudget", match, steps, err)
+			}
+		}
+	})
+
+	t.Run("DefaultBudget", func(t *testing.T) {
+		t.Parallel()
+		// Over the default budget, a filter and its $not both do not match.
+		doc := array(filter.DefaultBudget)
+		if scan.MatchValue(doc) || notScan.MatchValue(doc) {
+			t.Error("a match over the default budget matched")
+		}
+		if _, _, err := scan.Eval(doc, 0); !errors.Is(err, filter.ErrBudget) {
+			t.Errorf("Eval with the default budget: %v, want ErrBudget", err)
+		}
+		if match, _, err := notScan.Eval(doc, 2*filter.DefaultBudget); !match || err != nil {
+			t.Errorf("Eval with twice the default budget = %v, %v; want a match", match, err)
+		}
+	})
+}
+
 func TestConcurrentMatch(t *testing.T) {
 	t.Parallel()
 	f, err := filter.Parse([]byte(`{"$or": [{"link.code": "abc"}, {"amount": {"$in": [1, 2.5]}}], "tags": {"$contains": 3}}`))
@@ -405,6 +554,11 @@ func conditions(n int) string {
 	return `{"$or":[` + strings.TrimSuffix(strings.Repeat(`{"a":1},`, n), ",") + `]}`
 }
 
+// scans returns an $or of n $contains operators.
+func scans(n int) string {
+	return `{"$or":[` + strings.TrimSuffix(strings.Repeat(`{"a":{"$contains":1}},`, n), ",") + `]}`
+}
+
 var parseErrorCases = []struct {
 	filter string
 	path   string
@@ -467,6 +621,8 @@ var parseErrorCases = []struct {
 	{`{"a": {"$in": [[[[[[[[[1]]]]]]]]]}}`, "a.$in[0][0][0][0][0][0][0][0]"},
 	{`{"$or": [` + nested(10) + `]}`, "$or[0].a.a.a.a.a.a.a.a"},
 	{conditions(256), "$or"},
+	{scans(5), "$or[4].a.$contains"},
+	{`{"a": {"$contains": 1}, "b": {"$contains": 1}, "c": {"$contains": 1}, "d": {"$contains": 1, "$eq": 2}, "e": {"$contains": 1}}`, "e.$contains"},
 	{conditions(257), "$or[256].a"},
 	{`{"a": {"$gt": 1, "$lt": 2}, "$or": [` + strings.TrimSuffix(strings.Repeat(`{"b":1},`, 254), ",") + `]}`, "a.$lt"},
 	{`{"a": "` + strings.Repeat("x", 8<<10) + `"}`, ""},
@@ -500,6 +656,7 @@ func TestParseLimits(t *testing.T) {
 		nested(10),
 		`{"a": {"$in": [[[[[[[[1]]]]]]]]}}`,
 		conditions(255),
+		scans(4),
 		`{"a": 1` + strings.Repeat("0", 5000) + `}`,
 		`{"a": "` + strings.Repeat("x", 8<<10-10) + `"}`,
 		`{"a": 1}` + strings.Repeat(" ", 8<<10-8),
@@ -515,6 +672,44 @@ func TestParseLimits(t *testing.T) {
 		if f != nil || err != nil {
 			t.Errorf("Parse(%q) = %v, %v; want nil, nil", raw, f, err)
 		}
+	}
+}
+
+// TestParseStored parses filters stored before $contains was limited: the
+// limit is lifted, the others hold, and the budget bounds the work.
+func TestParseStored(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{scans(5), scans(255)} {
+		if _, err := filter.Parse([]byte(raw)); err == nil {
+			t.Fatalf("Parse(%d bytes) accepted more than 4 $contains", len(raw))
+		}
+		f, err := filter.ParseStored([]byte(raw))
+		if err != nil {
+			t.Fatalf("ParseStored(%d bytes): %v", len(raw), err)
+		}
+		if !f.MatchValue(map[string]any{"a": []any{json.Number("1")}}) {
+			t.Error("a stored filter does not match")
+		}
+	}
+	for _, tc := range parseErrorCases {
+		if strings.Contains(tc.filter, "$contains") {
+			continue
+		}
+		if _, err := filter.ParseStored([]byte(tc.filter)); err == nil {
+			t.Errorf("ParseStored(%.60s) accepted what Parse refuses", tc.filter)
+		}
+	}
+	f, err := filter.ParseStored([]byte(scans(255)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := any(json.Number("0"))
+	a := make([]any, 1<<16)
+	for i := range a {
+		a[i] = zero
+	}
+	if match, steps, err := f.Eval(map[string]any{"a": a}, 0); match || steps != filter.DefaultBudget || !errors.Is(err, filter.ErrBudget) {
+		t.Errorf("255 scans of %d elements: Eval = %v, %d, %v; want false, the budget, ErrBudget", len(a), match, steps, err)
 	}
 }
 

@@ -68,7 +68,7 @@ func (c *Cache) Subscribers(ctx context.Context, appID, eventType string, payloa
 	live, gen := c.live, c.gen
 	c.mu.Unlock()
 	if live && ok && now.Before(s.expires) {
-		return matching(s.subs, payload), nil
+		return c.r.matching(ctx, appID, eventType, s.subs, payload), nil
 	}
 	subs, err := c.r.subscriptions(ctx, appID, eventType)
 	if err != nil {
@@ -82,7 +82,7 @@ func (c *Cache) Subscribers(ctx context.Context, appID, eventType string, payloa
 		c.subs[appID][eventType] = cachedSubs{subs: subs, expires: now.Add(c.ttl)}
 	}
 	c.mu.Unlock()
-	return matching(subs, payload), nil
+	return c.r.matching(ctx, appID, eventType, subs, payload), nil
 }
 
 // DeliveryEndpoint is Registry.DeliveryEndpoint from memory; a

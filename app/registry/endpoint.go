@@ -85,7 +85,10 @@ const (
 )
 
 // CreateEndpoint validates in and creates an endpoint of app appID with a new
-// signing secret, which it returns in its "whsec_" form.
+// signing secret, which it returns in its "whsec_" form. An app that has
+// Config.MaxEndpointsPerApp endpoints gets a *resource.QuotaError; creations
+// in one app queue on the app's row, so that concurrent ones cannot pass the
+// limit together.
 func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in EndpointInput) (Endpoint, string, error) {
 	ep := Endpoint{
 		ID: outbox.NewID("ep"), AppID: appID, URL: in.URL, Description: in.Description,
@@ -118,6 +121,9 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 	}
 	secret := signature.NewSecret()
 	err = r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := r.reserveEndpoint(ctx, tx, appID); err != nil {
+			return err
+		}
 		ins := tx.NewInsert().Model(&ep)
 		if ep.Disabled {
 			ins.Value("disabled_at", "clock_timestamp()")
@@ -135,6 +141,24 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 		return Endpoint{}, "", fmt.Errorf("create endpoint: %w", err)
 	}
 	return ep, secret, nil
+}
+
+// reserveEndpoint locks app appID's row for the rest of tx and checks that
+// it may have one more endpoint.
+func (r *Registry) reserveEndpoint(ctx context.Context, tx bun.Tx, appID string) error {
+	var id string
+	err := tx.NewSelect().Model((*App)(nil)).Column("id").Where("id = ?", appID).For("NO KEY UPDATE").Scan(ctx, &id)
+	if err != nil {
+		return fmt.Errorf("lock app %s: %w", appID, resource.NotFound(err))
+	}
+	n, err := tx.NewSelect().Model((*Endpoint)(nil)).Where("app_id = ?", appID).Count(ctx)
+	if err != nil {
+		return fmt.Errorf("count endpoints of app %s: %w", appID, err)
+	}
+	if limit := r.cfg.MaxEndpointsPerApp; int(n) >= limit {
+		return &resource.QuotaError{Detail: fmt.Sprintf("an app may have at most %d endpoints (HOOKD_MAX_ENDPOINTS_PER_APP)", limit)}
+	}
+	return nil
 }
 
 // Endpoint returns endpoint id of app appID.

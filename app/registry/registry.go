@@ -7,11 +7,14 @@ package registry
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 
 	"github.com/hookd/hookd/app/resource"
@@ -29,12 +32,27 @@ type Config struct {
 	// DisableAfter is how long an endpoint may fail without a success
 	// before it is disabled (default 5 days).
 	DisableAfter time.Duration
+	// MaxEndpointsPerApp is how many endpoints an app may have (default
+	// DefaultMaxEndpointsPerApp).
+	MaxEndpointsPerApp int
+	// Log receives what the registry notices while serving the fan-out: a
+	// filter that ran out of steps (default: discarded).
+	Log *slog.Logger
+	// Metrics registers the registry's counters (optional).
+	Metrics prometheus.Registerer
 }
+
+// DefaultMaxEndpointsPerApp is how many endpoints an app may have unless
+// Config says otherwise.
+const DefaultMaxEndpointsPerApp = 1000
 
 // Registry stores applications, endpoints and API keys.
 type Registry struct {
 	db  *bun.DB
 	cfg Config
+	log *slog.Logger
+	// overBudget counts filter matches that ran out of steps.
+	overBudget prometheus.Counter
 }
 
 // New returns a Registry on db.
@@ -45,7 +63,23 @@ func New(db *bun.DB, cfg Config) *Registry {
 	if cfg.DisableAfter <= 0 {
 		cfg.DisableAfter = 5 * 24 * time.Hour
 	}
-	return &Registry{db: db, cfg: cfg}
+	if cfg.MaxEndpointsPerApp <= 0 {
+		cfg.MaxEndpointsPerApp = DefaultMaxEndpointsPerApp
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Registry{
+		db: db, cfg: cfg, log: cfg.Log,
+		overBudget: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookd_filter_budget_exceeded_total",
+			Help: "Endpoint filters that needed more than their step budget on an event, and so did not match it.",
+		}),
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(r.overBudget)
+	}
+	return r
 }
 
 // App is a tenant: the owner of endpoints and events.

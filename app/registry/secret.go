@@ -35,6 +35,13 @@ const (
 	MaxGracePeriod     = 7 * 24 * time.Hour
 )
 
+// MaxLiveSecrets is how many secrets of an endpoint sign its deliveries at
+// most: the current one and the two most recent ones still in their grace
+// period. A rotation that would leave more ends the grace of the oldest at
+// once, and deliveries never sign with more (a signature header stays
+// small).
+const MaxLiveSecrets = 3
+
 // Secret returns the newest live signing secret of endpoint id of app appID.
 func (r *Registry) Secret(ctx context.Context, appID, id string) (Secret, error) {
 	if _, err := r.Endpoint(ctx, appID, id); err != nil {
@@ -55,8 +62,11 @@ func (r *Registry) Secret(ctx context.Context, appID, id string) (Secret, error)
 }
 
 // RotateSecret gives endpoint id of app appID a new signing secret (secret,
-// or a random one when empty). The secrets live until now keep signing, next
-// to the new one, for grace; then they expire. It returns the new secret.
+// or a random one when empty), and returns it. The current secret keeps
+// signing, next to the new one, for grace; then it expires. Secrets retired
+// by earlier rotations keep their own grace periods, but no more than
+// MaxLiveSecrets sign: the oldest still in grace stop at once so that the
+// new secret and the two most recent others remain.
 func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace time.Duration, secret string) (Secret, error) {
 	if grace < 0 || grace > MaxGracePeriod {
 		return Secret{}, resource.Invalid("grace_period_seconds", "must be between 0 and %d", int(MaxGracePeriod.Seconds()))
@@ -76,17 +86,26 @@ func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace tim
 		}
 		_, err = tx.NewUpdate().Model((*endpointSecret)(nil)).
 			Set("expires_at = clock_timestamp() + ?::interval", fmt.Sprintf("%d microseconds", grace.Microseconds())).
-			Where("endpoint_id = ?", id).
-			Where("expires_at IS NULL OR expires_at > clock_timestamp() + ?::interval", fmt.Sprintf("%d microseconds", grace.Microseconds())).
+			Where("endpoint_id = ? AND expires_at IS NULL", id).
 			Exec(ctx)
 		if err != nil {
-			return fmt.Errorf("expire old secrets: %w", err)
-		}
-		if _, err := tx.NewDelete().Model((*endpointSecret)(nil)).Where("endpoint_id = ? AND expires_at <= clock_timestamp()", id).Exec(ctx); err != nil {
-			return fmt.Errorf("delete expired secrets: %w", err)
+			return fmt.Errorf("retire current secret: %w", err)
 		}
 		if _, err := tx.NewInsert().Model(&s).Returning("created_at").Exec(ctx); err != nil {
 			return fmt.Errorf("insert secret: %w", err)
+		}
+		// Keep the newest live secrets; the others are expired or past the
+		// limit.
+		live := tx.NewSelect().Model((*endpointSecret)(nil)).Column("id").
+			Where("endpoint_id = ?", id).
+			Where("expires_at IS NULL OR expires_at > clock_timestamp()").
+			OrderExpr("id DESC").Limit(MaxLiveSecrets)
+		_, err = tx.NewDelete().Model((*endpointSecret)(nil)).
+			Where("endpoint_id = ?", id).
+			Where("id NOT IN (?)", live).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("delete expired secrets: %w", err)
 		}
 		_, err = tx.NewUpdate().Model((*Endpoint)(nil)).Set("updated_at = clock_timestamp()").Where("id = ?", id).Exec(ctx)
 		return err

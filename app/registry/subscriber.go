@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/hookd/hookd/app/filter"
@@ -23,7 +24,7 @@ func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, pay
 	if err != nil {
 		return nil, err
 	}
-	return matching(subs, payload), nil
+	return r.matching(ctx, appID, eventType, subs, payload), nil
 }
 
 // subscription is an enabled endpoint subscribed to an event type, with
@@ -53,10 +54,12 @@ func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) (
 	for _, row := range rows {
 		sub := subscription{endpointID: row.ID}
 		if len(row.Filter) > 0 {
-			f, err := filter.Parse(row.Filter)
+			f, err := filter.ParseStored(row.Filter)
 			if err != nil {
 				// Stored filters were validated; one that no longer parses
 				// (a stricter hookd) selects nothing rather than everything.
+				r.log.WarnContext(ctx, "stored filter does not parse: the endpoint receives no events",
+					slog.String("app_id", appID), slog.String("endpoint_id", row.ID), slog.Any("err", err))
 				continue
 			}
 			sub.filter = f
@@ -67,8 +70,10 @@ func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) (
 }
 
 // matching returns the IDs of the subscriptions whose filter accepts
-// payload, which is decoded at most once.
-func matching(subs []subscription, payload json.RawMessage) []string {
+// payload, which is decoded at most once. A filter that needs more than
+// filter.DefaultBudget steps on the payload does not accept it: that is
+// logged and counted (hookd_filter_budget_exceeded_total).
+func (r *Registry) matching(ctx context.Context, appID, eventType string, subs []subscription, payload json.RawMessage) []string {
 	ids := make([]string, 0, len(subs))
 	var (
 		doc     any
@@ -81,7 +86,17 @@ func matching(subs []subscription, payload json.RawMessage) []string {
 				doc, valid = decodePayload(payload)
 				decoded = true
 			}
-			if !valid || !sub.filter.MatchValue(doc) {
+			if !valid {
+				continue
+			}
+			match, steps, err := sub.filter.Eval(doc, 0)
+			if errors.Is(err, filter.ErrBudget) {
+				r.overBudget.Inc()
+				r.log.WarnContext(ctx, "filter over its step budget: the endpoint does not receive the event",
+					slog.String("app_id", appID), slog.String("endpoint_id", sub.endpointID),
+					slog.String("event_type", eventType), slog.Int("steps", steps))
+			}
+			if !match {
 				continue
 			}
 		}
@@ -128,11 +143,15 @@ type signingKey struct {
 	expires *time.Time
 }
 
-// at returns the endpoint with the keys live at now.
+// at returns the endpoint with the keys live at now: the newest
+// MaxLiveSecrets.
 func (e deliveryEndpoint) at(now time.Time) tasks.Endpoint {
 	ep := e.ep
-	ep.Keys = make([][]byte, 0, len(e.keys))
+	ep.Keys = make([][]byte, 0, min(len(e.keys), MaxLiveSecrets))
 	for _, k := range e.keys {
+		if len(ep.Keys) == MaxLiveSecrets {
+			break
+		}
 		if k.expires == nil || k.expires.After(now) {
 			ep.Keys = append(ep.Keys, k.key)
 		}
@@ -153,7 +172,7 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	err = r.db.NewSelect().Model(&secrets).Column("secret", "expires_at").
 		Where("endpoint_id = ?", id).
 		Where("expires_at IS NULL OR expires_at > clock_timestamp()").
-		OrderExpr("id DESC").
+		OrderExpr("id DESC").Limit(MaxLiveSecrets).
 		Scan(ctx)
 	if err != nil {
 		return deliveryEndpoint{}, fmt.Errorf("get secrets of endpoint %s: %w", id, err)

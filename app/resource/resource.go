@@ -57,3 +57,13 @@ func (e *InvalidError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.
 func Invalid(field, format string, args ...any) error {
 	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+// QuotaError reports a request refused because it would take a tenant past
+// one of its limits. The API answers it with 422 and its Detail.
+type QuotaError struct {
+	// Detail names the limit, e.g. "an app may have at most 1000
+	// endpoints (HOOKD_MAX_ENDPOINTS_PER_APP)".
+	Detail string
+}
+
+func (e *QuotaError) Error() string { return e.Detail }
