@@ -245,7 +245,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("deliver %s to %s: %s: %w", p.DeliveryID, ep.ID, describe(r.a), asynq.SkipRetry)
 	}
 	err = fmt.Errorf("deliver %s to %s: %s", p.DeliveryID, ep.ID, describe(r.a))
-	if r.retryAfter > 0 {
+	if r.asked {
 		return &retryAfterError{wait: r.retryAfter, err: err}
 	}
 	return err
@@ -256,8 +256,10 @@ type result struct {
 	a *Attempt
 	// next is the delivery's status after the attempt.
 	next string
-	// retryAfter is the wait a 429 or 503 asked for with Retry-After.
+	// retryAfter is the wait a 429 or 503 asked for with Retry-After,
+	// when it did (asked).
 	retryAfter time.Duration
+	asked      bool
 }
 
 // attempt sends an admitted delivery, lets the endpoint's health follow,
@@ -310,7 +312,7 @@ func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, p DeliverPayload, 
 		d.metrics.disabled.WithLabelValues(reason).Inc()
 	}
 	if r.next == StatusPending && resp != nil && (*a.StatusCode == http.StatusTooManyRequests || *a.StatusCode == http.StatusServiceUnavailable) {
-		r.retryAfter, _ = retryAfter(resp.Header, time.Now(), d.cfg.MaxRetryAfter)
+		r.retryAfter, r.asked = retryAfter(resp.Header, time.Now(), d.cfg.MaxRetryAfter)
 	}
 	return r, nil
 }

@@ -107,7 +107,7 @@ func (d *Deliverer) firstAttempt(ctx context.Context, p DeliverPayload, webhook 
 	}
 	p.Attempts = 1
 	pause := d.retry.Delay(0)
-	if r.retryAfter > 0 {
+	if r.asked {
 		// Retry-After is in seconds: a second more keeps the retry from
 		// coming early (as retryDelay does).
 		pause = max(pause, r.retryAfter+time.Second)
