@@ -24,11 +24,14 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 Runs this hookd binary (every role in one process) against real Postgres
 and Redis and a local receiver, and reports ingest and delivery rates,
 commit-to-receipt latency, hookd's CPU time and peak RSS, next to this
-machine's raw Asynq and Postgres rates measured in the same run.
+machine's raw Asynq and Postgres rates measured in the same run, and what
+each delivery cost hookd, Postgres and Redis: Redis commands, Postgres
+transactions and WAL bytes, CPU time.
 
 It works in a schema of its own (dropped afterwards) and FLUSHES the Redis
-database it is given, before and after: give it one nothing else uses.
-hookd inherits the environment, so HOOKD_* settings can be tried.
+database it is given, before and after: give it a Redis nothing else uses
+(its command counts are measured too). hookd inherits the environment, so
+HOOKD_* settings can be tried.
 
 Scenarios: %s (default: all but soak).
 
@@ -46,6 +49,7 @@ Flags:
 	fs.DurationVar(&cfg.Soak, "soak", 5*time.Minute, "how long the soak scenario runs")
 	fs.IntVar(&cfg.BaselineTasks, "baseline", 20000, "no-op tasks and outbox rows of the baselines")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and heap profiles of hookd, taken during burst, to this directory")
+	fs.DurationVar(&cfg.StatsSettle, "stats-settle", 11*time.Second, "wait after each scenario before reading Postgres' transaction count, which an idle backend publishes up to 10s late")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -2,10 +2,12 @@
 // (every role in one process) against real Postgres and Redis, publishes
 // events through the API and through link clicks, receives the signed
 // webhooks on a local receiver and reports ingest rates, end-to-end
-// deliveries per second, commit-to-receipt latency, and hookd's CPU time
-// and peak RSS. In the same run it measures this machine's ceilings (raw
-// Asynq enqueue+process of no-op tasks, raw Postgres inserts of outbox
-// rows) so that every rate reads as a ratio.
+// deliveries per second, commit-to-receipt latency, hookd's CPU time and
+// peak RSS, and what each delivery cost hookd, Postgres and Redis (Redis
+// commands, Postgres transactions and WAL bytes, CPU time). In the same
+// run it measures this machine's ceilings (raw Asynq enqueue+process of
+// no-op tasks, raw Postgres inserts of outbox rows) so that every rate
+// reads as a ratio.
 //
 // It creates its own Postgres schema and drops it afterwards, and flushes
 // its Redis database before and after the run: point it at a database
@@ -63,7 +65,14 @@ type Config struct {
 	// ProfileDir, when set, receives a CPU and a heap profile of hookd
 	// taken during the burst scenario.
 	ProfileDir string
+	// StatsSettle is how long a scenario waits after its load before it
+	// reads Postgres' transaction count: a backend that goes idle
+	// publishes its last second of counts 10s late (default 11s).
+	StatsSettle time.Duration
 }
+
+// statsSettleDefault is Config.StatsSettle's default.
+const statsSettleDefault = 11 * time.Second
 
 // Scenario names.
 const (
@@ -111,6 +120,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.Worker.Pollers = cmp.Or(c.Worker.Pollers, 4)
 	c.Worker.Concurrency = cmp.Or(c.Worker.Concurrency, 50)
 	c.Worker.TaskCheckInterval = cmp.Or(c.Worker.TaskCheckInterval, 10*time.Millisecond)
+	c.StatsSettle = cmp.Or(c.StatsSettle, statsSettleDefault)
 	return c, nil
 }
 
@@ -177,7 +187,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 
 	db := bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dbURL))), pgdialect.New())
 	defer db.Close()
-	r := &runner{cfg: cfg, db: db, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
+	m, err := newMeter(ctx, rdb, db, h.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, db: db, meter: m, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
 	for i, name := range rest {
 		log.InfoContext(ctx, "running scenario", slog.String("scenario", name))
 		res, err := r.run(ctx, name, fmt.Sprintf("s%d", i))

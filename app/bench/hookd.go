@@ -152,6 +152,9 @@ func (h *hookd) post(ctx context.Context, path string, in any, want int, out any
 type usage struct {
 	CPU time.Duration
 	RSS int64 // bytes
+	// Start is when the process started, in clock ticks after boot: with
+	// the pid, it names the process.
+	Start int64
 }
 
 // clockTicks is Linux's USER_HZ, the unit of /proc/*/stat's CPU times.
@@ -168,7 +171,8 @@ func procUsage(pid int) (usage, error) {
 		return usage{}, err
 	}
 	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3, utime 14, stime 15, rss 24 (in pages).
+	// spaces: state is field 3, utime 14, stime 15, starttime 22, rss 24
+	// (in pages).
 	s := string(stat)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	if len(f) < 22 {
@@ -176,10 +180,12 @@ func procUsage(pid int) (usage, error) {
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	start, _ := strconv.ParseInt(f[19], 10, 64)
 	rss, _ := strconv.ParseInt(f[21], 10, 64)
 	return usage{
-		CPU: time.Duration(utime+stime) * time.Second / clockTicks,
-		RSS: rss * int64(os.Getpagesize()),
+		CPU:   time.Duration(utime+stime) * time.Second / clockTicks,
+		RSS:   rss * int64(os.Getpagesize()),
+		Start: start,
 	}, nil
 }
 

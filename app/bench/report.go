@@ -44,6 +44,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := r.writeCosts(&b); err != nil {
+		return err
+	}
 	for _, res := range r.Results {
 		if len(res.Memory) == 0 {
 			continue
@@ -67,6 +70,48 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeCosts prints the second table: what a delivery cost.
+func (r *Report) writeCosts(b *strings.Builder) error {
+	type row struct {
+		name string
+		c    *Cost
+	}
+	var rows []row
+	for _, res := range r.Results {
+		if res.Cost != nil {
+			rows = append(rows, row{res.Scenario, res.Cost})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	b.WriteString("\ncost per delivery, from the first event to the last delivery recorded (CPU: hookd, Postgres and Redis together;\n" +
+		"other sessions count too: in the bench's database for Postgres transactions and CPU, in the whole server for writes and WAL):\n")
+	tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tdeliveries\tseconds\tredis cmds\tpg xacts\tpg writes\tWAL bytes\tCPU ms\thookd ms\tpostgres ms\tredis ms\t")
+	for _, rw := range rows {
+		c, p := rw.c, rw.c.PerDelivery
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t\n",
+			rw.name, c.Deliveries, c.Seconds, p.RedisCommands, p.PGTransactions, p.PGWriteTransactions, p.WALBytes,
+			p.CPUMs, p.HookdCPUMs, p.PostgresCPUMs, p.RedisCPUMs)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	b.WriteString("top Redis commands per delivery:\n")
+	for _, rw := range rows {
+		fmt.Fprintf(b, "  %s:", rw.name)
+		for i, cc := range rw.c.TopRedisCommands {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(b, " %s %.2f", cc.Command, cc.PerDelivery)
+		}
+		b.WriteString("\n")
+	}
+	return nil
 }
 
 func rate(v float64) string {

@@ -51,6 +51,9 @@ type Result struct {
 	Seconds    float64 `json:"seconds"`
 	// Memory is sampled during a soak.
 	Memory []MemorySample `json:"memory,omitempty"`
+	// Cost is what the scenario's deliveries cost hookd, Postgres and
+	// Redis.
+	Cost *Cost `json:"cost,omitempty"`
 }
 
 // MemorySample is hookd's memory at one moment of a soak.
@@ -80,6 +83,7 @@ type shape struct {
 type runner struct {
 	cfg      Config
 	db       *bun.DB // the bench schema
+	meter    *meter
 	hookd    *hookd
 	recv     *receiver
 	log      *slog.Logger
@@ -127,6 +131,10 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 		res.Expected += targets[i%len(targets)].expected
 	}
 	rd := r.recv.begin(endpoints, res.Expected)
+	before, err := r.meter.read(ctx)
+	if err != nil {
+		return res, err
+	}
 	usage := r.hookd.sample()
 	var profiled chan error
 	if sh.profile {
@@ -184,6 +192,12 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 			r.log.WarnContext(ctx, "profiling failed", slog.Any("err", err))
 		}
 	}
+	r.recorded(ctx, appIDs(targets), delivered)
+	c, err := r.costSince(ctx, before, delivered)
+	if err != nil {
+		return res, err
+	}
+	res.Cost = &c
 	if !complete {
 		return res, fmt.Errorf("%w: %d of %d arrived", errIncomplete, delivered, res.Expected)
 	}
@@ -404,6 +418,66 @@ func (h *hookd) gauge(ctx context.Context, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
+// recordedWaitDefault bounds how long a scenario waits for hookd to record
+// the deliveries its receiver had.
+const recordedWaitDefault = 10 * time.Second
+
+// recorded waits until hookd has recorded want deliveries of the apps as
+// succeeded (the receiver has them a moment before), so that a scenario's
+// cost includes that work. It gives up, saying so, after
+// recordedWaitDefault.
+func (r *runner) recorded(ctx context.Context, apps []string, want int) {
+	deadline := time.Now().Add(recordedWaitDefault)
+	for {
+		count, err := r.db.NewSelect().Table("deliveries").
+			Where("app_id IN (?)", bun.In(apps)).Where("status = 'succeeded'").Count(ctx)
+		n := int(count)
+		if err == nil && n >= want {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.log.WarnContext(ctx, "deliveries not all recorded as succeeded", slog.Int("recorded", n), slog.Int("delivered", want), slog.Any("err", err))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// costSince reads the counters now and returns what was spent since
+// before, over deliveries; it takes the transaction count after the
+// settle.
+func (r *runner) costSince(ctx context.Context, before counters, deliveries int) (Cost, error) {
+	after, err := r.meter.read(ctx)
+	if err != nil {
+		return Cost{}, err
+	}
+	xacts, err := r.settled(ctx, after.at)
+	if err != nil {
+		return Cost{}, err
+	}
+	return cost(before, after, xacts, deliveries), nil
+}
+
+// settled waits until Config.StatsSettle has passed since since, for
+// Postgres to publish every backend's counts, and reads the transaction
+// count.
+func (r *runner) settled(ctx context.Context, since time.Time) (int64, error) {
+	select {
+	case <-time.After(time.Until(since.Add(r.cfg.StatsSettle))):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return r.meter.xacts(ctx)
+}
+
+func appIDs(ts []target) []string {
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		ids[i] = t.appID
+	}
+	return ids
 }
 
 // forEach calls fn for each i in [0, n) from workers goroutines, as fast

@@ -22,7 +22,8 @@ import (
 const benchRedisDB = 7
 
 // TestBenchSmoke runs `hookd bench` on a small load through every standard
-// scenario and checks that its JSON report holds plausible numbers.
+// scenario and checks that its JSON report holds plausible numbers: rates,
+// latencies and what each delivery cost.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres and Redis; skipped with -short")
@@ -38,6 +39,11 @@ func TestBenchSmoke(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin, "bench",
 		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing",
 		"--events", "200", "--rate", "50", "--duration", "2s", "--baseline", "500",
+		// Tiny sizes: the cost figures then carry hookd's idle polling
+		// (and a Redis shared with other tests, their commands), and a
+		// short settle leaves some Postgres transactions uncounted; only
+		// their presence is checked.
+		"--stats-settle", "1s",
 		"--json", jsonFile,
 		"--redis-url", redisURL.String(),
 		"--database-url", outboxtest.DatabaseURL(),
@@ -74,8 +80,9 @@ func TestBenchSmoke(t *testing.T) {
 				P99 float64 `json:"p99_ms"`
 				Max float64 `json:"max_ms"`
 			} `json:"latency"`
-			CPUSeconds float64 `json:"hookd_cpu_seconds"`
-			PeakRSSMiB float64 `json:"hookd_peak_rss_mib"`
+			CPUSeconds float64    `json:"hookd_cpu_seconds"`
+			PeakRSSMiB float64    `json:"hookd_peak_rss_mib"`
+			Cost       *benchCost `json:"cost"`
 		} `json:"results"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
@@ -104,8 +111,51 @@ func TestBenchSmoke(t *testing.T) {
 		if res.Scenario == "failing" && res.Failed <= 0 {
 			t.Errorf("failing: %d failed requests, want some", res.Failed)
 		}
+		checkCost(t, res.Scenario, res.Cost, res.Delivered)
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("scenarios = %v, want %v", got, want)
+	}
+	if !strings.Contains(string(stdout), "\ncost per delivery") {
+		t.Errorf("table lacks the cost per delivery:\n%s", stdout)
+	}
+}
+
+// benchCost is the part of a scenario's report the smoke test checks.
+type benchCost struct {
+	Deliveries          int   `json:"deliveries"`
+	RedisCommands       int64 `json:"redis_commands"`
+	PGTransactions      int64 `json:"pg_transactions"`
+	PGWriteTransactions int64 `json:"pg_write_transactions"`
+	WALBytes            int64 `json:"wal_bytes"`
+	PerDelivery         struct {
+		RedisCommands float64 `json:"redis_commands"`
+		WALBytes      float64 `json:"wal_bytes"`
+		CPUMs         float64 `json:"cpu_ms"`
+		HookdCPUMs    float64 `json:"hookd_cpu_ms"`
+	} `json:"per_delivery"`
+	TopRedisCommands []struct {
+		Command string `json:"command"`
+		Calls   int64  `json:"calls"`
+	} `json:"top_redis_commands"`
+}
+
+// checkCost checks that a scenario's cost is present and plausible: every
+// delivery takes Redis commands, Postgres writes (and their WAL) and CPU.
+// Postgres' transaction count may lag behind its writes, so it need only
+// not be negative.
+func checkCost(t *testing.T, scenario string, c *benchCost, delivered int) {
+	t.Helper()
+	switch {
+	case c == nil:
+		t.Errorf("%s: no cost", scenario)
+	case c.Deliveries != delivered:
+		t.Errorf("%s: cost over %d deliveries, want %d", scenario, c.Deliveries, delivered)
+	case c.RedisCommands <= 0 || c.PerDelivery.RedisCommands <= 0 || len(c.TopRedisCommands) == 0 || c.TopRedisCommands[0].Calls <= 0:
+		t.Errorf("%s: %d Redis commands (%g per delivery, top %+v), want some", scenario, c.RedisCommands, c.PerDelivery.RedisCommands, c.TopRedisCommands)
+	case c.PGWriteTransactions <= 0 || c.WALBytes <= 0 || c.PerDelivery.WALBytes <= 0 || c.PGTransactions < 0:
+		t.Errorf("%s: %d Postgres transactions, %d writes, %d WAL bytes, want writes and WAL", scenario, c.PGTransactions, c.PGWriteTransactions, c.WALBytes)
+	case c.PerDelivery.CPUMs <= 0 || c.PerDelivery.CPUMs < c.PerDelivery.HookdCPUMs:
+		t.Errorf("%s: %g CPU ms per delivery (hookd %g), want positive and at least hookd's", scenario, c.PerDelivery.CPUMs, c.PerDelivery.HookdCPUMs)
 	}
 }
