@@ -65,14 +65,33 @@ type Config struct {
 	// ProfileDir, when set, receives a CPU and a heap profile of hookd
 	// taken during the burst scenario.
 	ProfileDir string
+	// DeliveryTimeout is hookd's HOOKD_DELIVERY_TIMEOUT in the bench
+	// (default 3s, shorter than hookd's own default so that the noisy
+	// scenario's hanging endpoints do not make the run long).
+	DeliveryTimeout time.Duration
 	// StatsSettle is how long a scenario waits after its load before it
 	// reads Postgres' transaction count: a backend that goes idle
 	// publishes its last second of counts 10s late (default 11s).
 	StatsSettle time.Duration
+	// NoisyPhase is how long app A sends alone, and then next to app B, in
+	// the noisy scenario (default 15s each).
+	NoisyPhase time.Duration
+	// NoisyRate is app A's offered events/s in the noisy scenario
+	// (default 50).
+	NoisyRate float64
+	// NoisyBacklog is how many events app B has queued, to its hanging
+	// endpoints, before app A's second phase (default 2000).
+	NoisyBacklog int
 }
 
-// statsSettleDefault is Config.StatsSettle's default.
-const statsSettleDefault = 11 * time.Second
+// Defaults of the costs' and of the noisy scenario's settings.
+const (
+	deliveryTimeoutDefault = 3 * time.Second
+	statsSettleDefault     = 11 * time.Second
+	noisyPhaseDefault      = 15 * time.Second
+	noisyRateDefault       = 50
+	noisyBacklogDefault    = 2000
+)
 
 // Scenario names.
 const (
@@ -83,12 +102,15 @@ const (
 	ScenarioClicks   = "clicks"
 	ScenarioFanout   = "fanout10"
 	ScenarioFailing  = "failing"
+	ScenarioNoisy    = "noisy"
 	ScenarioSoak     = "soak"
 )
 
-// Standard returns the scenarios `go tool task bench` runs.
+// Standard returns the scenarios `go tool task bench` runs. Noisy comes
+// last: the hanging endpoints' backlog it leaves takes a while to drain.
 func Standard() []string {
-	return []string{ScenarioBaseline, ScenarioIdle, ScenarioSteady, ScenarioBurst, ScenarioClicks, ScenarioFanout, ScenarioFailing}
+	return []string{ScenarioBaseline, ScenarioIdle, ScenarioSteady, ScenarioBurst, ScenarioClicks, ScenarioFanout, ScenarioFailing,
+		ScenarioNoisy}
 }
 
 // All returns every scenario name.
@@ -120,7 +142,11 @@ func (c Config) withDefaults() (Config, error) {
 	c.Worker.Pollers = cmp.Or(c.Worker.Pollers, 4)
 	c.Worker.Concurrency = cmp.Or(c.Worker.Concurrency, 50)
 	c.Worker.TaskCheckInterval = cmp.Or(c.Worker.TaskCheckInterval, 10*time.Millisecond)
+	c.DeliveryTimeout = cmp.Or(c.DeliveryTimeout, deliveryTimeoutDefault)
 	c.StatsSettle = cmp.Or(c.StatsSettle, statsSettleDefault)
+	c.NoisyPhase = cmp.Or(c.NoisyPhase, noisyPhaseDefault)
+	c.NoisyRate = cmp.Or(c.NoisyRate, noisyRateDefault)
+	c.NoisyBacklog = cmp.Or(c.NoisyBacklog, noisyBacklogDefault)
 	return c, nil
 }
 
@@ -171,7 +197,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if len(rest) == 0 {
 		return rep, nil
 	}
-	recv, err := startReceiver()
+	recv, err := startReceiver(cfg.DeliveryTimeout + hangMarginDefault)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +205,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	h, err := startHookd(ctx, cfg.Binary, append([]string{
 		"HOOKD_DATABASE_URL=" + dbURL,
 		"HOOKD_REDIS_URL=" + cfg.RedisURL,
+		"HOOKD_DELIVERY_TIMEOUT=" + cfg.DeliveryTimeout.String(),
 	}, cfg.Env...), log)
 	if err != nil {
 		return nil, err
@@ -191,9 +218,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, db: db, meter: m, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
+	r := &runner{cfg: cfg, db: db, rdb: rdb, meter: m, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
 	for i, name := range rest {
 		log.InfoContext(ctx, "running scenario", slog.String("scenario", name))
+		r.last = i == len(rest)-1
 		res, err := r.run(ctx, name, fmt.Sprintf("s%d", i))
 		if err != nil {
 			return rep, fmt.Errorf("scenario %s: %w", name, err)

@@ -124,23 +124,35 @@ func (h *hookd) post(ctx context.Context, path string, in any, want int, out any
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.api+path, bytes.NewReader(body))
+	return h.do(ctx, http.MethodPost, path, body, want, out)
+}
+
+// delete sends a DELETE to hookd's API with the admin key; any status but
+// 204 is an error.
+func (h *hookd) delete(ctx context.Context, path string) error {
+	return h.do(ctx, http.MethodDelete, path, nil, http.StatusNoContent, nil)
+}
+
+func (h *hookd) do(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, h.api+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+adminKey)
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)

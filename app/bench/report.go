@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // WriteTable prints the report as a table, then the targets it meets or
@@ -31,6 +32,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if res.FailingEndpoints > 0 {
 			eps += fmt.Sprintf(" (%d failing)", res.FailingEndpoints)
 		}
+		if res.HangingEndpoints > 0 {
+			eps += fmt.Sprintf(" (+%d hanging)", res.HangingEndpoints)
+		}
 		ratio := "-"
 		if res.AsynqRatio > 0 {
 			ratio = fmt.Sprintf("%.0f%%", 100*res.AsynqRatio)
@@ -43,6 +47,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, res := range r.Results {
+		if n := res.Noisy; n != nil {
+			fmt.Fprintf(&b, "\nnoisy: app A at %.0f ev/s to %d endpoints, %.0fs alone then %.0fs next to app B (%d endpoints hanging past the %s delivery timeout, %d events queued: %d deliveries in %.1fs; %d requests held):\n",
+				n.Rate, n.Endpoints, n.PhaseSeconds, n.PhaseSeconds, n.HangingEndpoints, time.Duration(n.DeliveryTimeoutSeconds*float64(time.Second)), n.Backlog,
+				n.BacklogDeliveries, n.FanoutSeconds, n.HungRequests)
+			fmt.Fprintf(&b, "  A alone p50 %.1f ms, p99 %.1f ms; next to B p50 %.1f ms, p99 %.1f ms: p99 ×%.2f\n",
+				n.Alone.P50, n.Alone.P99, n.NextToB.P50, n.NextToB.P99, n.P99Ratio)
+		}
 	}
 	if err := r.writeCosts(&b); err != nil {
 		return err
@@ -80,6 +93,11 @@ func (r *Report) writeCosts(b *strings.Builder) error {
 	}
 	var rows []row
 	for _, res := range r.Results {
+		if n := res.Noisy; n != nil {
+			rows = append(rows, row{res.Scenario + " (A alone)", &n.AloneCost})
+			rows = append(rows, row{res.Scenario + " (A next to B)", res.Cost})
+			continue
+		}
 		if res.Cost != nil {
 			rows = append(rows, row{res.Scenario, res.Cost})
 		}
@@ -163,6 +181,15 @@ func (r *Report) Targets() []Target {
 			Name:   "single event on an idle system < 50 ms",
 			Met:    res.Latency.Max < 50,
 			Detail: fmt.Sprintf("max %.1f ms, p50 %.1f ms over %d events", res.Latency.Max, res.Latency.P50, res.Events),
+		})
+	}
+	if res, ok := by[ScenarioNoisy]; ok && res.Noisy != nil {
+		n := res.Noisy
+		ts = append(ts, Target{
+			Name: "a noisy neighbour leaves p99 latency ≤ 1.5× (hanging endpoints and a backlog next door)",
+			Met:  n.P99Ratio > 0 && n.P99Ratio <= 1.5,
+			Detail: fmt.Sprintf("app A's p99 %.1f ms alone, %.1f ms next to app B = ×%.2f (B: %d hanging endpoints, %d events queued)",
+				n.Alone.P99, n.NextToB.P99, n.P99Ratio, n.HangingEndpoints, n.Backlog),
 		})
 	}
 	if res, ok := by[ScenarioSoak]; ok && len(res.Memory) >= 3 {

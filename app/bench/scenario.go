@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
 )
@@ -29,6 +31,8 @@ type Result struct {
 	FanOut           int     `json:"fan_out"`
 	Endpoints        int     `json:"endpoints"`
 	FailingEndpoints int     `json:"failing_endpoints"`
+	// HangingEndpoints hold each request past hookd's delivery timeout.
+	HangingEndpoints int `json:"hanging_endpoints,omitempty"`
 	// IngestPerSec is events committed per second, from the first request
 	// to the last response.
 	IngestPerSec float64 `json:"ingest_events_per_sec"`
@@ -54,6 +58,8 @@ type Result struct {
 	// Cost is what the scenario's deliveries cost hookd, Postgres and
 	// Redis.
 	Cost *Cost `json:"cost,omitempty"`
+	// Noisy is the noisy scenario's comparison.
+	Noisy *Noisy `json:"noisy,omitempty"`
 }
 
 // MemorySample is hookd's memory at one moment of a soak.
@@ -72,6 +78,7 @@ type shape struct {
 	apps     int     // events go round-robin to the apps
 	perApp   int     // endpoints per app: the fan-out
 	failing  int     // endpoints answering 500 (the first of the first apps)
+	hanging  int     // endpoints hanging (the ones after the failing ones)
 	events   int     // how many
 	rate     float64 // offered events/s; 0: as fast as possible
 	idle     bool    // one at a time, each delivered before the next
@@ -83,11 +90,14 @@ type shape struct {
 type runner struct {
 	cfg      Config
 	db       *bun.DB // the bench schema
+	rdb      *redis.Client
 	meter    *meter
 	hookd    *hookd
 	recv     *receiver
 	log      *slog.Logger
 	baseline *Baseline
+	// last tells that no scenario follows the one running.
+	last bool
 }
 
 func (r *runner) shape(name string) shape {
@@ -120,6 +130,10 @@ type target struct {
 }
 
 func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
+	switch name {
+	case ScenarioNoisy:
+		return r.runNoisy(ctx, prefix)
+	}
 	sh := r.shape(name)
 	res := Result{Scenario: name, Source: sh.source, OfferedRate: sh.rate, Events: sh.events, FanOut: sh.perApp,
 		Endpoints: sh.apps * sh.perApp, FailingEndpoints: sh.failing}
@@ -172,7 +186,7 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 	}
 	res.IngestPerSec = float64(sent) / lastResp.Sub(start).Seconds()
 
-	complete := r.recv.wait(rd, res.Expected, 20*time.Second)
+	complete := r.recv.wait(rd, res.Expected, deliveryIdleWaitDefault)
 	res.Memory = stopMemory()
 	cpu, peak := usage.end()
 	delivered, dups, failed, _, last, lat := r.recv.summary(rd)
@@ -206,9 +220,9 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 
 // setup creates the scenario's apps, endpoints (on the receiver) and, for
 // clicks, links, through the API.
-func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, map[string]bool, error) {
+func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, map[string]reply, error) {
 	targets := make([]target, sh.apps)
-	endpoints := make(map[string]bool, sh.apps*sh.perApp)
+	endpoints := make(map[string]reply, sh.apps*sh.perApp)
 	eventType := "bench.event"
 	if sh.source == "clicks" {
 		eventType = "link.clicked"
@@ -225,15 +239,21 @@ func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, 
 			t := target{appID: app.ID}
 			for e := range sh.perApp {
 				name := fmt.Sprintf("%s-%d-%d", prefix, a, e)
-				failing := a*sh.perApp+e < sh.failing
+				kind := replyOK
+				switch i := a*sh.perApp + e; {
+				case i < sh.failing:
+					kind = replyFail
+				case i < sh.failing+sh.hanging:
+					kind = replyHang
+				}
 				in := map[string]any{"url": r.recv.url(name), "event_types": []string{eventType}}
 				if err := r.hookd.post(ctx, "/v1/apps/"+app.ID+"/endpoints", in, http.StatusCreated, nil); err != nil {
 					return err
 				}
 				mu.Lock()
-				endpoints[name] = failing
+				endpoints[name] = kind
 				mu.Unlock()
-				if !failing {
+				if kind == replyOK {
 					t.expected++
 				}
 			}
@@ -470,6 +490,25 @@ func (r *runner) settled(ctx context.Context, since time.Time) (int64, error) {
 		return 0, ctx.Err()
 	}
 	return r.meter.xacts(ctx)
+}
+
+// queued counts the tasks hookd's queues hold (pending, active, scheduled
+// or waiting to retry).
+func (r *runner) queued() (int, error) {
+	in := asynq.NewInspectorFromRedisClient(r.rdb)
+	queues, err := in.Queues()
+	if err != nil {
+		return 0, fmt.Errorf("list queues: %w", err)
+	}
+	var n int
+	for _, q := range queues {
+		info, err := in.GetQueueInfo(q)
+		if err != nil {
+			return 0, fmt.Errorf("inspect queue %s: %w", q, err)
+		}
+		n += info.Pending + info.Active + info.Scheduled + info.Retry
+	}
+	return n, nil
 }
 
 func appIDs(ts []target) []string {

@@ -23,7 +23,8 @@ const benchRedisDB = 7
 
 // TestBenchSmoke runs `hookd bench` on a small load through every standard
 // scenario and checks that its JSON report holds plausible numbers: rates,
-// latencies and what each delivery cost.
+// latencies, what each delivery cost and the noisy scenario's comparison.
+// It checks no target: a loaded machine may miss any.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres and Redis; skipped with -short")
@@ -34,16 +35,18 @@ func TestBenchSmoke(t *testing.T) {
 	redisURL.Path = fmt.Sprintf("/%d", benchRedisDB)
 	jsonFile := filepath.Join(t.TempDir(), "bench.json")
 
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench",
-		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing",
+		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing,noisy",
 		"--events", "200", "--rate", "50", "--duration", "2s", "--baseline", "500",
 		// Tiny sizes: the cost figures then carry hookd's idle polling
 		// (and a Redis shared with other tests, their commands), and a
 		// short settle leaves some Postgres transactions uncounted; only
 		// their presence is checked.
-		"--stats-settle", "1s",
+		"--stats-settle", "1s", "--noisy-phase", "2s", "--noisy-backlog", "25",
+		// The noisy scenario's endpoints hang for 4s (timeout + 2s), not 5s.
+		"--delivery-timeout", "2s",
 		"--json", jsonFile,
 		"--redis-url", redisURL.String(),
 		"--database-url", outboxtest.DatabaseURL(),
@@ -80,10 +83,14 @@ func TestBenchSmoke(t *testing.T) {
 				P99 float64 `json:"p99_ms"`
 				Max float64 `json:"max_ms"`
 			} `json:"latency"`
-			CPUSeconds float64    `json:"hookd_cpu_seconds"`
-			PeakRSSMiB float64    `json:"hookd_peak_rss_mib"`
-			Cost       *benchCost `json:"cost"`
+			CPUSeconds float64     `json:"hookd_cpu_seconds"`
+			PeakRSSMiB float64     `json:"hookd_peak_rss_mib"`
+			Cost       *benchCost  `json:"cost"`
+			Noisy      *benchNoisy `json:"noisy"`
 		} `json:"results"`
+		Targets []struct {
+			Name string `json:"name"`
+		} `json:"targets"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("decode %s: %v", jsonFile, err)
@@ -92,7 +99,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Errorf("baseline = %+v, want positive rates", rep.Baseline)
 	}
 
-	want := []string{"idle", "steady", "burst", "clicks", "fanout10", "failing"}
+	want := []string{"idle", "steady", "burst", "clicks", "fanout10", "failing", "noisy"}
 	var got []string
 	for _, res := range rep.Results {
 		got = append(got, res.Scenario)
@@ -111,13 +118,43 @@ func TestBenchSmoke(t *testing.T) {
 		if res.Scenario == "failing" && res.Failed <= 0 {
 			t.Errorf("failing: %d failed requests, want some", res.Failed)
 		}
-		checkCost(t, res.Scenario, res.Cost, res.Delivered)
+		perCost := res.Delivered
+		if res.Scenario == "noisy" {
+			perCost /= 2 // each phase has its cost: the scenario's is the second
+		}
+		checkCost(t, res.Scenario, res.Cost, perCost)
+		switch res.Scenario {
+		case "noisy":
+			n := res.Noisy
+			if n == nil {
+				t.Errorf("noisy: no noisy section")
+				break
+			}
+			if n.Alone.P99 <= 0 || n.NextToB.P99 <= 0 || n.P99Ratio <= 0 {
+				t.Errorf("noisy: alone %+v, next to B %+v, ratio %g, want positive p99s and ratio", n.Alone, n.NextToB, n.P99Ratio)
+			}
+			if n.BacklogDeliveries != 25*20 || n.HungRequests <= 0 {
+				t.Errorf("noisy: %d backlog deliveries, %d requests held, want 500 and some", n.BacklogDeliveries, n.HungRequests)
+			}
+			checkCost(t, "noisy alone", n.AloneCost, perCost)
+		}
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("scenarios = %v, want %v", got, want)
 	}
-	if !strings.Contains(string(stdout), "\ncost per delivery") {
-		t.Errorf("table lacks the cost per delivery:\n%s", stdout)
+	var targets []string
+	for _, tg := range rep.Targets {
+		targets = append(targets, tg.Name)
+	}
+	for _, want := range []string{"noisy neighbour"} {
+		if !strings.Contains(strings.Join(targets, "\n"), want) {
+			t.Errorf("no target about %q in %q", want, targets)
+		}
+	}
+	for _, want := range []string{"\ncost per delivery", "noisy (A alone)"} {
+		if !strings.Contains(string(stdout), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
 	}
 }
 
@@ -138,6 +175,20 @@ type benchCost struct {
 		Command string `json:"command"`
 		Calls   int64  `json:"calls"`
 	} `json:"top_redis_commands"`
+}
+
+// benchNoisy is the noisy scenario's section of the report.
+type benchNoisy struct {
+	BacklogDeliveries int `json:"backlog_deliveries"`
+	HungRequests      int `json:"hung_requests"`
+	Alone             struct {
+		P99 float64 `json:"p99_ms"`
+	} `json:"alone"`
+	NextToB struct {
+		P99 float64 `json:"p99_ms"`
+	} `json:"next_to_b"`
+	P99Ratio  float64    `json:"p99_ratio"`
+	AloneCost *benchCost `json:"alone_cost"`
 }
 
 // checkCost checks that a scenario's cost is present and plausible: every
