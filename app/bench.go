@@ -30,7 +30,7 @@ transactions and WAL bytes, CPU time.
 
 It works in a schema of its own (dropped afterwards) and FLUSHES the Redis
 database it is given, before and after: give it a Redis nothing else uses
-(its command counts are measured too). hookd inherits the
+(its command counts and memory are measured too). hookd inherits the
 environment, so HOOKD_* settings can be tried; its delivery timeout is
 --delivery-timeout.
 
@@ -63,6 +63,7 @@ Flags:
 	fs.DurationVar(&cfg.NoisyPhase, "noisy-phase", 15*time.Second, "how long app A sends alone, and then next to app B, in the noisy scenario")
 	fs.Float64Var(&cfg.NoisyRate, "noisy-rate", 50, "app A's offered events/s in the noisy scenario")
 	fs.IntVar(&cfg.NoisyBacklog, "noisy-backlog", 2000, "events queued for app B's 20 hanging endpoints before app A's second phase")
+	fs.IntVar(&cfg.MemoryEndpoints, "memory-endpoints", 200, "endpoints the memory scenario's 250 KiB event fans out to")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -82,15 +82,19 @@ type Config struct {
 	// NoisyBacklog is how many events app B has queued, to its hanging
 	// endpoints, before app A's second phase (default 2000).
 	NoisyBacklog int
+	// MemoryEndpoints is how many endpoints the memory scenario's large
+	// event fans out to (default 200).
+	MemoryEndpoints int
 }
 
-// Defaults of the costs' and of the noisy scenario's settings.
+// Defaults of the costs' and of the noisy and memory scenarios' settings.
 const (
 	deliveryTimeoutDefault = 3 * time.Second
 	statsSettleDefault     = 11 * time.Second
 	noisyPhaseDefault      = 15 * time.Second
 	noisyRateDefault       = 50
 	noisyBacklogDefault    = 2000
+	memoryEndpointsDefault = 200
 )
 
 // Scenario names.
@@ -102,6 +106,7 @@ const (
 	ScenarioClicks   = "clicks"
 	ScenarioFanout   = "fanout10"
 	ScenarioFailing  = "failing"
+	ScenarioMemory   = "memory"
 	ScenarioNoisy    = "noisy"
 	ScenarioSoak     = "soak"
 )
@@ -110,7 +115,7 @@ const (
 // last: the hanging endpoints' backlog it leaves takes a while to drain.
 func Standard() []string {
 	return []string{ScenarioBaseline, ScenarioIdle, ScenarioSteady, ScenarioBurst, ScenarioClicks, ScenarioFanout, ScenarioFailing,
-		ScenarioNoisy}
+		ScenarioMemory, ScenarioNoisy}
 }
 
 // All returns every scenario name.
@@ -147,6 +152,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.NoisyPhase = cmp.Or(c.NoisyPhase, noisyPhaseDefault)
 	c.NoisyRate = cmp.Or(c.NoisyRate, noisyRateDefault)
 	c.NoisyBacklog = cmp.Or(c.NoisyBacklog, noisyBacklogDefault)
+	c.MemoryEndpoints = cmp.Or(c.MemoryEndpoints, memoryEndpointsDefault)
 	return c, nil
 }
 

@@ -201,8 +201,11 @@ func procUsage(pid int) (usage, error) {
 	}, nil
 }
 
+// sampleIntervalDefault is how often a scenario samples hookd's RSS.
+const sampleIntervalDefault = 100 * time.Millisecond
+
 // sampler follows hookd's usage during a scenario: CPU time spent and the
-// highest RSS seen, sampled every 100ms.
+// highest RSS seen, sampled every interval.
 type sampler struct {
 	h       *hookd
 	start   usage
@@ -211,13 +214,13 @@ type sampler struct {
 	done    chan struct{}
 }
 
-func (h *hookd) sample() *sampler {
+func (h *hookd) sample(interval time.Duration) *sampler {
 	s := &sampler{h: h, stop: make(chan struct{}), done: make(chan struct{})}
 	s.start, _ = h.usage()
 	s.peakRSS = s.start.RSS
 	go func() {
 		defer close(s.done)
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {

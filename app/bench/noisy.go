@@ -100,7 +100,7 @@ func (r *runner) runNoisy(ctx context.Context, prefix string) (Result, error) {
 	endpoints := maps.Clone(epA)
 	maps.Copy(endpoints, epB)
 
-	usage := r.hookd.sample()
+	usage := r.hookd.sample(sampleIntervalDefault)
 	start := time.Now()
 	rd1 := r.recv.begin(endpoints, phaseEvents*a.expected)
 	defer r.recv.release(rd1) // B's requests still held, whatever happens

@@ -25,6 +25,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		switch {
 		case res.Scenario == ScenarioIdle:
 			offered = "1 at a time"
+		case res.Scenario == ScenarioMemory:
+			offered = "1 event"
 		case res.OfferedRate > 0:
 			offered = fmt.Sprintf("%.0f", res.OfferedRate)
 		}
@@ -55,6 +57,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 				n.BacklogDeliveries, n.FanoutSeconds, n.HungRequests)
 			fmt.Fprintf(&b, "  A alone p50 %.1f ms, p99 %.1f ms; next to B p50 %.1f ms, p99 %.1f ms: p99 ×%.2f\n",
 				n.Alone.P50, n.Alone.P99, n.NextToB.P50, n.NextToB.P99, n.P99Ratio)
+		}
+		if m := res.LargeEvent; m != nil {
+			fmt.Fprintf(&b, "\nmemory: one %d KiB event to %d endpoints: hookd RSS %.1f → %.1f MiB (%+.1f MB); Redis used_memory %+.1f MB when all arrived, %+.1f MB %.0fs later (from %.1f MB)\n",
+				m.PayloadBytes>>10, m.Deliveries, mib(m.HookdRSSBeforeBytes), mib(m.HookdRSSPeakBytes), mb(m.HookdRSSIncreaseBytes),
+				mb(m.RedisIncreaseBytes), mb(m.RedisLaterIncreaseBytes), m.LaterSeconds, mb(m.RedisBeforeBytes))
 		}
 	}
 	if err := r.writeCosts(&b); err != nil {
@@ -132,6 +139,9 @@ func (r *Report) writeCosts(b *strings.Builder) error {
 	return nil
 }
 
+func mib(bytes int64) float64 { return float64(bytes) / (1 << 20) }
+func mb(bytes int64) float64  { return float64(bytes) / 1e6 }
+
 func rate(v float64) string {
 	if v == 0 {
 		return "-"
@@ -190,6 +200,21 @@ func (r *Report) Targets() []Target {
 			Met:  n.P99Ratio > 0 && n.P99Ratio <= 1.5,
 			Detail: fmt.Sprintf("app A's p99 %.1f ms alone, %.1f ms next to app B = ×%.2f (B: %d hanging endpoints, %d events queued)",
 				n.Alone.P99, n.NextToB.P99, n.P99Ratio, n.HangingEndpoints, n.Backlog),
+		})
+	}
+	if res, ok := by[ScenarioMemory]; ok && res.LargeEvent != nil {
+		m := res.LargeEvent
+		ts = append(ts, Target{
+			Name:   fmt.Sprintf("one %d KiB event to %d endpoints: hookd RSS +≤ 30 MB", m.PayloadBytes>>10, m.Deliveries),
+			Met:    m.HookdRSSIncreaseBytes <= 30e6,
+			Detail: fmt.Sprintf("RSS %.1f → %.1f MiB peak (%+.1f MB)", mib(m.HookdRSSBeforeBytes), mib(m.HookdRSSPeakBytes), mb(m.HookdRSSIncreaseBytes)),
+		})
+		limit := 2e6 + 1024*float64(m.Deliveries)
+		ts = append(ts, Target{
+			Name: fmt.Sprintf("one %d KiB event to %d endpoints: Redis +≤ 2 MB + 1 KiB per delivery (%.1f MB)", m.PayloadBytes>>10, m.Deliveries, limit/1e6),
+			Met:  float64(m.RedisIncreaseBytes) <= limit,
+			Detail: fmt.Sprintf("used_memory %+.1f MB when all arrived, %+.1f MB %.0fs later",
+				mb(m.RedisIncreaseBytes), mb(m.RedisLaterIncreaseBytes), m.LaterSeconds),
 		})
 	}
 	if res, ok := by[ScenarioSoak]; ok && len(res.Memory) >= 3 {

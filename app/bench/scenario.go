@@ -60,6 +60,8 @@ type Result struct {
 	Cost *Cost `json:"cost,omitempty"`
 	// Noisy is the noisy scenario's comparison.
 	Noisy *Noisy `json:"noisy,omitempty"`
+	// LargeEvent is the memory scenario's measure.
+	LargeEvent *LargeEvent `json:"large_event,omitempty"`
 }
 
 // MemorySample is hookd's memory at one moment of a soak.
@@ -133,6 +135,8 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 	switch name {
 	case ScenarioNoisy:
 		return r.runNoisy(ctx, prefix)
+	case ScenarioMemory:
+		return r.runMemory(ctx, prefix)
 	}
 	sh := r.shape(name)
 	res := Result{Scenario: name, Source: sh.source, OfferedRate: sh.rate, Events: sh.events, FanOut: sh.perApp,
@@ -149,7 +153,7 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	usage := r.hookd.sample()
+	usage := r.hookd.sample(sampleIntervalDefault)
 	var profiled chan error
 	if sh.profile {
 		profiled = make(chan error, 1)

@@ -23,8 +23,9 @@ const benchRedisDB = 7
 
 // TestBenchSmoke runs `hookd bench` on a small load through every standard
 // scenario and checks that its JSON report holds plausible numbers: rates,
-// latencies, what each delivery cost and the noisy scenario's comparison.
-// It checks no target: a loaded machine may miss any.
+// latencies, what each delivery cost, the noisy scenario's comparison and
+// the memory scenario's measures. It checks no target: a loaded machine
+// may miss any.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres and Redis; skipped with -short")
@@ -38,13 +39,13 @@ func TestBenchSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench",
-		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing,noisy",
+		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing,memory,noisy",
 		"--events", "200", "--rate", "50", "--duration", "2s", "--baseline", "500",
 		// Tiny sizes: the cost figures then carry hookd's idle polling
 		// (and a Redis shared with other tests, their commands), and a
 		// short settle leaves some Postgres transactions uncounted; only
 		// their presence is checked.
-		"--stats-settle", "1s", "--noisy-phase", "2s", "--noisy-backlog", "25",
+		"--stats-settle", "1s", "--noisy-phase", "2s", "--noisy-backlog", "25", "--memory-endpoints", "20",
 		// The noisy scenario's endpoints hang for 4s (timeout + 2s), not 5s.
 		"--delivery-timeout", "2s",
 		"--json", jsonFile,
@@ -87,6 +88,18 @@ func TestBenchSmoke(t *testing.T) {
 			PeakRSSMiB float64     `json:"hookd_peak_rss_mib"`
 			Cost       *benchCost  `json:"cost"`
 			Noisy      *benchNoisy `json:"noisy"`
+			LargeEvent *struct {
+				PayloadBytes       int    `json:"payload_bytes"`
+				Deliveries         int    `json:"deliveries"`
+				RSSBefore          int64  `json:"hookd_rss_before_bytes"`
+				RSSPeak            int64  `json:"hookd_rss_peak_bytes"`
+				RSSIncrease        int64  `json:"hookd_rss_increase_bytes"`
+				RedisBefore        int64  `json:"redis_used_memory_before_bytes"`
+				RedisAfter         int64  `json:"redis_used_memory_after_bytes"`
+				RedisLater         int64  `json:"redis_used_memory_later_bytes"`
+				RedisIncrease      *int64 `json:"redis_increase_bytes"`
+				RedisLaterIncrease *int64 `json:"redis_later_increase_bytes"`
+			} `json:"large_event"`
 		} `json:"results"`
 		Targets []struct {
 			Name string `json:"name"`
@@ -99,7 +112,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Errorf("baseline = %+v, want positive rates", rep.Baseline)
 	}
 
-	want := []string{"idle", "steady", "burst", "clicks", "fanout10", "failing", "noisy"}
+	want := []string{"idle", "steady", "burst", "clicks", "fanout10", "failing", "memory", "noisy"}
 	var got []string
 	for _, res := range rep.Results {
 		got = append(got, res.Scenario)
@@ -137,6 +150,18 @@ func TestBenchSmoke(t *testing.T) {
 				t.Errorf("noisy: %d backlog deliveries, %d requests held, want 500 and some", n.BacklogDeliveries, n.HungRequests)
 			}
 			checkCost(t, "noisy alone", n.AloneCost, perCost)
+		case "memory":
+			m := res.LargeEvent
+			switch {
+			case m == nil:
+				t.Errorf("memory: no large_event section")
+			case m.PayloadBytes != 250<<10 || m.Deliveries != 20:
+				t.Errorf("memory: %d bytes to %d endpoints, want %d to 20", m.PayloadBytes, m.Deliveries, 250<<10)
+			case m.RSSBefore <= 0 || m.RSSPeak < m.RSSBefore || m.RSSIncrease != m.RSSPeak-m.RSSBefore:
+				t.Errorf("memory: RSS %d -> %d (+%d), want a positive start and a peak no lower", m.RSSBefore, m.RSSPeak, m.RSSIncrease)
+			case m.RedisBefore <= 0 || m.RedisAfter <= 0 || m.RedisLater <= 0 || m.RedisIncrease == nil || m.RedisLaterIncrease == nil:
+				t.Errorf("memory: Redis used_memory %d, %d, %d, want all positive, and their increases", m.RedisBefore, m.RedisAfter, m.RedisLater)
+			}
 		}
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
@@ -146,12 +171,12 @@ func TestBenchSmoke(t *testing.T) {
 	for _, tg := range rep.Targets {
 		targets = append(targets, tg.Name)
 	}
-	for _, want := range []string{"noisy neighbour"} {
+	for _, want := range []string{"noisy neighbour", "hookd RSS", "Redis +"} {
 		if !strings.Contains(strings.Join(targets, "\n"), want) {
 			t.Errorf("no target about %q in %q", want, targets)
 		}
 	}
-	for _, want := range []string{"\ncost per delivery", "noisy (A alone)"} {
+	for _, want := range []string{"\ncost per delivery", "noisy (A alone)", "\nmemory: one 250 KiB event"} {
 		if !strings.Contains(string(stdout), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}
