@@ -35,6 +35,12 @@ type LargeEvent struct {
 	RedisIncreaseBytes      int64   `json:"redis_increase_bytes"`
 	RedisLaterIncreaseBytes int64   `json:"redis_later_increase_bytes"`
 	LaterSeconds            float64 `json:"later_seconds"`
+	// RedisPeakBytes is the highest used_memory seen, sampled every 100ms
+	// from the publish until every delivery arrived: how much of the
+	// event Redis held at once, which the reading after the last delivery
+	// may miss.
+	RedisPeakBytes         int64 `json:"redis_used_memory_peak_bytes"`
+	RedisPeakIncreaseBytes int64 `json:"redis_peak_increase_bytes"`
 }
 
 // The memory scenario's event and measures.
@@ -46,6 +52,9 @@ const (
 	memoryWarmupEvents = 5
 	// memorySampleInterval is how often hookd's RSS is sampled.
 	memorySampleInterval = 20 * time.Millisecond
+	// redisSampleInterval is how often Redis' used_memory is sampled
+	// (each sample is an INFO call, which the scenario's cost counts).
+	redisSampleInterval = 100 * time.Millisecond
 	// memoryLaterDefault is when Redis' memory is read again after the
 	// last delivery.
 	memoryLaterDefault = 5 * time.Second
@@ -94,15 +103,19 @@ func (r *runner) runMemory(ctx context.Context, prefix string) (Result, error) {
 		return res, err
 	}
 	usage := r.hookd.sample(memorySampleInterval)
+	redisPeak := r.sampleUsedMemory(ctx, m.RedisBeforeBytes)
 	start := time.Now()
 	ev := map[string]any{"type": "bench.event", "payload": payload}
 	if err := r.hookd.post(ctx, "/v1/apps/"+a.appID+"/events", ev, http.StatusCreated, nil); err != nil {
 		usage.end()
+		redisPeak()
 		return res, err
 	}
 	complete := r.recv.wait(rd, a.expected, deliveryIdleWaitDefault)
 	usedAfter, err := r.usedMemory(ctx)
 	cpu, peak := usage.end()
+	m.RedisPeakBytes = max(redisPeak(), usedAfter)
+	m.RedisPeakIncreaseBytes = m.RedisPeakBytes - m.RedisBeforeBytes
 	if err != nil {
 		return res, err
 	}
@@ -151,6 +164,34 @@ func largePayload(size int) (map[string]any, error) {
 		return nil, fmt.Errorf("large payload: %w", err)
 	}
 	return map[string]any{"blob": hex.EncodeToString(b)[:size-envelope]}, nil
+}
+
+// sampleUsedMemory samples Redis' used_memory every redisSampleInterval
+// until the returned function stops it and returns the highest seen (at
+// least from).
+func (r *runner) sampleUsedMemory(ctx context.Context, from int64) func() int64 {
+	stop, done := make(chan struct{}), make(chan struct{})
+	peak := from
+	go func() {
+		defer close(done)
+		t := time.NewTicker(redisSampleInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if n, err := r.usedMemory(ctx); err == nil {
+					peak = max(peak, n)
+				}
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return peak
+	}
 }
 
 // usedMemory reads Redis' used_memory.

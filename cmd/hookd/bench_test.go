@@ -97,6 +97,7 @@ func TestBenchSmoke(t *testing.T) {
 				RedisBefore        int64  `json:"redis_used_memory_before_bytes"`
 				RedisAfter         int64  `json:"redis_used_memory_after_bytes"`
 				RedisLater         int64  `json:"redis_used_memory_later_bytes"`
+				RedisPeak          int64  `json:"redis_used_memory_peak_bytes"`
 				RedisIncrease      *int64 `json:"redis_increase_bytes"`
 				RedisLaterIncrease *int64 `json:"redis_later_increase_bytes"`
 			} `json:"large_event"`
@@ -161,6 +162,8 @@ func TestBenchSmoke(t *testing.T) {
 				t.Errorf("memory: RSS %d -> %d (+%d), want a positive start and a peak no lower", m.RSSBefore, m.RSSPeak, m.RSSIncrease)
 			case m.RedisBefore <= 0 || m.RedisAfter <= 0 || m.RedisLater <= 0 || m.RedisIncrease == nil || m.RedisLaterIncrease == nil:
 				t.Errorf("memory: Redis used_memory %d, %d, %d, want all positive, and their increases", m.RedisBefore, m.RedisAfter, m.RedisLater)
+			case m.RedisPeak < m.RedisBefore || m.RedisPeak < m.RedisAfter:
+				t.Errorf("memory: Redis used_memory peak %d, want at least the readings before (%d) and after (%d)", m.RedisPeak, m.RedisBefore, m.RedisAfter)
 			}
 		}
 	}
