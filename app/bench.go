@@ -49,7 +49,7 @@ Flags:
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long the steady and failing scenarios offer their rate")
 	fs.DurationVar(&cfg.Soak, "soak", 5*time.Minute, "how long the soak scenario runs")
 	fs.IntVar(&cfg.BaselineTasks, "baseline", 20000, "no-op tasks and outbox rows of the baselines")
-	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and heap profiles of hookd, taken during burst, to this directory")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and heap profiles of hookd, taken during fanout10, to this directory")
 	deliveryTimeout := 3 * time.Second
 	if v := getenv("HOOKD_DELIVERY_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)

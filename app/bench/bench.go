@@ -63,7 +63,7 @@ type Config struct {
 	// too (default: 4 pollers, concurrency 50, 10ms check interval).
 	Worker WorkerLayout
 	// ProfileDir, when set, receives a CPU and a heap profile of hookd
-	// taken during the burst scenario.
+	// taken during the fanout10 scenario.
 	ProfileDir string
 	// DeliveryTimeout is hookd's HOOKD_DELIVERY_TIMEOUT in the bench
 	// (default 3s, shorter than hookd's own default so that the noisy
