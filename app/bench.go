@@ -24,11 +24,15 @@ func benchCommand(ctx context.Context, args []string, getenv func(string) string
 Runs this hookd binary (every role in one process) against real Postgres
 and Redis and a local receiver, and reports ingest and delivery rates,
 commit-to-receipt latency, hookd's CPU time and peak RSS, next to this
-machine's raw Asynq and Postgres rates measured in the same run.
+machine's raw Asynq and Postgres rates measured in the same run, and what
+each delivery cost hookd, Postgres and Redis: Redis commands, Postgres
+transactions and WAL bytes, CPU time.
 
 It works in a schema of its own (dropped afterwards) and FLUSHES the Redis
-database it is given, before and after: give it one nothing else uses.
-hookd inherits the environment, so HOOKD_* settings can be tried.
+database it is given, before and after: give it a Redis nothing else uses
+(its command counts and memory are measured too). hookd inherits the
+environment, so HOOKD_* settings can be tried; its delivery timeout is
+--delivery-timeout.
 
 Scenarios: %s (default: all but soak).
 
@@ -45,7 +49,21 @@ Flags:
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long the steady and failing scenarios offer their rate")
 	fs.DurationVar(&cfg.Soak, "soak", 5*time.Minute, "how long the soak scenario runs")
 	fs.IntVar(&cfg.BaselineTasks, "baseline", 20000, "no-op tasks and outbox rows of the baselines")
-	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and heap profiles of hookd, taken during burst, to this directory")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and heap profiles of hookd, taken during fanout10, to this directory")
+	deliveryTimeout := 3 * time.Second
+	if v := getenv("HOOKD_DELIVERY_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("bench: invalid HOOKD_DELIVERY_TIMEOUT=%q: %w", v, err)
+		}
+		deliveryTimeout = d
+	}
+	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", deliveryTimeout, "hookd's delivery timeout in the bench (HOOKD_DELIVERY_TIMEOUT if set); the noisy scenario's hanging endpoints hold each request 2s longer")
+	fs.DurationVar(&cfg.StatsSettle, "stats-settle", 11*time.Second, "wait after each scenario before reading Postgres' transaction count, which an idle backend publishes up to 10s late")
+	fs.DurationVar(&cfg.NoisyPhase, "noisy-phase", 15*time.Second, "how long app A sends alone, and then next to app B, in the noisy scenario")
+	fs.Float64Var(&cfg.NoisyRate, "noisy-rate", 50, "app A's offered events/s in the noisy scenario")
+	fs.IntVar(&cfg.NoisyBacklog, "noisy-backlog", 2000, "events queued for app B's 20 hanging endpoints before app A's second phase")
+	fs.IntVar(&cfg.MemoryEndpoints, "memory-endpoints", 200, "endpoints the memory scenario's 250 KiB event fans out to")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -2,10 +2,12 @@
 // (every role in one process) against real Postgres and Redis, publishes
 // events through the API and through link clicks, receives the signed
 // webhooks on a local receiver and reports ingest rates, end-to-end
-// deliveries per second, commit-to-receipt latency, and hookd's CPU time
-// and peak RSS. In the same run it measures this machine's ceilings (raw
-// Asynq enqueue+process of no-op tasks, raw Postgres inserts of outbox
-// rows) so that every rate reads as a ratio.
+// deliveries per second, commit-to-receipt latency, hookd's CPU time and
+// peak RSS, and what each delivery cost hookd, Postgres and Redis (Redis
+// commands, Postgres transactions and WAL bytes, CPU time). In the same
+// run it measures this machine's ceilings (raw Asynq enqueue+process of
+// no-op tasks, raw Postgres inserts of outbox rows) so that every rate
+// reads as a ratio.
 //
 // It creates its own Postgres schema and drops it afterwards, and flushes
 // its Redis database before and after the run: point it at a database
@@ -61,9 +63,39 @@ type Config struct {
 	// too (default: 4 pollers, concurrency 50, 10ms check interval).
 	Worker WorkerLayout
 	// ProfileDir, when set, receives a CPU and a heap profile of hookd
-	// taken during the burst scenario.
+	// taken during the fanout10 scenario.
 	ProfileDir string
+	// DeliveryTimeout is hookd's HOOKD_DELIVERY_TIMEOUT in the bench
+	// (default 3s, shorter than hookd's own default so that the noisy
+	// scenario's hanging endpoints do not make the run long).
+	DeliveryTimeout time.Duration
+	// StatsSettle is how long a scenario waits after its load before it
+	// reads Postgres' transaction count: a backend that goes idle
+	// publishes its last second of counts 10s late (default 11s).
+	StatsSettle time.Duration
+	// NoisyPhase is how long app A sends alone, and then next to app B, in
+	// the noisy scenario (default 15s each).
+	NoisyPhase time.Duration
+	// NoisyRate is app A's offered events/s in the noisy scenario
+	// (default 50).
+	NoisyRate float64
+	// NoisyBacklog is how many events app B has queued, to its hanging
+	// endpoints, before app A's second phase (default 2000).
+	NoisyBacklog int
+	// MemoryEndpoints is how many endpoints the memory scenario's large
+	// event fans out to (default 200).
+	MemoryEndpoints int
 }
+
+// Defaults of the costs' and of the noisy and memory scenarios' settings.
+const (
+	deliveryTimeoutDefault = 3 * time.Second
+	statsSettleDefault     = 11 * time.Second
+	noisyPhaseDefault      = 15 * time.Second
+	noisyRateDefault       = 50
+	noisyBacklogDefault    = 2000
+	memoryEndpointsDefault = 200
+)
 
 // Scenario names.
 const (
@@ -74,12 +106,16 @@ const (
 	ScenarioClicks   = "clicks"
 	ScenarioFanout   = "fanout10"
 	ScenarioFailing  = "failing"
+	ScenarioMemory   = "memory"
+	ScenarioNoisy    = "noisy"
 	ScenarioSoak     = "soak"
 )
 
-// Standard returns the scenarios `go tool task bench` runs.
+// Standard returns the scenarios `go tool task bench` runs. Noisy comes
+// last: the hanging endpoints' backlog it leaves takes a while to drain.
 func Standard() []string {
-	return []string{ScenarioBaseline, ScenarioIdle, ScenarioSteady, ScenarioBurst, ScenarioClicks, ScenarioFanout, ScenarioFailing}
+	return []string{ScenarioBaseline, ScenarioIdle, ScenarioSteady, ScenarioBurst, ScenarioClicks, ScenarioFanout, ScenarioFailing,
+		ScenarioMemory, ScenarioNoisy}
 }
 
 // All returns every scenario name.
@@ -111,6 +147,12 @@ func (c Config) withDefaults() (Config, error) {
 	c.Worker.Pollers = cmp.Or(c.Worker.Pollers, 4)
 	c.Worker.Concurrency = cmp.Or(c.Worker.Concurrency, 50)
 	c.Worker.TaskCheckInterval = cmp.Or(c.Worker.TaskCheckInterval, 10*time.Millisecond)
+	c.DeliveryTimeout = cmp.Or(c.DeliveryTimeout, deliveryTimeoutDefault)
+	c.StatsSettle = cmp.Or(c.StatsSettle, statsSettleDefault)
+	c.NoisyPhase = cmp.Or(c.NoisyPhase, noisyPhaseDefault)
+	c.NoisyRate = cmp.Or(c.NoisyRate, noisyRateDefault)
+	c.NoisyBacklog = cmp.Or(c.NoisyBacklog, noisyBacklogDefault)
+	c.MemoryEndpoints = cmp.Or(c.MemoryEndpoints, memoryEndpointsDefault)
 	return c, nil
 }
 
@@ -161,7 +203,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if len(rest) == 0 {
 		return rep, nil
 	}
-	recv, err := startReceiver()
+	recv, err := startReceiver(cfg.DeliveryTimeout + hangMarginDefault)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +211,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	h, err := startHookd(ctx, cfg.Binary, append([]string{
 		"HOOKD_DATABASE_URL=" + dbURL,
 		"HOOKD_REDIS_URL=" + cfg.RedisURL,
+		"HOOKD_DELIVERY_TIMEOUT=" + cfg.DeliveryTimeout.String(),
 	}, cfg.Env...), log)
 	if err != nil {
 		return nil, err
@@ -177,9 +220,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 
 	db := bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dbURL))), pgdialect.New())
 	defer db.Close()
-	r := &runner{cfg: cfg, db: db, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
+	m, err := newMeter(ctx, rdb, db, h.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, db: db, rdb: rdb, meter: m, hookd: h, recv: recv, log: log, baseline: rep.Baseline}
 	for i, name := range rest {
 		log.InfoContext(ctx, "running scenario", slog.String("scenario", name))
+		r.last = i == len(rest)-1
 		res, err := r.run(ctx, name, fmt.Sprintf("s%d", i))
 		if err != nil {
 			return rep, fmt.Errorf("scenario %s: %w", name, err)

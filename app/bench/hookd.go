@@ -124,23 +124,35 @@ func (h *hookd) post(ctx context.Context, path string, in any, want int, out any
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.api+path, bytes.NewReader(body))
+	return h.do(ctx, http.MethodPost, path, body, want, out)
+}
+
+// delete sends a DELETE to hookd's API with the admin key; any status but
+// 204 is an error.
+func (h *hookd) delete(ctx context.Context, path string) error {
+	return h.do(ctx, http.MethodDelete, path, nil, http.StatusNoContent, nil)
+}
+
+func (h *hookd) do(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, h.api+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+adminKey)
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
@@ -152,6 +164,9 @@ func (h *hookd) post(ctx context.Context, path string, in any, want int, out any
 type usage struct {
 	CPU time.Duration
 	RSS int64 // bytes
+	// Start is when the process started, in clock ticks after boot: with
+	// the pid, it names the process.
+	Start int64
 }
 
 // clockTicks is Linux's USER_HZ, the unit of /proc/*/stat's CPU times.
@@ -168,7 +183,8 @@ func procUsage(pid int) (usage, error) {
 		return usage{}, err
 	}
 	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3, utime 14, stime 15, rss 24 (in pages).
+	// spaces: state is field 3, utime 14, stime 15, starttime 22, rss 24
+	// (in pages).
 	s := string(stat)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	if len(f) < 22 {
@@ -176,15 +192,20 @@ func procUsage(pid int) (usage, error) {
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	start, _ := strconv.ParseInt(f[19], 10, 64)
 	rss, _ := strconv.ParseInt(f[21], 10, 64)
 	return usage{
-		CPU: time.Duration(utime+stime) * time.Second / clockTicks,
-		RSS: rss * int64(os.Getpagesize()),
+		CPU:   time.Duration(utime+stime) * time.Second / clockTicks,
+		RSS:   rss * int64(os.Getpagesize()),
+		Start: start,
 	}, nil
 }
 
+// sampleIntervalDefault is how often a scenario samples hookd's RSS.
+const sampleIntervalDefault = 100 * time.Millisecond
+
 // sampler follows hookd's usage during a scenario: CPU time spent and the
-// highest RSS seen, sampled every 100ms.
+// highest RSS seen, sampled every interval.
 type sampler struct {
 	h       *hookd
 	start   usage
@@ -193,13 +214,13 @@ type sampler struct {
 	done    chan struct{}
 }
 
-func (h *hookd) sample() *sampler {
+func (h *hookd) sample(interval time.Duration) *sampler {
 	s := &sampler{h: h, stop: make(chan struct{}), done: make(chan struct{})}
 	s.start, _ = h.usage()
 	s.peakRSS = s.start.RSS
 	go func() {
 		defer close(s.done)
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {

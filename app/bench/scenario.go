@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
 )
@@ -29,6 +31,8 @@ type Result struct {
 	FanOut           int     `json:"fan_out"`
 	Endpoints        int     `json:"endpoints"`
 	FailingEndpoints int     `json:"failing_endpoints"`
+	// HangingEndpoints hold each request past hookd's delivery timeout.
+	HangingEndpoints int `json:"hanging_endpoints,omitempty"`
 	// IngestPerSec is events committed per second, from the first request
 	// to the last response.
 	IngestPerSec float64 `json:"ingest_events_per_sec"`
@@ -51,6 +55,13 @@ type Result struct {
 	Seconds    float64 `json:"seconds"`
 	// Memory is sampled during a soak.
 	Memory []MemorySample `json:"memory,omitempty"`
+	// Cost is what the scenario's deliveries cost hookd, Postgres and
+	// Redis.
+	Cost *Cost `json:"cost,omitempty"`
+	// Noisy is the noisy scenario's comparison.
+	Noisy *Noisy `json:"noisy,omitempty"`
+	// LargeEvent is the memory scenario's measure.
+	LargeEvent *LargeEvent `json:"large_event,omitempty"`
 }
 
 // MemorySample is hookd's memory at one moment of a soak.
@@ -69,6 +80,7 @@ type shape struct {
 	apps     int     // events go round-robin to the apps
 	perApp   int     // endpoints per app: the fan-out
 	failing  int     // endpoints answering 500 (the first of the first apps)
+	hanging  int     // endpoints hanging (the ones after the failing ones)
 	events   int     // how many
 	rate     float64 // offered events/s; 0: as fast as possible
 	idle     bool    // one at a time, each delivered before the next
@@ -80,10 +92,14 @@ type shape struct {
 type runner struct {
 	cfg      Config
 	db       *bun.DB // the bench schema
+	rdb      *redis.Client
+	meter    *meter
 	hookd    *hookd
 	recv     *receiver
 	log      *slog.Logger
 	baseline *Baseline
+	// last tells that no scenario follows the one running.
+	last bool
 }
 
 func (r *runner) shape(name string) shape {
@@ -116,6 +132,12 @@ type target struct {
 }
 
 func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
+	switch name {
+	case ScenarioNoisy:
+		return r.runNoisy(ctx, prefix)
+	case ScenarioMemory:
+		return r.runMemory(ctx, prefix)
+	}
 	sh := r.shape(name)
 	res := Result{Scenario: name, Source: sh.source, OfferedRate: sh.rate, Events: sh.events, FanOut: sh.perApp,
 		Endpoints: sh.apps * sh.perApp, FailingEndpoints: sh.failing}
@@ -127,7 +149,11 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 		res.Expected += targets[i%len(targets)].expected
 	}
 	rd := r.recv.begin(endpoints, res.Expected)
-	usage := r.hookd.sample()
+	before, err := r.meter.read(ctx)
+	if err != nil {
+		return res, err
+	}
+	usage := r.hookd.sample(sampleIntervalDefault)
 	var profiled chan error
 	if sh.profile {
 		profiled = make(chan error, 1)
@@ -164,7 +190,7 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 	}
 	res.IngestPerSec = float64(sent) / lastResp.Sub(start).Seconds()
 
-	complete := r.recv.wait(rd, res.Expected, 20*time.Second)
+	complete := r.recv.wait(rd, res.Expected, deliveryIdleWaitDefault)
 	res.Memory = stopMemory()
 	cpu, peak := usage.end()
 	delivered, dups, failed, _, last, lat := r.recv.summary(rd)
@@ -184,6 +210,12 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 			r.log.WarnContext(ctx, "profiling failed", slog.Any("err", err))
 		}
 	}
+	r.recorded(ctx, appIDs(targets), delivered)
+	c, err := r.costSince(ctx, before, delivered)
+	if err != nil {
+		return res, err
+	}
+	res.Cost = &c
 	if !complete {
 		return res, fmt.Errorf("%w: %d of %d arrived", errIncomplete, delivered, res.Expected)
 	}
@@ -192,9 +224,9 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 
 // setup creates the scenario's apps, endpoints (on the receiver) and, for
 // clicks, links, through the API.
-func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, map[string]bool, error) {
+func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, map[string]reply, error) {
 	targets := make([]target, sh.apps)
-	endpoints := make(map[string]bool, sh.apps*sh.perApp)
+	endpoints := make(map[string]reply, sh.apps*sh.perApp)
 	eventType := "bench.event"
 	if sh.source == "clicks" {
 		eventType = "link.clicked"
@@ -211,15 +243,21 @@ func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, 
 			t := target{appID: app.ID}
 			for e := range sh.perApp {
 				name := fmt.Sprintf("%s-%d-%d", prefix, a, e)
-				failing := a*sh.perApp+e < sh.failing
+				kind := replyOK
+				switch i := a*sh.perApp + e; {
+				case i < sh.failing:
+					kind = replyFail
+				case i < sh.failing+sh.hanging:
+					kind = replyHang
+				}
 				in := map[string]any{"url": r.recv.url(name), "event_types": []string{eventType}}
 				if err := r.hookd.post(ctx, "/v1/apps/"+app.ID+"/endpoints", in, http.StatusCreated, nil); err != nil {
 					return err
 				}
 				mu.Lock()
-				endpoints[name] = failing
+				endpoints[name] = kind
 				mu.Unlock()
-				if !failing {
+				if kind == replyOK {
 					t.expected++
 				}
 			}
@@ -404,6 +442,85 @@ func (h *hookd) gauge(ctx context.Context, name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
+// recordedWaitDefault bounds how long a scenario waits for hookd to record
+// the deliveries its receiver had.
+const recordedWaitDefault = 10 * time.Second
+
+// recorded waits until hookd has recorded want deliveries of the apps as
+// succeeded (the receiver has them a moment before), so that a scenario's
+// cost includes that work. It gives up, saying so, after
+// recordedWaitDefault.
+func (r *runner) recorded(ctx context.Context, apps []string, want int) {
+	deadline := time.Now().Add(recordedWaitDefault)
+	for {
+		count, err := r.db.NewSelect().Table("deliveries").
+			Where("app_id IN (?)", bun.In(apps)).Where("status = 'succeeded'").Count(ctx)
+		n := int(count)
+		if err == nil && n >= want {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.log.WarnContext(ctx, "deliveries not all recorded as succeeded", slog.Int("recorded", n), slog.Int("delivered", want), slog.Any("err", err))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// costSince reads the counters now and returns what was spent since
+// before, over deliveries; it takes the transaction count after the
+// settle.
+func (r *runner) costSince(ctx context.Context, before counters, deliveries int) (Cost, error) {
+	after, err := r.meter.read(ctx)
+	if err != nil {
+		return Cost{}, err
+	}
+	xacts, err := r.settled(ctx, after.at)
+	if err != nil {
+		return Cost{}, err
+	}
+	return cost(before, after, xacts, deliveries), nil
+}
+
+// settled waits until Config.StatsSettle has passed since since, for
+// Postgres to publish every backend's counts, and reads the transaction
+// count.
+func (r *runner) settled(ctx context.Context, since time.Time) (int64, error) {
+	select {
+	case <-time.After(time.Until(since.Add(r.cfg.StatsSettle))):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return r.meter.xacts(ctx)
+}
+
+// queued counts the tasks hookd's queues hold (pending, active, scheduled
+// or waiting to retry).
+func (r *runner) queued() (int, error) {
+	in := asynq.NewInspectorFromRedisClient(r.rdb)
+	queues, err := in.Queues()
+	if err != nil {
+		return 0, fmt.Errorf("list queues: %w", err)
+	}
+	var n int
+	for _, q := range queues {
+		info, err := in.GetQueueInfo(q)
+		if err != nil {
+			return 0, fmt.Errorf("inspect queue %s: %w", q, err)
+		}
+		n += info.Pending + info.Active + info.Scheduled + info.Retry
+	}
+	return n, nil
+}
+
+func appIDs(ts []target) []string {
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		ids[i] = t.appID
+	}
+	return ids
 }
 
 // forEach calls fn for each i in [0, n) from workers goroutines, as fast

@@ -22,7 +22,10 @@ import (
 const benchRedisDB = 7
 
 // TestBenchSmoke runs `hookd bench` on a small load through every standard
-// scenario and checks that its JSON report holds plausible numbers.
+// scenario and checks that its JSON report holds plausible numbers: rates,
+// latencies, what each delivery cost, the noisy scenario's comparison and
+// the memory scenario's measures. It checks no target: a loaded machine
+// may miss any.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres and Redis; skipped with -short")
@@ -33,11 +36,18 @@ func TestBenchSmoke(t *testing.T) {
 	redisURL.Path = fmt.Sprintf("/%d", benchRedisDB)
 	jsonFile := filepath.Join(t.TempDir(), "bench.json")
 
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench",
-		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing",
+		"--scenarios", "baseline,idle,steady,burst,clicks,fanout10,failing,memory,noisy",
 		"--events", "200", "--rate", "50", "--duration", "2s", "--baseline", "500",
+		// Tiny sizes: the cost figures then carry hookd's idle polling
+		// (and a Redis shared with other tests, their commands), and a
+		// short settle leaves some Postgres transactions uncounted; only
+		// their presence is checked.
+		"--stats-settle", "1s", "--noisy-phase", "2s", "--noisy-backlog", "25", "--memory-endpoints", "20",
+		// The noisy scenario's endpoints hang for 4s (timeout + 2s), not 5s.
+		"--delivery-timeout", "2s",
 		"--json", jsonFile,
 		"--redis-url", redisURL.String(),
 		"--database-url", outboxtest.DatabaseURL(),
@@ -74,9 +84,27 @@ func TestBenchSmoke(t *testing.T) {
 				P99 float64 `json:"p99_ms"`
 				Max float64 `json:"max_ms"`
 			} `json:"latency"`
-			CPUSeconds float64 `json:"hookd_cpu_seconds"`
-			PeakRSSMiB float64 `json:"hookd_peak_rss_mib"`
+			CPUSeconds float64     `json:"hookd_cpu_seconds"`
+			PeakRSSMiB float64     `json:"hookd_peak_rss_mib"`
+			Cost       *benchCost  `json:"cost"`
+			Noisy      *benchNoisy `json:"noisy"`
+			LargeEvent *struct {
+				PayloadBytes       int    `json:"payload_bytes"`
+				Deliveries         int    `json:"deliveries"`
+				RSSBefore          int64  `json:"hookd_rss_before_bytes"`
+				RSSPeak            int64  `json:"hookd_rss_peak_bytes"`
+				RSSIncrease        int64  `json:"hookd_rss_increase_bytes"`
+				RedisBefore        int64  `json:"redis_used_memory_before_bytes"`
+				RedisAfter         int64  `json:"redis_used_memory_after_bytes"`
+				RedisLater         int64  `json:"redis_used_memory_later_bytes"`
+				RedisPeak          int64  `json:"redis_used_memory_peak_bytes"`
+				RedisIncrease      *int64 `json:"redis_increase_bytes"`
+				RedisLaterIncrease *int64 `json:"redis_later_increase_bytes"`
+			} `json:"large_event"`
 		} `json:"results"`
+		Targets []struct {
+			Name string `json:"name"`
+		} `json:"targets"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("decode %s: %v", jsonFile, err)
@@ -85,7 +113,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Errorf("baseline = %+v, want positive rates", rep.Baseline)
 	}
 
-	want := []string{"idle", "steady", "burst", "clicks", "fanout10", "failing"}
+	want := []string{"idle", "steady", "burst", "clicks", "fanout10", "failing", "memory", "noisy"}
 	var got []string
 	for _, res := range rep.Results {
 		got = append(got, res.Scenario)
@@ -104,8 +132,109 @@ func TestBenchSmoke(t *testing.T) {
 		if res.Scenario == "failing" && res.Failed <= 0 {
 			t.Errorf("failing: %d failed requests, want some", res.Failed)
 		}
+		perCost := res.Delivered
+		if res.Scenario == "noisy" {
+			perCost /= 2 // each phase has its cost: the scenario's is the second
+		}
+		checkCost(t, res.Scenario, res.Cost, perCost)
+		switch res.Scenario {
+		case "noisy":
+			n := res.Noisy
+			if n == nil {
+				t.Errorf("noisy: no noisy section")
+				break
+			}
+			if n.Alone.P99 <= 0 || n.NextToB.P99 <= 0 || n.P99Ratio <= 0 {
+				t.Errorf("noisy: alone %+v, next to B %+v, ratio %g, want positive p99s and ratio", n.Alone, n.NextToB, n.P99Ratio)
+			}
+			if n.BacklogDeliveries != 25*20 || n.HungRequests <= 0 {
+				t.Errorf("noisy: %d backlog deliveries, %d requests held, want 500 and some", n.BacklogDeliveries, n.HungRequests)
+			}
+			checkCost(t, "noisy alone", n.AloneCost, perCost)
+		case "memory":
+			m := res.LargeEvent
+			switch {
+			case m == nil:
+				t.Errorf("memory: no large_event section")
+			case m.PayloadBytes != 250<<10 || m.Deliveries != 20:
+				t.Errorf("memory: %d bytes to %d endpoints, want %d to 20", m.PayloadBytes, m.Deliveries, 250<<10)
+			case m.RSSBefore <= 0 || m.RSSPeak < m.RSSBefore || m.RSSIncrease != m.RSSPeak-m.RSSBefore:
+				t.Errorf("memory: RSS %d -> %d (+%d), want a positive start and a peak no lower", m.RSSBefore, m.RSSPeak, m.RSSIncrease)
+			case m.RedisBefore <= 0 || m.RedisAfter <= 0 || m.RedisLater <= 0 || m.RedisIncrease == nil || m.RedisLaterIncrease == nil:
+				t.Errorf("memory: Redis used_memory %d, %d, %d, want all positive, and their increases", m.RedisBefore, m.RedisAfter, m.RedisLater)
+			case m.RedisPeak < m.RedisBefore || m.RedisPeak < m.RedisAfter:
+				t.Errorf("memory: Redis used_memory peak %d, want at least the readings before (%d) and after (%d)", m.RedisPeak, m.RedisBefore, m.RedisAfter)
+			}
+		}
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("scenarios = %v, want %v", got, want)
+	}
+	var targets []string
+	for _, tg := range rep.Targets {
+		targets = append(targets, tg.Name)
+	}
+	for _, want := range []string{"noisy neighbour", "hookd RSS", "Redis +"} {
+		if !strings.Contains(strings.Join(targets, "\n"), want) {
+			t.Errorf("no target about %q in %q", want, targets)
+		}
+	}
+	for _, want := range []string{"\ncost per delivery", "noisy (A alone)", "\nmemory: one 250 KiB event"} {
+		if !strings.Contains(string(stdout), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// benchCost is the part of a scenario's report the smoke test checks.
+type benchCost struct {
+	Deliveries          int   `json:"deliveries"`
+	RedisCommands       int64 `json:"redis_commands"`
+	PGTransactions      int64 `json:"pg_transactions"`
+	PGWriteTransactions int64 `json:"pg_write_transactions"`
+	WALBytes            int64 `json:"wal_bytes"`
+	PerDelivery         struct {
+		RedisCommands float64 `json:"redis_commands"`
+		WALBytes      float64 `json:"wal_bytes"`
+		CPUMs         float64 `json:"cpu_ms"`
+		HookdCPUMs    float64 `json:"hookd_cpu_ms"`
+	} `json:"per_delivery"`
+	TopRedisCommands []struct {
+		Command string `json:"command"`
+		Calls   int64  `json:"calls"`
+	} `json:"top_redis_commands"`
+}
+
+// benchNoisy is the noisy scenario's section of the report.
+type benchNoisy struct {
+	BacklogDeliveries int `json:"backlog_deliveries"`
+	HungRequests      int `json:"hung_requests"`
+	Alone             struct {
+		P99 float64 `json:"p99_ms"`
+	} `json:"alone"`
+	NextToB struct {
+		P99 float64 `json:"p99_ms"`
+	} `json:"next_to_b"`
+	P99Ratio  float64    `json:"p99_ratio"`
+	AloneCost *benchCost `json:"alone_cost"`
+}
+
+// checkCost checks that a scenario's cost is present and plausible: every
+// delivery takes Redis commands, Postgres writes (and their WAL) and CPU.
+// Postgres' transaction count may lag behind its writes, so it need only
+// not be negative.
+func checkCost(t *testing.T, scenario string, c *benchCost, delivered int) {
+	t.Helper()
+	switch {
+	case c == nil:
+		t.Errorf("%s: no cost", scenario)
+	case c.Deliveries != delivered:
+		t.Errorf("%s: cost over %d deliveries, want %d", scenario, c.Deliveries, delivered)
+	case c.RedisCommands <= 0 || c.PerDelivery.RedisCommands <= 0 || len(c.TopRedisCommands) == 0 || c.TopRedisCommands[0].Calls <= 0:
+		t.Errorf("%s: %d Redis commands (%g per delivery, top %+v), want some", scenario, c.RedisCommands, c.PerDelivery.RedisCommands, c.TopRedisCommands)
+	case c.PGWriteTransactions <= 0 || c.WALBytes <= 0 || c.PerDelivery.WALBytes <= 0 || c.PGTransactions < 0:
+		t.Errorf("%s: %d Postgres transactions, %d writes, %d WAL bytes, want writes and WAL", scenario, c.PGTransactions, c.PGWriteTransactions, c.WALBytes)
+	case c.PerDelivery.CPUMs <= 0 || c.PerDelivery.CPUMs < c.PerDelivery.HookdCPUMs:
+		t.Errorf("%s: %g CPU ms per delivery (hookd %g), want positive and at least hookd's", scenario, c.PerDelivery.CPUMs, c.PerDelivery.HookdCPUMs)
 	}
 }
