@@ -33,8 +33,11 @@ type QueueConfig struct {
 	// total timeout, or asynq could run a delivery twice at once
 	// (default 30s).
 	DeliverTimeout time.Duration
-	// Retention keeps a finished fan-out's ID in Redis, so that a late
-	// duplicate enqueue is refused rather than run (default 24h).
+	// Retention keeps a finished fan-out in Redis, so that a duplicate
+	// enqueue soon after (a relay that died before its commit, whose batch
+	// another relay publishes again) is refused rather than run (default
+	// DefaultRetention). A later duplicate runs, harmlessly: the fan-out is
+	// idempotent. A retained fan-out holds its event's data.
 	Retention time.Duration
 }
 
@@ -44,9 +47,14 @@ func (c QueueConfig) withDefaults() QueueConfig {
 	c.Overflow = cmp.Or(c.Overflow, c.Deliveries+"_overflow")
 	c.Retry = c.Retry.withDefaults()
 	c.DeliverTimeout = cmp.Or(c.DeliverTimeout, 30*time.Second)
-	c.Retention = cmp.Or(c.Retention, 24*time.Hour)
+	c.Retention = cmp.Or(c.Retention, DefaultRetention)
 	return c
 }
+
+// DefaultRetention is how long a finished fan-out stays in Redis: far
+// longer than a relay takes to publish a dead relay's batch again (seconds),
+// and short enough that Redis does not hold a day of events' data.
+const DefaultRetention = 15 * time.Minute
 
 // fanoutMaxRetry is high enough never to be reached in practice (a retry a
 // minute for two months): a fan-out only fails while Postgres or Redis does,
