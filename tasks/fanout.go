@@ -127,13 +127,9 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("event %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
 	}
 	f.bodies.Put(ev.EventID, webhook)
-	endpointOf := make(map[string]string, len(written))
+	endpointOf, fresh := make(map[string]string, len(written)), make(map[string]bool, len(written))
 	for _, d := range written {
-		endpointOf[d.ID] = d.EndpointID
-	}
-	fresh := make(map[string]bool, len(written))
-	for _, d := range written {
-		fresh[d.ID] = d.Fresh
+		endpointOf[d.ID], fresh[d.ID] = d.EndpointID, d.Fresh
 	}
 	var payloads, firsts []DeliverPayload
 	for _, id := range enqueue {
