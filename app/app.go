@@ -186,11 +186,11 @@ func (a *App) Run(ctx context.Context) error {
 		PerEndpoint: a.cfg.EndpointConcurrency,
 		PerApp:      a.cfg.AppConcurrency,
 		Backlog:     a.cfg.OverflowBacklog,
-		// A slot, a probe and the first waiter's postponement each last
-		// about as long as a delivery task may run.
+		// A slot, a probe and a step of the waiting rooms each last about
+		// as long as a delivery task may run.
 		SlotTTL:      2 * queueCfg.DeliverTimeout,
 		ProbeTimeout: queueCfg.DeliverTimeout,
-		Park:         queueCfg.DeliverTimeout,
+		ParkStep:     queueCfg.DeliverTimeout,
 		Threshold:    a.cfg.CircuitThreshold,
 		Cooldown:     a.cfg.CircuitCooldown,
 	})

@@ -250,6 +250,28 @@ func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) 
 	return g.Wait()
 }
 
+// fanoutStates returns the asynq state of the fan-out task of each event
+// ("" where Redis holds none). It reads the tasks' hashes directly: the
+// inspector first checks that the queue is registered, and after a Redis
+// restart the queue stays unregistered until a process that never
+// registered it enqueues (asynq's client remembers that it did), so every
+// lookup would say "queue not found" meanwhile.
+func (q *Queue) fanoutStates(ctx context.Context, eventIDs []string) ([]string, error) {
+	pipe := q.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(eventIDs))
+	for i, id := range eventIDs {
+		cmds[i] = pipe.HGet(ctx, "asynq:{"+q.cfg.Events+"}:t:"+id, "state")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("look up fan-out tasks: %w", err)
+	}
+	states := make([]string, len(eventIDs))
+	for i, c := range cmds {
+		states[i] = c.Val() // "" for redis.Nil
+	}
+	return states, nil
+}
+
 // wakeScript makes a postponed task due now, at the head of its queue: a
 // waiter the gate woke holds slots already. It only moves a task asynq
 // holds in its retry set (a postponement); it returns 1 when it did, -1

@@ -100,25 +100,17 @@ func (q requeuer) task(id string) (*asynq.TaskInfo, error) {
 // notFanningOut returns those of ids (deliveries, with their events) whose
 // event's fan-out task Redis holds no more, or holds completed.
 func (q requeuer) notFanningOut(ctx context.Context, ids []string, events map[string]string) ([]string, error) {
-	keep := make([]bool, len(ids))
-	err := inParallel(ctx, len(ids), func(_ context.Context, i int) error {
-		info, err := q.inspector.GetTaskInfo(q.queue.cfg.Events, events[ids[i]])
-		switch {
-		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-			keep[i] = true
-		case err != nil:
-			return fmt.Errorf("look up fan-out of %s: %w", ids[i], err)
-		default:
-			keep[i] = info.State == asynq.TaskStateCompleted
-		}
-		return nil
-	})
+	eventIDs := make([]string, len(ids))
+	for i, id := range ids {
+		eventIDs[i] = events[id]
+	}
+	states, err := q.queue.fanoutStates(ctx, eventIDs)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for i, id := range ids {
-		if keep[i] {
+		if states[i] == "" || states[i] == "completed" {
 			out = append(out, id)
 		}
 	}

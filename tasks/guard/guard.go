@@ -38,9 +38,14 @@ const (
 	// DefaultProbeTimeout bounds how long a probe holds a half-open
 	// circuit.
 	DefaultProbeTimeout = time.Minute
-	// DefaultPark is how long the first delivery in a waiting room waits
-	// before it asks again, should no wake reach it.
-	DefaultPark = 30 * time.Second
+	// DefaultPark is how long the first PerEndpoint deliveries of a waiting
+	// room (those the next free slots serve) wait before they ask again,
+	// should no wake reach them: after a worker died holding slots, nobody
+	// gives them back, and they lapse unannounced.
+	DefaultPark = 5 * time.Second
+	// DefaultParkStep is what each further PerEndpoint deliveries ahead in
+	// the room add to the wait.
+	DefaultParkStep = 30 * time.Second
 	// DefaultParkMax caps that wait for deliveries far back in a room.
 	DefaultParkMax = 10 * time.Minute
 	// DefaultBacklog is how many unfinished deliveries an endpoint (or an
@@ -75,12 +80,14 @@ type Config struct {
 	// ProbeTimeout bounds how long a probe holds a half-open circuit; it
 	// must exceed a delivery attempt.
 	ProbeTimeout time.Duration
-	// Park is how long the first waiter of a room is postponed; each
-	// PerEndpoint waiters ahead of a delivery add as much, up to ParkMax.
-	// Wakes normally come first: these bound the wait of a waiter whose
-	// wake was lost (a worker killed between its attempt and the wake).
-	Park    time.Duration
-	ParkMax time.Duration
+	// Park is how long the first PerEndpoint waiters of a room are
+	// postponed; each further PerEndpoint waiters ahead of a delivery add
+	// ParkStep, up to ParkMax. Wakes normally come first: these bound the
+	// wait of a waiter whose wake was lost (a worker killed between its
+	// attempt and the wake, or holding slots that lapsed).
+	Park     time.Duration
+	ParkStep time.Duration
+	ParkMax  time.Duration
 	// Backlog is the overflow threshold of Route.
 	Backlog int
 }
@@ -93,6 +100,7 @@ func (c Config) withDefaults() Config {
 	c.Cooldown = cmp.Or(c.Cooldown, DefaultCooldown)
 	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, DefaultProbeTimeout)
 	c.Park = cmp.Or(c.Park, DefaultPark)
+	c.ParkStep = cmp.Or(c.ParkStep, DefaultParkStep)
 	c.ParkMax = max(cmp.Or(c.ParkMax, DefaultParkMax), c.Park)
 	c.Backlog = cmp.Or(c.Backlog, DefaultBacklog)
 	return c
@@ -198,6 +206,7 @@ func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 		t.DeliveryID, member(t.Queue, t.DeliveryID), g.cfg.PerEndpoint, g.cfg.PerApp,
 		g.cfg.SlotTTL.Milliseconds(), g.cfg.ProbeTimeout.Milliseconds(), g.cfg.Cooldown.Milliseconds(),
 		t.EndpointID, g.cfg.Park.Milliseconds(), g.cfg.ParkMax.Milliseconds(), roomTTL.Milliseconds(), flag(t.NoRoom),
+		g.cfg.ParkStep.Milliseconds(),
 	).Int64Slice()
 	if err != nil {
 		return Verdict{}, fmt.Errorf("gate delivery %s: %w", t.DeliveryID, err)

@@ -24,7 +24,7 @@ package guard
 // KEYS: circuit, probe, endpoint slots, app slots, endpoint room, rooms.
 // ARGV: holder, member, per-endpoint cap, per-app cap, slot TTL, probe TTL,
 // cooldown, endpoint ID, park, park max, room TTL, no room ('1': a busy
-// delivery does not wait in the room).
+// delivery does not wait in the room), park step.
 //
 // It returns {0, probe, 0} to admit, or {reason, wait, released}: reason 1
 // for an open circuit, 2 for a busy endpoint, 3 for a busy app; released
@@ -76,7 +76,10 @@ if busy > 0 then
   redis.call('PEXPIRE', KEYS[5], ARGV[11])
   redis.call('PEXPIRE', KEYS[6], ARGV[11])
   local ahead = redis.call('ZRANK', KEYS[5], ARGV[2])
-  local wait = math.min(tonumber(ARGV[10]), tonumber(ARGV[9]) * (1 + math.floor(ahead / cap)))
+  local wait = tonumber(ARGV[9])
+  if ahead >= cap then
+    wait = math.min(tonumber(ARGV[10]), tonumber(ARGV[13]) * math.floor(ahead / cap))
+  end
   return {busy, wait, released}
 end
 redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
