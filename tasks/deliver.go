@@ -216,14 +216,9 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	queue, _ := asynq.GetQueueName(ctx)
 	ticket := guard.Ticket{AppID: ep.AppID, EndpointID: ep.ID, DeliveryID: p.DeliveryID, Queue: queue}
-	v, err := d.gate.Enter(ctx, ticket)
+	v, err := d.enter(ctx, ticket)
 	if err != nil {
 		return err
-	}
-	if v.Released {
-		// Slots a wake held for this delivery, which may not use them now,
-		// go to the next waiter.
-		d.forgo(ctx, ticket.Waiter())
 	}
 	if v.Wait > 0 {
 		d.metrics.attempts.WithLabelValues(v.Reason).Inc()
@@ -350,6 +345,16 @@ func (d *Deliverer) settle(ctx context.Context, t guard.Ticket, o guard.Outcome)
 		return
 	}
 	d.wake(ctx, w)
+}
+
+// enter asks the gate to admit t. Slots a wake held for t, which it may
+// not use now, go to the next waiter.
+func (d *Deliverer) enter(ctx context.Context, t guard.Ticket) (guard.Verdict, error) {
+	v, err := d.gate.Enter(ctx, t)
+	if err == nil && v.Released {
+		d.forgo(ctx, t.Waiter())
+	}
+	return v, err
 }
 
 // forgo gives up the slots held for w and wakes the next waiter instead.

@@ -72,13 +72,10 @@ func (d *Deliverer) firstAttempt(ctx context.Context, p DeliverPayload, webhook 
 		return nil, false // the task handles all of these
 	}
 	ticket := guard.Ticket{AppID: ep.AppID, EndpointID: ep.ID, DeliveryID: p.DeliveryID, NoRoom: true}
-	v, err := d.gate.Enter(ctx, ticket)
+	v, err := d.enter(ctx, ticket)
 	if err != nil {
 		d.log.WarnContext(ctx, "first attempt not gated", slog.String("delivery_id", p.DeliveryID), slog.Any("err", err))
 		return nil, false
-	}
-	if v.Released {
-		d.forgo(ctx, ticket.Waiter())
 	}
 	if v.Wait > 0 {
 		return nil, false
