@@ -35,7 +35,13 @@ import (
 	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/body"
+	"github.com/hookd/hookd/tasks/deadletter"
+	"github.com/hookd/hookd/tasks/delivery"
+	"github.com/hookd/hookd/tasks/fanout"
 	"github.com/hookd/hookd/tasks/guard"
+	"github.com/hookd/hookd/tasks/ledger"
+	"github.com/hookd/hookd/tasks/repair"
+	"github.com/hookd/hookd/tasks/worker"
 )
 
 // App is a configured hookd process: its connections, listeners and roles.
@@ -170,6 +176,10 @@ func (a *App) MetricsAddr() string {
 	return a.metricsLn.Addr().String()
 }
 
+// deliverTimeoutMargin is how much longer a delivery task may run than its
+// HTTP attempt: the gate, the body and the record of the attempt.
+const deliverTimeoutMargin = 15 * time.Second
+
 // Run runs the configured roles until ctx is done or one of them fails,
 // then shuts them down in order (intake first, workers drained) and closes
 // the connections.
@@ -181,7 +191,7 @@ func (a *App) Run(ctx context.Context) error {
 	queueCfg.Retry.Schedule = a.cfg.RetrySchedule
 	// The task lease must outlast the HTTP timeout, or asynq could hand a
 	// slow delivery to a second worker while the first still waits.
-	queueCfg.DeliverTimeout = a.cfg.DeliveryTimeout + 15*time.Second
+	queueCfg.DeliverTimeout = a.cfg.DeliveryTimeout + deliverTimeoutMargin
 	gate := guard.New(a.rdb, guard.Config{
 		PerEndpoint: a.cfg.EndpointConcurrency,
 		PerApp:      a.cfg.AppConcurrency,
@@ -195,7 +205,7 @@ func (a *App) Run(ctx context.Context) error {
 		Cooldown:     a.cfg.CircuitCooldown,
 	})
 	queue := tasks.NewQueue(a.rdb, gate, queueCfg)
-	metrics := tasks.NewMetrics(a.metrics)
+	store := ledger.New(a.db)
 	// The inspector shares a.rdb, which Close closes.
 	inspector := asynq.NewInspectorFromRedisClient(a.rdb)
 	a.metrics.MustRegister(newOutboxCollector(a.db), asynqmetrics.NewQueueMetricsCollector(inspector))
@@ -207,8 +217,8 @@ func (a *App) Run(ctx context.Context) error {
 		Log:                 a.log,
 		Metrics:             a.metrics,
 	})
-	deadLetters := tasks.NewDeadLetters(a.db, queue, inspector, metrics, a.log)
-	store := events.NewStore(a.db)
+	deadLetters := deadletter.New(store, queue, deadletter.NewMetrics(a.metrics))
+	eventStore := events.NewStore(a.db)
 	g, ctx := errgroup.WithContext(ctx)
 	checks := map[string]api.CheckFunc{
 		"postgres": a.db.PingContext,
@@ -226,7 +236,7 @@ func (a *App) Run(ctx context.Context) error {
 			PrometheusAddress: a.cfg.PrometheusURL,
 		})
 		defer monitor.Close()
-		srv := api.New(reg, store, links.NewService(a.db), deadLetters, a.log, api.Config{
+		srv := api.New(reg, eventStore, links.NewService(a.db), deadLetters, a.log, api.Config{
 			Monitoring:    monitor,
 			Metrics:       a.metrics,
 			AdminAPIKey:   a.cfg.AdminAPIKey,
@@ -256,7 +266,7 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return a.serveHTTP(ctx, "metrics", a.metricsLn, mux) })
 	}
 	if a.has(RoleRelay) {
-		relay := outbox.NewRelay(a.db, queue, a.log.With(slog.String("role", RoleRelay)), outbox.RelayConfig{Observer: metrics})
+		relay := outbox.NewRelay(a.db, queue, a.log.With(slog.String("role", RoleRelay)), outbox.RelayConfig{Observer: tasks.NewRelayMetrics(a.metrics)})
 		g.Go(func() error { return relay.Run(ctx) })
 	}
 	if a.has(RoleWorker) {
@@ -267,7 +277,8 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return cache.Run(ctx) })
 		// Each event's webhook body, held once for all its deliveries.
 		bodies := body.NewCache(a.db, 0)
-		deliverer := tasks.NewDeliverer(a.db, tasks.DelivererDeps{
+		deliverer := delivery.New(delivery.Deps{
+			Ledger:   store,
 			Endpoint: cache.DeliveryEndpoint,
 			Health:   reg.Health(),
 			Limiter:  guard.NewRateLimiter(a.rdb),
@@ -275,8 +286,8 @@ func (a *App) Run(ctx context.Context) error {
 			Queue:    queue,
 			Bodies:   bodies,
 			Retry:    queueCfg.Retry,
-			Metrics:  metrics,
-		}, log, tasks.DelivererConfig{
+			Metrics:  delivery.NewMetrics(a.metrics),
+		}, log, delivery.Config{
 			Timeout:             a.cfg.DeliveryTimeout,
 			ConnectTimeout:      a.cfg.ConnectTimeout,
 			TLSTimeout:          a.cfg.TLSTimeout,
@@ -285,8 +296,20 @@ func (a *App) Run(ctx context.Context) error {
 			AllowPrivateTargets: a.cfg.AllowPrivateTargets,
 			UserAgent:           "hookd/" + Version(),
 		})
-		fanout := tasks.NewFanout(a.db, queue, inspector, cache.Subscribers, bodies, deliverer, metrics, log)
-		worker := tasks.NewWorker(a.rdb, fanout, deliverer, deadLetters, log, tasks.WorkerConfig{
+		fan := fanout.New(fanout.Deps{
+			Ledger:      store,
+			Queue:       queue,
+			Subscribers: cache.Subscribers,
+			Bodies:      bodies,
+			Deliverer:   deliverer,
+			Metrics:     fanout.NewMetrics(a.metrics),
+		}, log)
+		w := worker.New(a.rdb, worker.Handlers{
+			Fanout:           fan,
+			Deliver:          deliverer,
+			RetryDeadLetters: deadLetters,
+			DeadLettered:     deliverer.DeadLettered,
+		}, log, worker.Config{
 			Queue:                    queueCfg,
 			Concurrency:              a.cfg.Concurrency,
 			Pollers:                  a.cfg.Pollers,
@@ -294,20 +317,20 @@ func (a *App) Run(ctx context.Context) error {
 			DelayedTaskCheckInterval: a.cfg.DelayedCheck,
 			ShutdownTimeout:          a.cfg.ShutdownTimeout,
 		})
-		g.Go(func() error { return worker.Run(ctx) })
+		g.Go(func() error { return w.Run(ctx) })
 	}
 	if a.has(RoleReconciler) {
-		rec := tasks.NewReconciler(a.db, queue, inspector, metrics, a.log.With(slog.String("role", RoleReconciler)), tasks.ReconcilerConfig{
+		rec := repair.NewReconciler(store, queue, repair.NewMetrics(a.metrics), a.log.With(slog.String("role", RoleReconciler)), repair.ReconcilerConfig{
 			Interval: a.cfg.ReconcileInterval,
 			After:    a.cfg.ReconcileAfter,
 		})
 		g.Go(func() error { return rec.Run(ctx) })
-		ret := tasks.NewRetention(a.db, a.log.With(slog.String("role", RoleReconciler)), tasks.RetentionConfig{
+		ret := repair.NewRetention(store, a.log.With(slog.String("role", RoleReconciler)), repair.RetentionConfig{
 			Events:   a.cfg.EventRetention,
 			Attempts: a.cfg.AttemptRetention,
 			Interval: a.cfg.ReconcileInterval,
-			Expiries: map[string]tasks.Expiry{
-				"idempotency keys": func(ctx context.Context) (int, error) { return store.DeleteExpiredKeys(ctx, 500) },
+			Expiries: map[string]repair.Expiry{
+				"idempotency keys": func(ctx context.Context) (int, error) { return eventStore.DeleteExpiredKeys(ctx, 500) },
 			},
 		})
 		g.Go(func() error { return ret.Run(ctx) })

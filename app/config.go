@@ -15,7 +15,10 @@ import (
 
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/delivery"
 	"github.com/hookd/hookd/tasks/guard"
+	"github.com/hookd/hookd/tasks/repair"
+	"github.com/hookd/hookd/tasks/worker"
 )
 
 // Roles a process can run.
@@ -148,23 +151,23 @@ func settings() []setting {
 				c.RetrySchedule = s
 				return err
 			}},
-		{"HOOKD_DELIVERY_TIMEOUT", "delivery-timeout", "15s",
+		{"HOOKD_DELIVERY_TIMEOUT", "delivery-timeout", formatDuration(delivery.DefaultTimeout),
 			"total timeout of one delivery attempt", func(c *Config, v string) error {
 				return setDuration(&c.DeliveryTimeout, v)
 			}},
-		{"HOOKD_DELIVERY_CONNECT_TIMEOUT", "delivery-connect-timeout", "5s",
+		{"HOOKD_DELIVERY_CONNECT_TIMEOUT", "delivery-connect-timeout", formatDuration(delivery.DefaultConnectTimeout),
 			"timeout of the TCP connect of a delivery", func(c *Config, v string) error {
 				return setDuration(&c.ConnectTimeout, v)
 			}},
-		{"HOOKD_DELIVERY_TLS_TIMEOUT", "delivery-tls-timeout", "5s",
+		{"HOOKD_DELIVERY_TLS_TIMEOUT", "delivery-tls-timeout", formatDuration(delivery.DefaultTLSTimeout),
 			"timeout of the TLS handshake of a delivery", func(c *Config, v string) error {
 				return setDuration(&c.TLSTimeout, v)
 			}},
-		{"HOOKD_DELIVERY_HEADER_TIMEOUT", "delivery-header-timeout", "15s",
+		{"HOOKD_DELIVERY_HEADER_TIMEOUT", "delivery-header-timeout", formatDuration(delivery.DefaultTimeout),
 			"how long a delivery waits for response headers once sent (HOOKD_DELIVERY_TIMEOUT still bounds it)", func(c *Config, v string) error {
 				return setDuration(&c.HeaderTimeout, v)
 			}},
-		{"HOOKD_MAX_RETRY_AFTER", "max-retry-after", "1h",
+		{"HOOKD_MAX_RETRY_AFTER", "max-retry-after", formatDuration(delivery.DefaultMaxRetryAfter),
 			"cap on the wait a receiver can ask for with Retry-After on a 429 or 503", func(c *Config, v string) error {
 				return setDuration(&c.MaxRetryAfter, v)
 			}},
@@ -216,7 +219,7 @@ func settings() []setting {
 				c.PrometheusURL = v
 				return nil
 			}},
-		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", "50",
+		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", strconv.Itoa(worker.DefaultConcurrency),
 			"tasks a worker processes at once", func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
 				if err == nil && n < 1 {
@@ -225,25 +228,25 @@ func settings() []setting {
 				c.Concurrency = n
 				return err
 			}},
-		{"HOOKD_WORKER_POLLERS", "worker-pollers", "4",
+		{"HOOKD_WORKER_POLLERS", "worker-pollers", strconv.Itoa(worker.DefaultPollers),
 			"asynq servers a worker runs, sharing HOOKD_WORKER_CONCURRENCY: each dequeues one task per Redis round trip and polls idle queues on its own",
 			func(c *Config, v string) error { return setPositive(&c.Pollers, v) }},
-		{"HOOKD_TASK_CHECK_INTERVAL", "task-check-interval", "10ms",
+		{"HOOKD_TASK_CHECK_INTERVAL", "task-check-interval", formatDuration(worker.DefaultTaskCheckInterval),
 			"how long an idle poller waits before it looks at the queues again (0.5 to 1.5 times this); each idle poller costs Redis one dequeue per wait",
 			func(c *Config, v string) error { return setDuration(&c.TaskCheckInterval, v) }},
-		{"HOOKD_DELAYED_TASK_CHECK_INTERVAL", "delayed-task-check-interval", "100ms",
+		{"HOOKD_DELAYED_TASK_CHECK_INTERVAL", "delayed-task-check-interval", formatDuration(worker.DefaultDelayedTaskCheckInterval),
 			"how often each poller moves retries and postponed deliveries that are due to their queue",
 			func(c *Config, v string) error { return setDuration(&c.DelayedCheck, v) }},
-		{"HOOKD_RECONCILE_INTERVAL", "reconcile-interval", "30s",
+		{"HOOKD_RECONCILE_INTERVAL", "reconcile-interval", formatDuration(repair.DefaultReconcileInterval),
 			"pause between the reconciler's passes (repairs, and retention)",
 			func(c *Config, v string) error { return setDuration(&c.ReconcileInterval, v) }},
-		{"HOOKD_RECONCILE_AFTER", "reconcile-after", "1m",
+		{"HOOKD_RECONCILE_AFTER", "reconcile-after", formatDuration(repair.DefaultReconcileAfter),
 			"how long a published event may wait for its fan-out, and a pending delivery for its next attempt, before the reconciler checks that Redis holds its task",
 			func(c *Config, v string) error { return setDuration(&c.ReconcileAfter, v) }},
-		{"HOOKD_EVENT_RETENTION", "event-retention", "720h",
+		{"HOOKD_EVENT_RETENTION", "event-retention", formatDuration(repair.DefaultEventRetention),
 			"how long events are kept, with their deliveries and attempts (the reconciler role deletes them once fanned out and none is pending)",
 			func(c *Config, v string) error { return setDuration(&c.EventRetention, v) }},
-		{"HOOKD_ATTEMPT_RETENTION", "attempt-retention", "720h",
+		{"HOOKD_ATTEMPT_RETENTION", "attempt-retention", formatDuration(repair.DefaultEventRetention),
 			"how long delivery attempts, with the response bodies they recorded, are kept; only a period shorter than HOOKD_EVENT_RETENTION has effect, since attempts go with their event",
 			func(c *Config, v string) error { return setDuration(&c.AttemptRetention, v) }},
 		{"HOOKD_MAX_EVENT_BYTES", "max-event-bytes", "262144",
@@ -266,9 +269,22 @@ func settings() []setting {
 func formatDurations(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
-		parts[i] = d.String()
+		parts[i] = formatDuration(d)
 	}
 	return strings.Join(parts, ",")
+}
+
+// formatDuration writes d as time.ParseDuration reads it, without zero
+// units: 1h, not 1h0m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func setAddr(dst *string, v string) error {

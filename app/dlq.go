@@ -10,13 +10,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/deadletter"
 	"github.com/hookd/hookd/tasks/guard"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // dlq runs "hookd dlq list|retry": dead letters from the command line.
@@ -32,7 +33,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.SetOutput(stdout)
 	dbURL := fs.String("database-url", envOr(getenv, "HOOKD_DATABASE_URL"), "Postgres URL (HOOKD_DATABASE_URL)")
 	redisURL := fs.String("redis-url", envOr(getenv, "HOOKD_REDIS_URL"), "Redis URL (HOOKD_REDIS_URL)")
-	var f tasks.DeadLetterFilter
+	var f ledger.DeadLetterFilter
 	fs.StringVar(&f.AppID, "app", "", "only this application's dead letters")
 	fs.StringVar(&f.EndpointID, "endpoint", "", "only dead letters to this endpoint")
 	fs.StringVar(&f.EventType, "event-type", "", "only dead letters of this event type")
@@ -61,7 +62,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("dlq list: takes no arguments, only filters")
 	case sub == "retry" && *all == (fs.NArg() > 0):
 		return errors.New("dlq retry: want delivery IDs, or --all with filters")
-	case sub == "retry" && !*all && f != (tasks.DeadLetterFilter{}):
+	case sub == "retry" && !*all && f != (ledger.DeadLetterFilter{}):
 		return errors.New("dlq retry: filters go with --all")
 	}
 
@@ -94,7 +95,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer rdb.Close()
 	queue := tasks.NewQueue(rdb, guard.New(rdb, guard.Config{}), tasks.QueueConfig{})
-	dl := tasks.NewDeadLetters(db, queue, asynq.NewInspectorFromRedisClient(rdb), tasks.NewMetrics(prometheus.NewRegistry()), log)
+	dl := deadletter.New(ledger.New(db), queue, deadletter.NewMetrics(prometheus.NewRegistry()))
 	if !*all {
 		retried, err := dl.Retry(ctx, fs.Args())
 		if err != nil {

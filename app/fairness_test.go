@@ -83,7 +83,8 @@ func TestFreshDeliveryNotDelayedByBacklog(t *testing.T) {
 				id := fmt.Sprintf("%026d", j)
 				ps = append(ps, tasks.DeliverPayload{DeliveryID: "dlv_" + id, EventID: "evt_" + id, EndpointID: busy.ID, AppID: appID})
 			}
-			return queue.EnqueueDeliveries(t.Context(), ps)
+			_, err := queue.EnqueueDeliveries(t.Context(), ps)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/hookd/hookd/outbox"
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 //go:embed migrations/*.sql
@@ -32,10 +32,10 @@ type migration struct {
 func migrations() ([]migration, error) {
 	ms := []migration{
 		{1, "outbox", outbox.Schema()},
-		{2, "deliveries", tasks.Schema()},
-		{6, "delivery_engine", tasks.EngineSchema()},
-		{9, "reconciler", tasks.ReconcileSchema()},
-		{10, "retention", tasks.RetentionSchema()},
+		{2, "deliveries", ledger.Schema()},
+		{6, "delivery_engine", ledger.EngineSchema()},
+		{9, "reconciler", ledger.ReconcileSchema()},
+		{10, "retention", ledger.RetentionSchema()},
 	}
 	files, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {

@@ -31,7 +31,7 @@ type QueueConfig struct {
 	Retry RetryPolicy
 	// DeliverTimeout bounds one delivery task; it must exceed the HTTP
 	// total timeout, or asynq could run a delivery twice at once
-	// (default 30s).
+	// (default DefaultDeliverTimeout).
 	DeliverTimeout time.Duration
 	// Retention keeps a finished fan-out in Redis, so that a duplicate
 	// enqueue soon after (a relay that died before its commit, whose batch
@@ -41,20 +41,29 @@ type QueueConfig struct {
 	Retention time.Duration
 }
 
-func (c QueueConfig) withDefaults() QueueConfig {
+// WithDefaults returns c with its zero values set to the defaults.
+func (c QueueConfig) WithDefaults() QueueConfig {
 	c.Events = cmp.Or(c.Events, QueueEvents)
 	c.Deliveries = cmp.Or(c.Deliveries, QueueDeliveries)
 	c.Overflow = cmp.Or(c.Overflow, c.Deliveries+"_overflow")
 	c.Retry = c.Retry.withDefaults()
-	c.DeliverTimeout = cmp.Or(c.DeliverTimeout, 30*time.Second)
+	c.DeliverTimeout = cmp.Or(c.DeliverTimeout, DefaultDeliverTimeout)
 	c.Retention = cmp.Or(c.Retention, DefaultRetention)
 	return c
 }
+
+// DefaultDeliverTimeout bounds a delivery task when the application sets
+// no timeout: the deliverer's default HTTP timeout and a margin.
+const DefaultDeliverTimeout = 30 * time.Second
 
 // DefaultRetention is how long a finished fan-out stays in Redis: far
 // longer than a relay takes to publish a dead relay's batch again (seconds),
 // and short enough that Redis does not hold a day of events' data.
 const DefaultRetention = 15 * time.Minute
+
+// retryJobTimeout bounds one run of a bulk retry; a longer one continues,
+// from its saved position, in its next run.
+const retryJobTimeout = time.Hour
 
 // fanoutMaxRetry is high enough never to be reached in practice (a retry a
 // minute for two months): a fan-out only fails while Postgres or Redis does,
@@ -62,9 +71,11 @@ const DefaultRetention = 15 * time.Minute
 // marked published.
 const fanoutMaxRetry = 100_000
 
-// Queue enqueues hookd's tasks. Every task's ID is the ID of the row it
-// stands for, so enqueuing twice is harmless: the second is a conflict,
-// which Queue treats as success. Queue is the outbox's Publisher.
+// Queue enqueues hookd's tasks and is the one place that reads or changes
+// asynq's keys besides asynq's own servers. Every task's ID is the ID of
+// the row it stands for, so enqueuing twice is harmless: the second is a
+// conflict, which Queue treats as success. Queue is the outbox's
+// Publisher.
 type Queue struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
@@ -78,7 +89,7 @@ type Queue struct {
 // gate routes the deliveries of endpoints with a large backlog to the
 // overflow queue.
 func NewQueue(rdb redis.UniversalClient, gate *guard.Gate, cfg QueueConfig) *Queue {
-	return &Queue{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, gate: gate, wakeup: redis.NewScript(wakeScript), cfg: cfg.withDefaults()}
+	return &Queue{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, gate: gate, wakeup: redis.NewScript(wakeScript), cfg: cfg.WithDefaults()}
 }
 
 // enqueueParallelism is how many Redis calls of a batch (enqueues, task
@@ -90,13 +101,13 @@ const enqueueParallelism = 16
 // Publish enqueues one fan-out task per event, with the event's ID as the
 // task ID.
 func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
-	_, err := q.enqueueFanouts(ctx, batch)
+	_, err := q.EnqueueFanouts(ctx, batch)
 	return err
 }
 
-// enqueueFanouts enqueues one fan-out task per event and returns how many
+// EnqueueFanouts enqueues one fan-out task per event and returns how many
 // were new (not already held by Redis).
-func (q *Queue) enqueueFanouts(ctx context.Context, batch []outbox.Message) (int, error) {
+func (q *Queue) EnqueueFanouts(ctx context.Context, batch []outbox.Message) (int, error) {
 	ts := make([]idTask, len(batch))
 	for i, m := range batch {
 		payload, err := json.Marshal(FanoutPayload{
@@ -120,24 +131,25 @@ func (q *Queue) enqueueFanouts(ctx context.Context, batch []outbox.Message) (int
 }
 
 // EnqueueDeliveries enqueues one delivery task per payload, with the
-// delivery's ID as the task ID.
-func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) error {
-	_, err := q.enqueueDeliveries(ctx, ps)
-	return err
-}
-
-// enqueueDeliveries enqueues one delivery task per payload and returns how
-// many were new (not already held by Redis).
-func (q *Queue) enqueueDeliveries(ctx context.Context, ps []DeliverPayload) (int, error) {
+// delivery's ID as the task ID, and returns how many were new (not already
+// held by Redis).
+func (q *Queue) EnqueueDeliveries(ctx context.Context, ps []DeliverPayload) (int, error) {
 	return q.enqueueLater(ctx, ps, nil)
 }
 
-// enqueueRetries enqueues the deliveries whose first attempt failed, each
-// due after its pause.
-func (q *Queue) enqueueRetries(ctx context.Context, ls []later) (int, error) {
-	ps, pauses := make([]DeliverPayload, len(ls)), make([]time.Duration, len(ls))
-	for i, l := range ls {
-		ps[i], pauses[i] = l.p, l.pause
+// Retry is a delivery whose first attempt failed, to enqueue due after
+// Pause.
+type Retry struct {
+	Payload DeliverPayload
+	Pause   time.Duration
+}
+
+// EnqueueRetries enqueues the deliveries whose first attempt failed, each
+// due after its pause, and returns how many were new.
+func (q *Queue) EnqueueRetries(ctx context.Context, rs []Retry) (int, error) {
+	ps, pauses := make([]DeliverPayload, len(rs)), make([]time.Duration, len(rs))
+	for i, r := range rs {
+		ps[i], pauses[i] = r.Payload, r.Pause
 	}
 	return q.enqueueLater(ctx, ps, pauses)
 }
@@ -186,12 +198,12 @@ func (q *Queue) enqueueLater(ctx context.Context, ps []DeliverPayload, pauses []
 	return q.enqueueAll(ctx, ts)
 }
 
-// archiveDelivery leaves p's task archived, a dead letter, as asynq leaves
+// ArchiveDelivery leaves p's task archived, a dead letter, as asynq leaves
 // a delivery task whose last try failed: for a delivery that the fan-out's
 // first attempt ended for good (410 Gone, or no retries), which had no
 // task. It is enqueued a day off, so that no worker takes it, and archived
 // at once.
-func (q *Queue) archiveDelivery(ctx context.Context, p DeliverPayload) error {
+func (q *Queue) ArchiveDelivery(ctx context.Context, p DeliverPayload) error {
 	payload, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
@@ -203,6 +215,20 @@ func (q *Queue) archiveDelivery(ctx context.Context, p DeliverPayload) error {
 	}
 	if err := q.inspector.ArchiveTask(q.cfg.Deliveries, p.DeliveryID); err != nil {
 		return fmt.Errorf("archive dead letter %s: %w", p.DeliveryID, err)
+	}
+	return nil
+}
+
+// EnqueueRetryJob enqueues the task that performs bulk retry jobID.
+func (q *Queue) EnqueueRetryJob(ctx context.Context, jobID string) error {
+	payload, err := json.Marshal(RetryJobPayload{JobID: jobID})
+	if err != nil {
+		return fmt.Errorf("encode bulk retry: %w", err)
+	}
+	task := asynq.NewTask(TypeRetryDeadLetters, payload, asynq.TaskID(jobID), asynq.Queue(q.cfg.Events),
+		asynq.MaxRetry(fanoutMaxRetry), asynq.Timeout(retryJobTimeout), asynq.Retention(q.cfg.Retention))
+	if _, err := q.enqueueAll(ctx, []idTask{{jobID, task}}); err != nil {
+		return fmt.Errorf("bulk retry %s: %w", jobID, err)
 	}
 	return nil
 }
@@ -250,13 +276,13 @@ func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) 
 	return g.Wait()
 }
 
-// fanoutStates returns the asynq state of the fan-out task of each event
+// FanoutStates returns the asynq state of the fan-out task of each event
 // ("" where Redis holds none). It reads the tasks' hashes directly: the
 // inspector first checks that the queue is registered, and after a Redis
 // restart the queue stays unregistered until a process that never
 // registered it enqueues (asynq's client remembers that it did), so every
 // lookup would say "queue not found" meanwhile.
-func (q *Queue) fanoutStates(ctx context.Context, eventIDs []string) ([]string, error) {
+func (q *Queue) FanoutStates(ctx context.Context, eventIDs []string) ([]string, error) {
 	pipe := q.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(eventIDs))
 	for i, id := range eventIDs {
@@ -301,39 +327,91 @@ const (
 	wakePause = 2 * time.Millisecond
 )
 
+// WakeResult is what a wake found of its task.
+type WakeResult int
+
 // Wake results.
 const (
-	// woken: the task was postponed and is due now.
-	woken = iota
-	// running: the task runs, or is due already: it will use the slots
+	// Woken: the task was postponed and is due now.
+	Woken WakeResult = iota
+	// Running: the task runs, or is due already: it will use the slots
 	// held for it, or give them back, when it asks the gate.
-	running
-	// absent: no task will ask the gate for the slots held for it.
-	absent
+	Running
+	// Absent: no task will ask the gate for the slots held for it.
+	Absent
 )
 
-// wake makes the postponed delivery task id of queue due now.
-func (q *Queue) wake(ctx context.Context, queue, id string) (int, error) {
+// Wake makes the postponed delivery task id of queue due now.
+func (q *Queue) Wake(ctx context.Context, queue, id string) (WakeResult, error) {
 	prefix := "asynq:{" + queue + "}:"
 	keys := []string{prefix + "t:" + id, prefix + "retry", prefix + "pending"}
 	for try, pause := 0, wakePause; ; try, pause = try+1, pause*5 {
 		n, err := q.wakeup.Run(ctx, q.rdb, keys, id, time.Now().UnixNano()).Int()
 		switch {
 		case err != nil:
-			return absent, fmt.Errorf("wake task %s: %w", id, err)
+			return Absent, fmt.Errorf("wake task %s: %w", id, err)
 		case n == 1:
-			return woken, nil
+			return Woken, nil
 		case n == 2:
-			return running, nil
+			return Running, nil
 		case n == 0:
-			return absent, nil
+			return Absent, nil
 		case try+1 == wakeTries:
-			return running, nil
+			return Running, nil
 		}
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
-			return running, ctx.Err()
+			return Running, ctx.Err()
 		}
 	}
+}
+
+// DeliveryTasks returns the delivery task of each of ids, in the same
+// order, nil where Redis holds it in neither delivery queue, in any state.
+// Redis is asked a few times per delivery (asynq has no batch lookup), so
+// the lookups run enqueueParallelism at once: a bulk retry of thousands
+// waits on round trips, not on Redis.
+func (q *Queue) DeliveryTasks(ctx context.Context, ids []string) ([]*asynq.TaskInfo, error) {
+	infos := make([]*asynq.TaskInfo, len(ids))
+	err := inParallel(ctx, len(ids), func(_ context.Context, i int) error {
+		var err error
+		infos[i], err = q.deliveryTask(ids[i])
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return infos, nil
+}
+
+// deliveryTask returns the delivery task id in either delivery queue,
+// whatever its state, or nil when Redis does not hold it.
+func (q *Queue) deliveryTask(id string) (*asynq.TaskInfo, error) {
+	for _, queue := range []string{q.cfg.Deliveries, q.cfg.Overflow} {
+		info, err := q.inspector.GetTaskInfo(queue, id)
+		switch {
+		case err == nil:
+			return info, nil
+		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		default:
+			return nil, fmt.Errorf("look up task %s: %w", id, err)
+		}
+	}
+	return nil, nil
+}
+
+// DeleteTasks deletes tasks (nil entries are skipped), whatever their
+// state but active; one already gone is no error.
+func (q *Queue) DeleteTasks(ctx context.Context, tasks []*asynq.TaskInfo) error {
+	return inParallel(ctx, len(tasks), func(_ context.Context, i int) error {
+		t := tasks[i]
+		if t == nil {
+			return nil
+		}
+		if err := q.inspector.DeleteTask(t.Queue, t.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return fmt.Errorf("delete task %s: %w", t.ID, err)
+		}
+		return nil
+	})
 }

@@ -20,13 +20,17 @@ func DefaultRetrySchedule() []time.Duration {
 	}
 }
 
+// DefaultJitter spreads retries by up to ±20%, so that deliveries failing
+// together do not come back together.
+const DefaultJitter = 0.2
+
 // RetryPolicy says when failed deliveries are tried again.
 type RetryPolicy struct {
 	// Schedule holds the delay before each retry; its length is the number
 	// of retries (default DefaultRetrySchedule()).
 	Schedule []time.Duration
-	// Jitter spreads each delay by up to ± this fraction (default 0.2);
-	// negative means none.
+	// Jitter spreads each delay by up to ± this fraction (default
+	// DefaultJitter); negative means none.
 	Jitter float64
 }
 
@@ -35,7 +39,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 		p.Schedule = DefaultRetrySchedule()
 	}
 	if p.Jitter == 0 {
-		p.Jitter = 0.2
+		p.Jitter = DefaultJitter
 	}
 	return p
 }
@@ -54,15 +58,15 @@ func (p RetryPolicy) Delay(n int) time.Duration {
 	return d
 }
 
-// retryDelay is the worker's asynq RetryDelayFunc. A postponed delivery
-// (rate limit, open circuit) waits what its deferral says, spread by up to
+// RetryDelay is the worker's asynq RetryDelayFunc. A postponed delivery
+// (rate limit, open circuit, busy) waits what its Postponed says, spread by up to
 // 10%; a failed one follows the policy, and waits at least what the
 // receiver's Retry-After asked. Fan-outs and other tasks, which fail only
 // with Postgres or Redis, back off exponentially from 1s to 1m.
-func (p RetryPolicy) retryDelay(n int, err error, t *asynq.Task) time.Duration {
-	var d *deferral
-	if errors.As(err, &d) {
-		return d.wait + time.Duration(rand.Int64N(int64(d.wait)/10+1))
+func (p RetryPolicy) RetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	var pp *Postponed
+	if errors.As(err, &pp) {
+		return pp.Wait + time.Duration(rand.Int64N(int64(pp.Wait)/10+1))
 	}
 	if t.Type() != TypeDeliver {
 		return min(time.Second<<min(n, 6), time.Minute)
@@ -73,11 +77,11 @@ func (p RetryPolicy) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	}
 	_ = json.Unmarshal(t.Payload(), &made) // a payload that fails to decode is archived by its handler
 	delay := p.Delay(n + made.Attempts)
-	var ra *retryAfterError
+	var ra *RetryAfterError
 	if errors.As(err, &ra) {
 		// asynq schedules retries to the second, rounding down: without the
 		// extra second a retry could come up to a second sooner than asked.
-		delay = max(delay, ra.wait+time.Second)
+		delay = max(delay, ra.Wait+time.Second)
 	}
 	return delay
 }

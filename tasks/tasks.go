@@ -1,13 +1,18 @@
-// Package tasks owns hookd's asynq tasks: their type names and payloads, the
-// Queue that enqueues them (and is the outbox's Publisher), the fan-out and
-// delivery handlers, the retry policy, the deliveries tables and the worker
-// that serves them. Sub-packages hold the ideas they use: guard (admission:
-// rate limits, circuits, in-flight slots per endpoint and per app, waiting
-// rooms, backlogs), body (webhook bodies, held once per event) and
-// signature (Standard Webhooks).
+// Package tasks is the contract of hookd's asynq tasks: their type names,
+// queues and payloads, the retry policy and the errors that postpone a
+// task, and the Queue, the one place that talks to asynq's Redis keys
+// (enqueues, lookups, wakes, archives; it is the outbox's Publisher).
 //
-// It never imports the app: it reads endpoints through the small function
-// types it declares (SubscribersFunc, EndpointFunc).
+// The engine's ideas live in sub-packages, each importing this one:
+// fanout (an event into deliveries), delivery (one signed POST, recorded),
+// guard (admission: rate limits, circuits, in-flight slots per endpoint and
+// per app, waiting rooms, backlogs), body (webhook bodies, held once per
+// event), signature (Standard Webhooks), ledger (the engine's tables and
+// all their SQL), deadletter (retries of failed deliveries), repair (the
+// reconciler and retention) and worker (the asynq servers that run the
+// handlers).
+//
+// It never imports the app, nor any of its sub-packages but guard.
 package tasks
 
 import (
@@ -40,6 +45,12 @@ type FanoutPayload struct {
 	Type      string          `json:"type"`
 	Data      json.RawMessage `json:"data"`
 	CreatedAt time.Time       `json:"created_at"`
+}
+
+// RetryJobPayload is the payload of a TypeRetryDeadLetters task: the bulk
+// retry it performs, whose progress Postgres holds.
+type RetryJobPayload struct {
+	JobID string `json:"job_id"`
 }
 
 // DeliverPayload is the payload of a TypeDeliver task: which event goes to

@@ -9,15 +9,15 @@ import (
 
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/resource"
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // DeadLetterRetrier retries dead letters, one by one or in bulk
-// (tasks.DeadLetters).
+// (tasks/deadletter).
 type DeadLetterRetrier interface {
 	Retry(ctx context.Context, ids []string) ([]string, error)
-	StartBulk(ctx context.Context, f tasks.DeadLetterFilter) (tasks.RetryJob, error)
-	Job(ctx context.Context, id string) (tasks.RetryJob, error)
+	StartBulk(ctx context.Context, f ledger.DeadLetterFilter) (ledger.RetryJob, error)
+	Job(ctx context.Context, id string) (ledger.RetryJob, error)
 }
 
 // DeadLetterQuery is the filter of dead-letter lists and bulk retries.
@@ -59,7 +59,7 @@ type acceptedOutput[T any] struct {
 // scopedFilter confines a dead-letter filter to the caller's application:
 // an app-scoped key sees its own dead letters only, and naming another
 // application is a 404.
-func scopedFilter(ctx context.Context, f tasks.DeadLetterFilter) (tasks.DeadLetterFilter, error) {
+func scopedFilter(ctx context.Context, f ledger.DeadLetterFilter) (ledger.DeadLetterFilter, error) {
 	p := principalOf(ctx)
 	if p.appID == "" {
 		return f, nil
@@ -79,7 +79,7 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		Description: "Deliveries that failed for good (retries exhausted, 410 Gone, endpoint disabled or deleted), newest first.",
 		Security:    bearer(),
 	}), func(ctx context.Context, in *listDeadLettersInput) (*listOutput[events.DeadLetter], error) {
-		f, err := scopedFilter(ctx, tasks.DeadLetterFilter{AppID: in.AppID, EndpointID: in.EndpointID, EventType: in.EventType, Since: in.Since, Until: in.Until})
+		f, err := scopedFilter(ctx, ledger.DeadLetterFilter{AppID: in.AppID, EndpointID: in.EndpointID, EventType: in.EventType, Since: in.Since, Until: in.Until})
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -121,9 +121,9 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		Description: "Starts a background job that retries every dead letter the filter selects (failed before now), " +
 			"in batches; follow it with GET /v1/dead-letters/retries/{job_id}.",
 		DefaultStatus: http.StatusAccepted, Security: bearer(), MaxBodyBytes: maxBodyBytes,
-	}), func(ctx context.Context, in *bulkRetryInput) (*acceptedOutput[tasks.RetryJob], error) {
+	}), func(ctx context.Context, in *bulkRetryInput) (*acceptedOutput[ledger.RetryJob], error) {
 		b := in.Body
-		f, err := scopedFilter(ctx, tasks.DeadLetterFilter{AppID: b.AppID, EndpointID: b.EndpointID, EventType: b.EventType, Since: b.Since, Until: b.Until})
+		f, err := scopedFilter(ctx, ledger.DeadLetterFilter{AppID: b.AppID, EndpointID: b.EndpointID, EventType: b.EventType, Since: b.Since, Until: b.Until})
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -131,13 +131,13 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
-		return &acceptedOutput[tasks.RetryJob]{Body: job}, nil
+		return &acceptedOutput[ledger.RetryJob]{Body: job}, nil
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-dead-letter-retry", Method: http.MethodGet, Path: "/v1/dead-letters/retries/{job_id}", Tags: tags,
 		Summary: "Follow a bulk retry", Description: "status is running until every selected dead letter was retried.",
 		Security: bearer(),
-	}), func(ctx context.Context, in *jobPath) (*bodyOutput[tasks.RetryJob], error) {
+	}), func(ctx context.Context, in *jobPath) (*bodyOutput[ledger.RetryJob], error) {
 		job, err := s.deadLetters.Job(ctx, in.JobID)
 		if err == nil && principalOf(ctx).appID != "" && job.Filter.AppID != principalOf(ctx).appID {
 			err = resource.ErrNotFound

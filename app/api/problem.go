@@ -13,6 +13,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // Problem is an RFC 9457 problem details object. Type is a stable URN per
@@ -134,7 +135,7 @@ func (s *Server) fail(ctx context.Context, err error) error {
 		return p
 	case errors.As(err, &quota):
 		return newProblem(http.StatusUnprocessableEntity, "quota-exceeded", quota.Detail)
-	case errors.Is(err, resource.ErrNotFound), errors.Is(err, sql.ErrNoRows):
+	case errors.Is(err, resource.ErrNotFound), errors.Is(err, sql.ErrNoRows), errors.Is(err, ledger.ErrNotFound):
 		return newProblem(http.StatusNotFound, "not-found", "no such resource")
 	case errors.Is(err, resource.ErrConflict):
 		return newProblem(http.StatusConflict, "conflict", err.Error())

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"maps"
 	"time"
+
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // Noisy is what the noisy scenario measured: the latency of app A, which
@@ -183,8 +185,7 @@ func (r *runner) noisyPhase(ctx context.Context, rd *round, sh shape, a target, 
 func (r *runner) fannedOut(ctx context.Context, app string, want int) (int, error) {
 	deadline := time.Now().Add(noisyFanoutWaitDefault)
 	for {
-		count, err := r.db.NewSelect().Table("deliveries").Where("app_id = ?", app).Count(ctx)
-		n := int(count)
+		n, err := ledger.New(r.db).Count(ctx, []string{app}, "")
 		if err != nil {
 			return 0, fmt.Errorf("count B's deliveries: %w", err)
 		}

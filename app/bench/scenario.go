@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // Result is what one scenario measured.
@@ -455,9 +457,7 @@ const recordedWaitDefault = 10 * time.Second
 func (r *runner) recorded(ctx context.Context, apps []string, want int) {
 	deadline := time.Now().Add(recordedWaitDefault)
 	for {
-		count, err := r.db.NewSelect().Table("deliveries").
-			Where("app_id IN (?)", bun.In(apps)).Where("status = 'succeeded'").Count(ctx)
-		n := int(count)
+		n, err := ledger.New(r.db).Count(ctx, apps, ledger.StatusSucceeded)
 		if err == nil && n >= want {
 			return
 		}

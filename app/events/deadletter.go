@@ -2,11 +2,10 @@ package events
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/hookd/hookd/app/resource"
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // DeadLetter is a delivery that failed for good: retries exhausted, or a
@@ -23,18 +22,14 @@ type DeadLetter struct {
 }
 
 // DeadLetters lists the dead letters f selects, newest delivery first.
-func (s *Store) DeadLetters(ctx context.Context, f tasks.DeadLetterFilter, q resource.PageQuery) (resource.Page[DeadLetter], error) {
+func (s *Store) DeadLetters(ctx context.Context, f ledger.DeadLetterFilter, q resource.PageQuery) (resource.Page[DeadLetter], error) {
 	after, err := q.Key()
 	if err != nil {
 		return resource.Page[DeadLetter]{}, err
 	}
-	var rows []tasks.Delivery
-	sel := s.db.NewSelect().Model(&rows).OrderExpr("id DESC").Limit(q.Fetch())
-	if after != "" {
-		sel.Where("id < ?", after)
-	}
-	if err := f.Apply(sel).Scan(ctx); err != nil {
-		return resource.Page[DeadLetter]{}, fmt.Errorf("list dead letters: %w", err)
+	rows, err := s.ledger.DeadLetters(ctx, f, after, int(q.Fetch()))
+	if err != nil {
+		return resource.Page[DeadLetter]{}, err
 	}
 	dls := make([]DeadLetter, len(rows))
 	for i, r := range rows {

@@ -2,13 +2,12 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/uptrace/bun"
-
 	"github.com/hookd/hookd/app/resource"
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // Delivery is one event on its way to one endpoint, as the API shows it.
@@ -62,31 +61,19 @@ func (s *Store) Deliveries(ctx context.Context, appID string, f DeliveryFilter, 
 		return resource.Page[Delivery]{}, err
 	}
 	switch f.Status {
-	case "", tasks.StatusPending, tasks.StatusSucceeded, tasks.StatusFailed:
+	case "", ledger.StatusPending, ledger.StatusSucceeded, ledger.StatusFailed:
 	default:
 		return resource.Page[Delivery]{}, resource.Invalid("status", "must be pending, succeeded or failed")
 	}
 	if err := s.appExists(ctx, appID); err != nil {
 		return resource.Page[Delivery]{}, err
 	}
-	var rows []tasks.Delivery
-	sel := s.db.NewSelect().Model(&rows).Where("app_id = ?", appID).OrderExpr("id DESC").Limit(q.Fetch())
-	for col, v := range map[string]string{"status": f.Status, "endpoint_id": f.EndpointID, "event_id": f.EventID, "event_type": f.EventType} {
-		if v != "" {
-			sel.Where("? = ?", bun.Ident(col), v)
-		}
-	}
-	if after != "" {
-		sel.Where("id < ?", after)
-	}
-	if !f.Since.IsZero() {
-		sel.Where("created_at >= ?", f.Since)
-	}
-	if !f.Until.IsZero() {
-		sel.Where("created_at < ?", f.Until)
-	}
-	if err := sel.Scan(ctx); err != nil {
-		return resource.Page[Delivery]{}, fmt.Errorf("list deliveries: %w", err)
+	rows, err := s.ledger.List(ctx, ledger.Query{
+		AppID: appID, Status: f.Status, EndpointID: f.EndpointID, EventID: f.EventID, EventType: f.EventType,
+		Since: f.Since, Until: f.Until, After: after, Limit: int(q.Fetch()),
+	})
+	if err != nil {
+		return resource.Page[Delivery]{}, err
 	}
 	ds := make([]Delivery, len(rows))
 	for i, r := range rows {
@@ -97,13 +84,13 @@ func (s *Store) Deliveries(ctx context.Context, appID string, f DeliveryFilter, 
 
 // Delivery returns delivery id of app appID with its attempts.
 func (s *Store) Delivery(ctx context.Context, appID, id string) (Delivery, error) {
-	var row tasks.Delivery
-	if err := s.db.NewSelect().Model(&row).Where("app_id = ? AND id = ?", appID, id).Scan(ctx); err != nil {
-		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, resource.NotFound(err))
+	row, err := s.ledger.Get(ctx, appID, id)
+	if err != nil {
+		return Delivery{}, notFound(err)
 	}
-	var attempts []tasks.Attempt
-	if err := s.db.NewSelect().Model(&attempts).Where("delivery_id = ?", id).OrderExpr("attempted_at, id").Scan(ctx); err != nil {
-		return Delivery{}, fmt.Errorf("get attempts of delivery %s: %w", id, err)
+	attempts, err := s.ledger.Attempts(ctx, id)
+	if err != nil {
+		return Delivery{}, err
 	}
 	d := deliveryOf(row)
 	d.Attempts = make([]Attempt, len(attempts))
@@ -113,7 +100,7 @@ func (s *Store) Delivery(ctx context.Context, appID, id string) (Delivery, error
 	return d, nil
 }
 
-func deliveryOf(r tasks.Delivery) Delivery {
+func deliveryOf(r ledger.Delivery) Delivery {
 	return Delivery{
 		ID: r.ID, AppID: r.AppID, EventID: r.EventID, EventType: r.EventType, EndpointID: r.EndpointID,
 		Status: r.Status, AttemptCount: r.Attempts, LastStatusCode: r.LastStatusCode, LastError: r.LastError,
@@ -123,9 +110,17 @@ func deliveryOf(r tasks.Delivery) Delivery {
 
 // DeliveryByID returns delivery id of any application, without attempts.
 func (s *Store) DeliveryByID(ctx context.Context, id string) (Delivery, error) {
-	var row tasks.Delivery
-	if err := s.db.NewSelect().Model(&row).Where("id = ?", id).Scan(ctx); err != nil {
-		return Delivery{}, fmt.Errorf("get delivery %s: %w", id, resource.NotFound(err))
+	row, err := s.ledger.Get(ctx, "", id)
+	if err != nil {
+		return Delivery{}, notFound(err)
 	}
 	return deliveryOf(row), nil
+}
+
+// notFound translates the ledger's ErrNotFound into the API's.
+func notFound(err error) error {
+	if errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("%w: %w", err, resource.ErrNotFound)
+	}
+	return err
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/outbox"
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // IdempotencyWindow is how long an idempotency key returns its event.
@@ -177,25 +177,14 @@ func (s *Store) Event(ctx context.Context, appID, id string) (Event, error) {
 	if err := s.db.NewSelect().Model(&m).Where("tenant = ? AND id = ?", appID, id).Scan(ctx); err != nil {
 		return Event{}, fmt.Errorf("get event %s: %w", id, resource.NotFound(err))
 	}
-	var counts []struct {
-		Status string `bun:"status"`
-		N      int    `bun:"n"`
-	}
-	err := s.db.NewSelect().Model((*tasks.Delivery)(nil)).ColumnExpr("status, count(*) AS n").
-		Where("event_id = ?", id).Group("status").Scan(ctx, &counts)
+	counts, err := s.ledger.Counts(ctx, id)
 	if err != nil {
-		return Event{}, fmt.Errorf("count deliveries of event %s: %w", id, err)
+		return Event{}, err
 	}
-	var sum DeliverySummary
-	for _, c := range counts {
-		switch c.Status {
-		case tasks.StatusPending:
-			sum.Pending = c.N
-		case tasks.StatusSucceeded:
-			sum.Succeeded = c.N
-		case tasks.StatusFailed:
-			sum.Failed = c.N
-		}
+	sum := DeliverySummary{
+		Pending:   counts[ledger.StatusPending],
+		Succeeded: counts[ledger.StatusSucceeded],
+		Failed:    counts[ledger.StatusFailed],
 	}
 	ev := eventOf(m)
 	ev.Deliveries = &sum

@@ -16,6 +16,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks/ledger"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
@@ -54,6 +55,7 @@ type EventTypePatch struct {
 // Store stores event types and events and reads deliveries.
 type Store struct {
 	db      *bun.DB
+	ledger  *ledger.Store   // deliveries, attempts, dead letters
 	batcher *outbox.Batcher // publishes events without idempotency key
 
 	printer *message.Printer // of schema validation errors
@@ -65,7 +67,7 @@ type Store struct {
 // NewStore returns a Store on db.
 func NewStore(db *bun.DB) *Store {
 	return &Store{
-		db: db, batcher: outbox.NewBatcher(db, 0),
+		db: db, ledger: ledger.New(db), batcher: outbox.NewBatcher(db, 0),
 		printer: message.NewPrinter(language.English), schemas: map[string]*compiledSchema{},
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/delivery"
 )
 
 // notifyChannel is the channel the endpoint triggers notify (migration
@@ -60,7 +60,7 @@ func (r *Registry) NewCache(log *slog.Logger, ttl time.Duration) *Cache {
 	}
 }
 
-// Subscribers is Registry.Subscribers from memory; a tasks.SubscribersFunc.
+// Subscribers is Registry.Subscribers from memory; a fanout.SubscribersFunc.
 func (c *Cache) Subscribers(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]string, error) {
 	now := time.Now()
 	c.mu.Lock()
@@ -86,8 +86,8 @@ func (c *Cache) Subscribers(ctx context.Context, appID, eventType string, payloa
 }
 
 // DeliveryEndpoint is Registry.DeliveryEndpoint from memory; a
-// tasks.EndpointFunc.
-func (c *Cache) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpoint, error) {
+// delivery.EndpointFunc.
+func (c *Cache) DeliveryEndpoint(ctx context.Context, id string) (delivery.Endpoint, error) {
 	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.endpoints[id]
@@ -98,7 +98,7 @@ func (c *Cache) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpoint
 	}
 	de, err := c.r.deliveryEndpoint(ctx, id)
 	if err != nil {
-		return tasks.Endpoint{}, err
+		return delivery.Endpoint{}, err
 	}
 	c.mu.Lock()
 	if c.live && c.gen == gen {

@@ -20,7 +20,8 @@ import (
 	"github.com/hookd/hookd/app/filter"
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/outbox"
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/delivery"
+	"github.com/hookd/hookd/tasks/ledger"
 	"github.com/hookd/hookd/tasks/signature"
 )
 
@@ -287,10 +288,7 @@ func (r *Registry) DeleteEndpoint(ctx context.Context, appID, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("delete endpoint %s: %w", id, resource.ErrNotFound)
 		}
-		if _, err := tx.NewDelete().Table("deliveries").Where("endpoint_id = ?", id).Exec(ctx); err != nil {
-			return fmt.Errorf("delete deliveries of endpoint %s: %w", id, err)
-		}
-		return nil
+		return ledger.DeleteOfEndpoint(ctx, tx, id)
 	})
 }
 
@@ -327,7 +325,7 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 	}
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {
-		if !tasks.IsPublic(addr) {
+		if !delivery.IsPublic(addr) {
 			return resource.Invalid("url", "%s is not a public address (private targets are not allowed)", addr)
 		}
 		return nil
@@ -339,7 +337,7 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 		return nil
 	}
 	for _, a := range addrs {
-		if !tasks.IsPublic(a) {
+		if !delivery.IsPublic(a) {
 			return resource.Invalid("url", "%s resolves to %s, not a public address (private targets are not allowed)", host, a.Unmap())
 		}
 	}

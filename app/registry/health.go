@@ -9,12 +9,12 @@ import (
 	"github.com/hookd/hookd/app/resource"
 )
 
-// Health is the deliverer's tasks.EndpointHealth on the registry: it
+// Health is the deliverer's delivery.EndpointHealth on the registry: it
 // disables endpoints that answer 410 Gone or fail for longer than
 // Config.DisableAfter, with the reason visible through the API.
 type Health struct{ r *Registry }
 
-// Health returns the registry's tasks.EndpointHealth.
+// Health returns the registry's delivery.EndpointHealth.
 func (r *Registry) Health() Health { return Health{r} }
 
 // Succeeded ends endpoint id's failing streak.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // Config tunes a Registry.
@@ -186,10 +187,7 @@ func (r *Registry) DeleteApp(ctx context.Context, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("delete app %s: %w", id, resource.ErrNotFound)
 		}
-		if _, err := tx.NewDelete().Table("deliveries").Where("app_id = ?", id).Exec(ctx); err != nil {
-			return fmt.Errorf("delete deliveries of app %s: %w", id, err)
-		}
-		return nil
+		return ledger.DeleteOfApp(ctx, tx, id)
 	})
 }
 

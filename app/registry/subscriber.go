@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/hookd/hookd/app/filter"
-	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/delivery"
 	"github.com/hookd/hookd/tasks/signature"
 )
 
 // Subscribers returns the enabled endpoints of app appID subscribed to
 // eventType whose filter, if any, matches payload. It is the fan-out's
-// tasks.SubscribersFunc; Cache.Subscribers serves it from memory.
+// fanout.SubscribersFunc; Cache.Subscribers serves it from memory.
 func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]string, error) {
 	subs, err := r.subscriptions(ctx, appID, eventType)
 	if err != nil {
@@ -122,11 +122,11 @@ func decodePayload(payload json.RawMessage) (any, bool) {
 
 // DeliveryEndpoint returns what the deliverer needs of an endpoint: its URL,
 // headers, state and live signing keys. It is the deliverer's
-// tasks.EndpointFunc; Cache.DeliveryEndpoint serves it from memory.
-func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpoint, error) {
+// delivery.EndpointFunc; Cache.DeliveryEndpoint serves it from memory.
+func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (delivery.Endpoint, error) {
 	e, err := r.deliveryEndpoint(ctx, id)
 	if err != nil {
-		return tasks.Endpoint{}, err
+		return delivery.Endpoint{}, err
 	}
 	return e.at(time.Now()), nil
 }
@@ -134,8 +134,8 @@ func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (tasks.Endpo
 // deliveryEndpoint is an endpoint as the deliverer sees it, with the
 // expiry of each signing key, so that it can be kept.
 type deliveryEndpoint struct {
-	ep   tasks.Endpoint // Keys unset: at fills them in
-	keys []signingKey   // newest first
+	ep   delivery.Endpoint // Keys unset: at fills them in
+	keys []signingKey      // newest first
 }
 
 type signingKey struct {
@@ -145,7 +145,7 @@ type signingKey struct {
 
 // at returns the endpoint with the keys live at now: the newest
 // MaxLiveSecrets.
-func (e deliveryEndpoint) at(now time.Time) tasks.Endpoint {
+func (e deliveryEndpoint) at(now time.Time) delivery.Endpoint {
 	ep := e.ep
 	ep.Keys = make([][]byte, 0, min(len(e.keys), MaxLiveSecrets))
 	for _, k := range e.keys {
@@ -164,7 +164,7 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "url", "headers", "disabled", "rate_limit", "failing_since").Where("id = ?", id).Scan(ctx)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, tasks.ErrEndpointGone)
+			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, delivery.ErrEndpointGone)
 		}
 		return deliveryEndpoint{}, fmt.Errorf("get endpoint %s: %w", id, err)
 	}
@@ -190,7 +190,7 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 		rate = *ep.RateLimit
 	}
 	return deliveryEndpoint{
-		ep: tasks.Endpoint{
+		ep: delivery.Endpoint{
 			ID: ep.ID, AppID: ep.AppID, URL: ep.URL, Headers: ep.Headers, Disabled: ep.Disabled, RateLimit: rate,
 			Failing: ep.FailingSince != nil,
 		},

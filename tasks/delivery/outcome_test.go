@@ -1,4 +1,4 @@
-package tasks
+package delivery
 
 import (
 	"context"
@@ -20,7 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 func TestClassifyStatus(t *testing.T) {
@@ -95,14 +96,14 @@ func TestClassifyError(t *testing.T) {
 // Deliverer's own client against local servers.
 func TestClassifyNetwork(t *testing.T) {
 	t.Parallel()
-	send := func(t *testing.T, cfg DelivererConfig, target string) *Attempt {
+	send := func(t *testing.T, cfg Config, target string) *ledger.Attempt {
 		t.Helper()
-		d := NewDeliverer(nil, DelivererDeps{}, slog.New(slog.DiscardHandler), cfg)
+		d := New(Deps{}, slog.New(slog.DiscardHandler), cfg)
 		ep := Endpoint{ID: "ep_test", URL: target, Keys: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}}
-		a, _ := d.send(t.Context(), ep, DeliverPayload{DeliveryID: "dlv_test", EventID: "evt_test"}, []byte(`{}`))
+		a, _ := d.send(t.Context(), ep, tasks.DeliverPayload{DeliveryID: "dlv_test", EventID: "evt_test"}, []byte(`{}`))
 		return a
 	}
-	check := func(t *testing.T, a *Attempt, want string) {
+	check := func(t *testing.T, a *ledger.Attempt, want string) {
 		t.Helper()
 		if a.ErrorClass != want {
 			t.Errorf("attempt classified %q (status %v, error %v), want %q", a.ErrorClass, a.StatusCode, outcomeDeref(a.Error), want)
@@ -120,7 +121,7 @@ func TestClassifyNetwork(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		_ = ln.Close()
-		a := send(t, DelivererConfig{Timeout: 5 * time.Second, AllowPrivateTargets: true}, "http://"+addr+"/secret-path")
+		a := send(t, Config{Timeout: 5 * time.Second, AllowPrivateTargets: true}, "http://"+addr+"/secret-path")
 		check(t, a, OutcomeConnectError)
 		if a.StatusCode != nil || a.Error == nil {
 			t.Errorf("refused attempt: status %v, error %v; want no status and an error", a.StatusCode, outcomeDeref(a.Error))
@@ -133,7 +134,7 @@ func TestClassifyNetwork(t *testing.T) {
 		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
 		srv.StartTLS()
 		t.Cleanup(srv.Close)
-		check(t, send(t, DelivererConfig{Timeout: 5 * time.Second, AllowPrivateTargets: true}, srv.URL+"/secret-path"), OutcomeTLSError)
+		check(t, send(t, Config{Timeout: 5 * time.Second, AllowPrivateTargets: true}, srv.URL+"/secret-path"), OutcomeTLSError)
 	})
 
 	t.Run("NoHeadersBeforeTimeout", func(t *testing.T) {
@@ -149,7 +150,7 @@ func TestClassifyNetwork(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 		start := time.Now()
-		a := send(t, DelivererConfig{Timeout: 200 * time.Millisecond, AllowPrivateTargets: true}, srv.URL+"/secret-path")
+		a := send(t, Config{Timeout: 200 * time.Millisecond, AllowPrivateTargets: true}, srv.URL+"/secret-path")
 		check(t, a, OutcomeTimeout)
 		if took := time.Since(start); took > 3*time.Second {
 			t.Errorf("timed-out attempt took %s, want about 200ms", took)
@@ -161,7 +162,7 @@ func TestClassifyNetwork(t *testing.T) {
 		var hits atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 		t.Cleanup(srv.Close)
-		check(t, send(t, DelivererConfig{Timeout: 5 * time.Second}, srv.URL+"/secret-path"), OutcomeSSRFBlocked)
+		check(t, send(t, Config{Timeout: 5 * time.Second}, srv.URL+"/secret-path"), OutcomeSSRFBlocked)
 		if n := hits.Load(); n != 0 {
 			t.Errorf("the private server got %d requests", n)
 		}
@@ -177,7 +178,7 @@ func TestClassifyNetwork(t *testing.T) {
 			t.Errorf("the redirect was followed")
 		}))
 		t.Cleanup(srv.Close)
-		a := send(t, DelivererConfig{Timeout: 5 * time.Second, AllowPrivateTargets: true}, srv.URL+"/secret-path")
+		a := send(t, Config{Timeout: 5 * time.Second, AllowPrivateTargets: true}, srv.URL+"/secret-path")
 		check(t, a, OutcomeHTTP3xx)
 		if a.StatusCode == nil || *a.StatusCode != http.StatusMovedPermanently {
 			t.Errorf("status = %v, want 301", a.StatusCode)
@@ -221,95 +222,6 @@ func TestRetryAfter(t *testing.T) {
 	// A limit that is not a whole number of seconds still caps.
 	if got, ok := retryAfter(http.Header{"Retry-After": {"5"}}, now, 1500*time.Millisecond); got != 1500*time.Millisecond || !ok {
 		t.Errorf("retryAfter(5) with a 1.5s limit = %s, %t; want 1.5s, true", got, ok)
-	}
-}
-
-func TestRetryDelay(t *testing.T) {
-	t.Parallel()
-	p := RetryPolicy{Schedule: []time.Duration{10 * time.Millisecond, time.Minute}, Jitter: -1}
-	deliver := asynq.NewTask(TypeDeliver, nil)
-
-	t.Run("Deferral", func(t *testing.T) {
-		t.Parallel()
-		for _, wait := range []time.Duration{time.Nanosecond, 250 * time.Millisecond, 30 * time.Second} {
-			for _, err := range []error{
-				&deferral{outcome: OutcomeCircuitOpen, wait: wait},
-				fmt.Errorf("postponed: %w", &deferral{outcome: OutcomeRateLimited, wait: wait}),
-			} {
-				for range 200 {
-					// The retry count does not matter: a deferral is not a failure.
-					if d := p.retryDelay(5, err, deliver); d < wait || d > wait+wait/10 {
-						t.Fatalf("retryDelay(%v) = %s, want %s plus at most 10%%", err, d, wait)
-					}
-				}
-			}
-		}
-	})
-
-	t.Run("RetryAfterLongerThanSchedule", func(t *testing.T) {
-		t.Parallel()
-		err := &retryAfterError{wait: 2 * time.Second, err: errors.New("HTTP 429")}
-		for _, e := range []error{err, fmt.Errorf("deliver: %w", err)} {
-			// Never before the receiver asked; asynq schedules retries
-			// to the second, so the delay may be rounded up by as much.
-			if d := p.retryDelay(0, e, deliver); d < 2*time.Second || d > 3*time.Second {
-				t.Errorf("retryDelay(%v) = %s, want from 2s to 3s", e, d)
-			}
-		}
-	})
-
-	t.Run("RetryAfterShorterThanSchedule", func(t *testing.T) {
-		t.Parallel()
-		err := &retryAfterError{wait: 2 * time.Second, err: errors.New("HTTP 503")}
-		if d := p.retryDelay(1, err, deliver); d != time.Minute {
-			t.Errorf("retryDelay(%v) = %s, want the schedule's 1m", err, d)
-		}
-	})
-
-	t.Run("Failure", func(t *testing.T) {
-		t.Parallel()
-		for n, want := range map[int]time.Duration{0: 10 * time.Millisecond, 1: time.Minute, 7: time.Minute} {
-			if d := p.retryDelay(n, errors.New("HTTP 500"), deliver); d != want {
-				t.Errorf("retryDelay(%d, HTTP 500) = %s, want %s", n, d, want)
-			}
-		}
-	})
-
-	t.Run("Fanout", func(t *testing.T) {
-		t.Parallel()
-		fanout := asynq.NewTask(TypeFanout, nil)
-		for n, want := range map[int]time.Duration{
-			0: time.Second, 1: 2 * time.Second, 3: 8 * time.Second, 5: 32 * time.Second,
-			6: time.Minute, 7: time.Minute, 1000: time.Minute,
-		} {
-			if d := p.retryDelay(n, errors.New("postgres down"), fanout); d != want {
-				t.Errorf("fan-out retryDelay(%d) = %s, want %s", n, d, want)
-			}
-		}
-		// A Retry-After means nothing to a fan-out.
-		ra := &retryAfterError{wait: time.Hour, err: errors.New("x")}
-		if d := p.retryDelay(0, ra, fanout); d != time.Second {
-			t.Errorf("fan-out retryDelay with a Retry-After = %s, want 1s", d)
-		}
-	})
-}
-
-func TestIsFailure(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"Deferral", &deferral{outcome: OutcomeCircuitOpen, wait: time.Second}, false},
-		{"WrappedDeferral", fmt.Errorf("deliver: %w", &deferral{outcome: OutcomeRateLimited, wait: time.Millisecond}), false},
-		{"Plain", errors.New("HTTP 500"), true},
-		{"RetryAfter", &retryAfterError{wait: time.Second, err: errors.New("HTTP 429")}, true},
-		{"SkipRetry", fmt.Errorf("endpoint gone: %w", asynq.SkipRetry), true},
-	} {
-		if got := isFailure(tc.err); got != tc.want {
-			t.Errorf("%s: isFailure(%v) = %t, want %t", tc.name, tc.err, got, tc.want)
-		}
 	}
 }
 

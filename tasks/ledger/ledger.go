@@ -1,7 +1,19 @@
-package tasks
+// Package ledger owns the delivery engine's tables and all of their SQL:
+// deliveries (one row per event and endpoint), delivery_attempts (one row
+// per HTTP request), dead_letter_retries (bulk retries and their progress),
+// and the engine's mark on outbox events (fanned_out_at), which the
+// fan-out writes, the reconciler reads and retention deletes by. Every
+// other package reads and writes these rows through a Store, so a query
+// plan or an index is decided here, once.
+//
+// It imports only bun, the outbox and the task contract: never asynq,
+// Redis or the app.
+package ledger
 
 import (
 	_ "embed"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -13,6 +25,12 @@ var schema string
 //go:embed engine.sql
 var engineSchema string
 
+//go:embed reconcile.sql
+var reconcileSchema string
+
+//go:embed retention.sql
+var retentionSchema string
+
 // Schema returns the SQL that creates the deliveries and delivery_attempts
 // tables in the current schema. Applications run it once, as one of their
 // migrations.
@@ -23,12 +41,25 @@ func Schema() string { return schema }
 // Applications run it once, after Schema.
 func EngineSchema() string { return engineSchema }
 
+// ReconcileSchema returns the SQL that adds the fan-out's mark on outbox
+// events, which the reconciler reads. Applications run it once, after
+// EngineSchema.
+func ReconcileSchema() string { return reconcileSchema }
+
+// RetentionSchema returns the SQL that indexes attempts by age, for
+// retention. Applications run it once, after ReconcileSchema.
+func RetentionSchema() string { return retentionSchema }
+
 // Delivery states.
 const (
 	StatusPending   = "pending"
 	StatusSucceeded = "succeeded"
 	StatusFailed    = "failed"
 )
+
+// ErrNotFound is returned for a delivery or a retry job that is not
+// stored (never was, or deleted with its endpoint, app or event).
+var ErrNotFound = errors.New("not found")
 
 // Delivery is one event on its way to one endpoint.
 type Delivery struct {
@@ -60,6 +91,17 @@ type Attempt struct {
 	StatusCode   *int      `bun:"status_code"`
 	ResponseBody *string   `bun:"response_body"`
 	Error        *string   `bun:"error"`
-	// ErrorClass is the attempt's outcome class (OutcomeSuccess, ...).
+	// ErrorClass is the attempt's outcome class (success, http_5xx, ...).
 	ErrorClass string `bun:"error_class,notnull"`
 }
+
+// Store reads and writes the engine's tables.
+type Store struct {
+	db *bun.DB
+}
+
+// New returns a Store on db.
+func New(db *bun.DB) *Store { return &Store{db: db} }
+
+// interval is d as a Postgres interval literal.
+func interval(d time.Duration) string { return fmt.Sprintf("%d milliseconds", d.Milliseconds()) }

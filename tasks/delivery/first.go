@@ -1,4 +1,4 @@
-package tasks
+package delivery
 
 import (
 	"context"
@@ -6,21 +6,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/guard"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
-// DefaultFirstAttempts is how many first attempts the fan-outs of one
-// worker process make at once, besides the tasks it runs.
-const DefaultFirstAttempts = 50
-
-// later is a delivery to enqueue for a retry after pause: its first
-// attempt failed.
-type later struct {
-	p     DeliverPayload
-	pause time.Duration
-}
-
-// first makes the first attempt of fresh deliveries of one event inside
+// First makes the first attempt of fresh deliveries of one event inside
 // the fan-out that created them, so that a delivery whose first attempt
 // succeeds costs no task: no enqueue, dequeue or completion in Redis. Only
 // deliveries the gate admits at once go this way, at most FirstAttempts at
@@ -31,7 +22,7 @@ type later struct {
 // Should the worker die meanwhile, the fan-out runs again: the deliveries
 // still pending whose task Redis lacks are enqueued then, as the reconciler
 // would.
-func (d *Deliverer) first(ctx context.Context, ps []DeliverPayload, webhook []byte) (now []DeliverPayload, retry []later) {
+func (d *Deliverer) First(ctx context.Context, ps []tasks.DeliverPayload, webhook []byte) (now []tasks.DeliverPayload, retry []tasks.Retry) {
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
@@ -66,7 +57,7 @@ func (d *Deliverer) first(ctx context.Context, ps []DeliverPayload, webhook []by
 // endpoint is enabled, has no rate limit and its circuit and the in-flight
 // caps of the endpoint and its app let it through. It reports whether it
 // made the attempt, and returns the retry a failed one needs.
-func (d *Deliverer) firstAttempt(ctx context.Context, p DeliverPayload, webhook []byte) (*later, bool) {
+func (d *Deliverer) firstAttempt(ctx context.Context, p tasks.DeliverPayload, webhook []byte) (*tasks.Retry, bool) {
 	ep, err := d.endpoint(ctx, p.EndpointID)
 	if err != nil || ep.Disabled || len(ep.Keys) == 0 || ep.RateLimit > 0 {
 		return nil, false // the task handles all of these
@@ -91,13 +82,13 @@ func (d *Deliverer) firstAttempt(ctx context.Context, p DeliverPayload, webhook 
 		return nil, false
 	}
 	switch r.next {
-	case StatusSucceeded:
+	case ledger.StatusSucceeded:
 		return nil, true
-	case StatusFailed:
+	case ledger.StatusFailed:
 		// A dead letter, as if its task had failed for good.
 		d.metrics.deadLetters.Inc()
-		d.log.WarnContext(ctx, "task dead-lettered", slog.String("task_type", TypeDeliver), slog.String("task_id", p.DeliveryID), slog.String("err", describe(r.a)))
-		if err := d.queue.archiveDelivery(context.WithoutCancel(ctx), p); err != nil {
+		d.log.WarnContext(ctx, "task dead-lettered", slog.String("task_type", tasks.TypeDeliver), slog.String("task_id", p.DeliveryID), slog.String("err", describe(r.a)))
+		if err := d.queue.ArchiveDelivery(context.WithoutCancel(ctx), p); err != nil {
 			d.log.WarnContext(ctx, "dead letter not archived in redis", slog.String("delivery_id", p.DeliveryID), slog.Any("err", err))
 		}
 		return nil, true
@@ -106,8 +97,8 @@ func (d *Deliverer) firstAttempt(ctx context.Context, p DeliverPayload, webhook 
 	pause := d.retry.Delay(0)
 	if r.asked {
 		// Retry-After is in seconds: a second more keeps the retry from
-		// coming early (as retryDelay does).
+		// coming early (as RetryDelay does).
 		pause = max(pause, r.retryAfter+time.Second)
 	}
-	return &later{p, pause}, true
+	return &tasks.Retry{Payload: p, Pause: pause}, true
 }

@@ -1,37 +1,51 @@
-package tasks
+// Package repair keeps Redis and Postgres in step over time: the
+// Reconciler enqueues again what Redis lost (fan-outs of published events,
+// tasks of pending deliveries) and marks dead letters whose mirror in
+// Postgres failed; Retention deletes what is past its keeping; the Finder
+// tells which pending deliveries have lost their task, for the reconciler
+// and for a fan-out run again.
+//
+// It reads and writes Postgres through the ledger and Redis through the
+// tasks Queue only.
+package repair
 
 import (
 	"cmp"
 	"context"
-	_ "embed"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/uptrace/bun"
-
-	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
-//go:embed reconcile.sql
-var reconcileSchema string
-
-// ReconcileSchema returns the SQL that adds the fan-out's mark on outbox
-// events, which the reconciler reads. Applications run it once, after
-// EngineSchema.
-func ReconcileSchema() string { return reconcileSchema }
+// Defaults of ReconcilerConfig.
+const (
+	DefaultReconcileInterval = 30 * time.Second
+	DefaultReconcileAfter    = time.Minute
+	DefaultReconcileBatch    = 500
+)
 
 // ReconcilerConfig tunes a Reconciler. Zero values take the defaults.
 type ReconcilerConfig struct {
-	// Interval is the pause between passes (default 30s).
+	// Interval is the pause between passes (default
+	// DefaultReconcileInterval).
 	Interval time.Duration
 	// After is how old work must be before the reconciler looks at it: a
 	// published event not yet fanned out, a pending delivery not updated
-	// since (default 1m). Younger work may still be on its way.
+	// since (default DefaultReconcileAfter). Younger work may still be on
+	// its way.
 	After time.Duration
-	// Batch bounds each kind of work per pass (default 500).
+	// Batch bounds each kind of work per pass (default
+	// DefaultReconcileBatch).
 	Batch int
+}
+
+func (c ReconcilerConfig) withDefaults() ReconcilerConfig {
+	c.Interval = cmp.Or(c.Interval, DefaultReconcileInterval)
+	c.After = cmp.Or(c.After, DefaultReconcileAfter)
+	c.Batch = cmp.Or(c.Batch, DefaultReconcileBatch)
+	return c
 }
 
 // Reconciler finds what Redis should hold and does not, and enqueues it
@@ -42,27 +56,21 @@ type ReconcilerConfig struct {
 // event's or the delivery's), so a task Redis still holds is left alone and
 // any number of reconcilers may run.
 type Reconciler struct {
-	db      *bun.DB
-	queue   *Queue
-	requeue requeuer
+	ledger  *ledger.Store
+	queue   *tasks.Queue
+	finder  *Finder
 	metrics *Metrics
 	log     *slog.Logger
 	cfg     ReconcilerConfig
 
 	// cursor walks the pending deliveries across passes, so that a long
 	// tail of deliveries waiting for a late retry does not hide the rest.
-	cursor struct {
-		updatedAt time.Time
-		id        string
-	}
+	cursor ledger.Cursor
 }
 
 // NewReconciler returns a Reconciler enqueuing through queue.
-func NewReconciler(db *bun.DB, queue *Queue, inspector *asynq.Inspector, metrics *Metrics, log *slog.Logger, cfg ReconcilerConfig) *Reconciler {
-	cfg.Interval = cmp.Or(cfg.Interval, 30*time.Second)
-	cfg.After = cmp.Or(cfg.After, time.Minute)
-	cfg.Batch = cmp.Or(cfg.Batch, 500)
-	return &Reconciler{db: db, queue: queue, requeue: requeuer{db, queue, inspector}, metrics: metrics, log: log, cfg: cfg}
+func NewReconciler(l *ledger.Store, queue *tasks.Queue, metrics *Metrics, log *slog.Logger, cfg ReconcilerConfig) *Reconciler {
+	return &Reconciler{ledger: l, queue: queue, finder: NewFinder(l, queue), metrics: metrics, log: log, cfg: cfg.withDefaults()}
 }
 
 // Run reconciles every Interval until ctx is done. Failed passes are
@@ -112,17 +120,11 @@ func (r *Reconciler) Pass(ctx context.Context) (fanouts, deliveries int, err err
 // never fanned out. A fan-out still queued (or done within its retention)
 // is a task ID conflict: nothing happens.
 func (r *Reconciler) fanouts(ctx context.Context) (int, error) {
-	var msgs []outbox.Message
-	err := r.db.NewSelect().Model(&msgs).
-		Where("fanned_out_at IS NULL AND published_at IS NOT NULL").
-		Where("published_at < clock_timestamp() - ?::interval", interval(r.cfg.After)).
-		OrderExpr("published_at").
-		Limit(int64(r.cfg.Batch)).
-		Scan(ctx)
+	msgs, err := r.ledger.Unfanned(ctx, r.cfg.After, r.cfg.Batch)
 	if err != nil || len(msgs) == 0 {
 		return 0, err
 	}
-	n, err := r.queue.enqueueFanouts(ctx, msgs)
+	n, err := r.queue.EnqueueFanouts(ctx, msgs)
 	r.metrics.repaired.WithLabelValues("fanout").Add(float64(n))
 	return n, err
 }
@@ -132,36 +134,29 @@ func (r *Reconciler) fanouts(ctx context.Context) (int, error) {
 // queue. A pending delivery whose task asynq archived is a dead letter
 // whose mirror in Postgres failed: it is marked failed.
 func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
-	var rows []storedDelivery
-	err := selectStored(r.db).
-		Where("d.status = ?", StatusPending).
-		Where("d.updated_at < clock_timestamp() - ?::interval", interval(r.cfg.After)).
-		Where("(d.updated_at, d.id) > (?, ?)", r.cursor.updatedAt, r.cursor.id).
-		OrderExpr("d.updated_at, d.id").
-		Limit(int64(r.cfg.Batch)).
-		Scan(ctx, &rows)
+	rows, err := r.ledger.Pending(ctx, r.cfg.After, r.cursor, r.cfg.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("find pending deliveries: %w", err)
+		return 0, err
 	}
 	if len(rows) < r.cfg.Batch {
-		r.cursor.updatedAt, r.cursor.id = time.Time{}, "" // the next pass starts over
+		r.cursor = ledger.Cursor{} // the next pass starts over
 	} else {
 		last := rows[len(rows)-1]
-		r.cursor.updatedAt, r.cursor.id = last.UpdatedAt, last.ID
+		r.cursor = ledger.Cursor{UpdatedAt: last.UpdatedAt, ID: last.ID}
 	}
 	ids := make([]string, len(rows))
 	events := make(map[string]string, len(rows))
 	for i, row := range rows {
 		ids[i], events[row.ID] = row.ID, row.EventID
 	}
-	lost, archived, err := r.requeue.missing(ctx, ids, events)
+	lost, archived, err := r.finder.Lost(ctx, ids, events)
 	if err != nil {
 		return 0, err
 	}
 	// Archived while Postgres was out of reach, so their rows were not
 	// marked: dead letters all the same.
 	for id, lastErr := range archived {
-		if err := markFailed(ctx, r.db, id, lastErr); err != nil {
+		if err := r.ledger.MarkFailed(ctx, id, lastErr); err != nil {
 			return 0, err
 		}
 	}
@@ -176,15 +171,13 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 	for _, id := range lost {
 		owed[id] = true
 	}
-	payloads := make([]DeliverPayload, 0, len(lost))
+	payloads := make([]tasks.DeliverPayload, 0, len(lost))
 	for _, row := range rows {
 		if owed[row.ID] {
-			payloads = append(payloads, row.payload())
+			payloads = append(payloads, row.Payload())
 		}
 	}
-	n, err := r.queue.enqueueDeliveries(ctx, payloads)
+	n, err := r.queue.EnqueueDeliveries(ctx, payloads)
 	r.metrics.repaired.WithLabelValues("delivery").Add(float64(n))
 	return n, err
 }
-
-func interval(d time.Duration) string { return fmt.Sprintf("%d milliseconds", d.Milliseconds()) }

@@ -1,4 +1,12 @@
-package tasks
+// Package worker runs hookd's task handlers on asynq servers: fan-outs,
+// deliveries and bulk retries of dead letters, with the retry policy and
+// the postponements of the task contract, and mirrors each delivery that
+// asynq dead-letters in Postgres.
+//
+// It knows the handlers only as asynq.Handlers and the dead-letter mirror
+// as a function: it imports the task contract and asynq, nothing else of
+// hookd.
+package worker
 
 import (
 	"cmp"
@@ -11,16 +19,28 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hookd/hookd/tasks"
 )
 
-// WorkerConfig tunes a Worker. Zero values take the defaults.
-type WorkerConfig struct {
+// Defaults of Config.
+const (
+	DefaultConcurrency              = 50
+	DefaultPollers                  = 4
+	DefaultTaskCheckInterval        = 10 * time.Millisecond
+	DefaultDelayedTaskCheckInterval = 100 * time.Millisecond
+	DefaultShutdownTimeout          = 20 * time.Second
+)
+
+// Config tunes a Worker. Zero values take the defaults.
+type Config struct {
 	// Queue names the queues to serve and carries the retry policy.
-	Queue QueueConfig
-	// Concurrency is the number of tasks processed at once (default 50;
-	// deliveries mostly wait on the network).
+	Queue tasks.QueueConfig
+	// Concurrency is the number of tasks processed at once (default
+	// DefaultConcurrency; deliveries mostly wait on the network).
 	Concurrency int
-	// Pollers is how many asynq servers share Concurrency (default 4).
+	// Pollers is how many asynq servers share Concurrency (default
+	// DefaultPollers).
 	// An asynq server dequeues one task per Redis round trip, in one loop,
 	// so a single one caps a worker at about one task per round trip, and
 	// a round trip slows down with the machine's load; several also cut
@@ -28,16 +48,40 @@ type WorkerConfig struct {
 	// its own.
 	Pollers int
 	// TaskCheckInterval is how long an idle poller waits before looking at
-	// its queues again (default 10ms; asynq sleeps between half and 1.5
+	// its queues again (default DefaultTaskCheckInterval; asynq sleeps between half and 1.5
 	// times this, and its own default of 1s would add up to a second per
 	// hop). Each idle poller costs Redis one dequeue script per wait.
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval is how often due retries are moved to their
-	// queue (default 100ms).
+	// queue (default DefaultDelayedTaskCheckInterval).
 	DelayedTaskCheckInterval time.Duration
 	// ShutdownTimeout is how long in-flight tasks may run after shutdown
-	// begins before they are handed back to the queue (default 20s).
+	// begins before they are handed back to the queue (default
+	// DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	c.Queue = c.Queue.WithDefaults()
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
+	c.DelayedTaskCheckInterval = cmp.Or(c.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.Pollers = min(cmp.Or(c.Pollers, DefaultPollers), c.Concurrency)
+	return c
+}
+
+// Handlers are the handlers of the worker's task types.
+type Handlers struct {
+	// Fanout handles tasks.TypeFanout.
+	Fanout asynq.Handler
+	// Deliver handles tasks.TypeDeliver.
+	Deliver asynq.Handler
+	// RetryDeadLetters handles tasks.TypeRetryDeadLetters.
+	RetryDeadLetters asynq.Handler
+	// DeadLettered mirrors in Postgres a delivery task asynq is about to
+	// archive, for the failure cause.
+	DeadLettered func(ctx context.Context, t *asynq.Task, cause error) error
 }
 
 // Worker serves fan-out and delivery tasks.
@@ -46,38 +90,33 @@ type Worker struct {
 	mux  *asynq.ServeMux
 }
 
-// NewWorker returns a Worker processing tasks from rdb's queues. It does not
-// close rdb.
-func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, deadLetters *DeadLetters, log *slog.Logger, cfg WorkerConfig) *Worker {
-	cfg.Queue = cfg.Queue.withDefaults()
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 50)
-	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 10*time.Millisecond)
-	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, 100*time.Millisecond)
-	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 20*time.Second)
-	cfg.Pollers = min(cmp.Or(cfg.Pollers, 4), cfg.Concurrency)
+// New returns a Worker processing tasks from rdb's queues with h. It does
+// not close rdb.
+func New(rdb redis.UniversalClient, h Handlers, log *slog.Logger, cfg Config) *Worker {
+	cfg = cfg.withDefaults()
 
 	acfg := asynq.Config{
 		// Fan-outs are short and gate every delivery of an event: prefer them.
 		// Fan-outs first (they are cheap and feed the rest), then fresh
 		// deliveries, then the overflow of endpoints with a large backlog.
 		Queues:                   map[string]int{cfg.Queue.Events: 6, cfg.Queue.Deliveries: 3, cfg.Queue.Overflow: 1},
-		RetryDelayFunc:           cfg.Queue.Retry.retryDelay,
-		IsFailure:                isFailure,
+		RetryDelayFunc:           cfg.Queue.Retry.RetryDelay,
+		IsFailure:                tasks.IsFailure,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   asynqLogger{log},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if !isFailure(err) {
+			if !tasks.IsFailure(err) {
 				return // postponed, not failed
 			}
 			id, _ := asynq.GetTaskID(ctx)
 			attrs := []any{slog.String("task_type", t.Type()), slog.String("task_id", id), slog.Any("err", err)}
 			if retriesExhausted(ctx) || errors.Is(err, asynq.SkipRetry) {
 				log.WarnContext(ctx, "task dead-lettered", attrs...)
-				if t.Type() == TypeDeliver {
-					if err := deliverer.deadLettered(ctx, t, err); err != nil {
+				if t.Type() == tasks.TypeDeliver && h.DeadLettered != nil {
+					if err := h.DeadLettered(ctx, t, err); err != nil {
 						log.ErrorContext(ctx, "mirror dead letter in postgres", slog.String("task_id", id), slog.Any("err", err))
 					}
 				}
@@ -87,9 +126,9 @@ func NewWorker(rdb redis.UniversalClient, fanout *Fanout, deliverer *Deliverer, 
 		}),
 	}
 	w := &Worker{mux: asynq.NewServeMux()}
-	w.mux.Handle(TypeFanout, fanout)
-	w.mux.Handle(TypeDeliver, deliverer)
-	w.mux.Handle(TypeRetryDeadLetters, deadLetters)
+	w.mux.Handle(tasks.TypeFanout, h.Fanout)
+	w.mux.Handle(tasks.TypeDeliver, h.Deliver)
+	w.mux.Handle(tasks.TypeRetryDeadLetters, h.RetryDeadLetters)
 	for i := range cfg.Pollers {
 		c := acfg
 		// Concurrency split as evenly as it goes: 50 over 4 is 13+13+12+12.

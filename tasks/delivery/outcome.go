@@ -1,11 +1,10 @@
-package tasks
+package delivery
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -101,33 +100,3 @@ func retryAfter(h http.Header, now time.Time, limit time.Duration) (time.Duratio
 	}
 	return min(max(d, 0), limit), true
 }
-
-// deferral postpones a delivery without counting a failure: asynq
-// reschedules it after wait and keeps its retry count (see IsFailure).
-type deferral struct {
-	outcome string
-	wait    time.Duration
-}
-
-func (e *deferral) Error() string {
-	return fmt.Sprintf("postponed (%s) for %s", e.outcome, e.wait.Round(time.Millisecond))
-}
-
-// isFailure is the worker's asynq IsFailure: deferrals are not failures.
-func isFailure(err error) bool {
-	var d *deferral
-	return !errors.As(err, &d)
-}
-
-// retryAfterError is a failed attempt whose receiver asked, with
-// Retry-After, not to be called again before wait.
-type retryAfterError struct {
-	wait time.Duration
-	err  error
-}
-
-func (e *retryAfterError) Error() string {
-	return fmt.Sprintf("%v (retry after %s)", e.err, e.wait)
-}
-
-func (e *retryAfterError) Unwrap() error { return e.err }

@@ -1,0 +1,41 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+)
+
+// Endpoint is what the deliverer needs to know of an endpoint.
+type Endpoint struct {
+	ID    string
+	AppID string
+	URL   string
+	// Headers are sent with every delivery, before hookd's own.
+	Headers map[string]string
+	// Keys sign each delivery; more than one while a secret is rotated.
+	Keys     [][]byte
+	Disabled bool
+	// RateLimit caps deliveries per second to the endpoint (0: none).
+	RateLimit int
+	// Failing tells that the endpoint's failing streak runs: a success
+	// must end it (EndpointHealth.Succeeded).
+	Failing bool
+}
+
+// EndpointHealth hears the outcome of every attempt: it disables endpoints
+// that answer 410 Gone or that fail for too long.
+type EndpointHealth interface {
+	// Succeeded ends the endpoint's failing streak.
+	Succeeded(ctx context.Context, endpointID string) error
+	// Failed extends the streak (gone: the endpoint answered 410) and
+	// reports whether the endpoint is now disabled.
+	Failed(ctx context.Context, endpointID string, gone bool, reason string) (disabled bool, err error)
+}
+
+// ErrEndpointGone is returned by an EndpointFunc for an endpoint that no
+// longer exists.
+var ErrEndpointGone = errors.New("endpoint gone")
+
+// EndpointFunc returns an endpoint by ID, or an error wrapping
+// ErrEndpointGone.
+type EndpointFunc func(ctx context.Context, id string) (Endpoint, error)

@@ -1,0 +1,253 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/hookd/hookd/outbox/outboxtest"
+	"github.com/hookd/hookd/tasks/ledger"
+)
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+
+	type testBundle struct {
+		db    *bun.DB
+		event ledger.Event
+	}
+
+	setup := func(t *testing.T) (*ledger.Store, *testBundle) {
+		t.Helper()
+		db := outboxtest.DB(t)
+		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema()} {
+			if _, err := db.ExecContext(t.Context(), sql); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
+		}
+		id := outboxtest.Seed(t, db, "app_a", "link.clicked", 1)[0]
+		if _, err := db.ExecContext(t.Context(), `UPDATE outbox_events SET published_at = clock_timestamp()`); err != nil {
+			t.Fatal(err)
+		}
+		return ledger.New(db), &testBundle{db: db, event: ledger.Event{ID: id, AppID: "app_a", Type: "link.clicked"}}
+	}
+
+	// write writes the deliveries of b's event to endpoints, failing the
+	// test on an error.
+	write := func(t *testing.T, s *ledger.Store, b *testBundle, endpoints ...string) []ledger.Written {
+		t.Helper()
+		w, err := s.Write(t.Context(), b.event, endpoints)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+
+	t.Run("WriteIsIdempotent", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		first := write(t, s, b, "ep_1", "ep_2")
+		if len(first) != 2 || !first[0].Fresh || !first[1].Fresh {
+			t.Fatalf("first write = %+v, want 2 fresh deliveries", first)
+		}
+		again := write(t, s, b, "ep_1", "ep_2", "ep_3")
+		var fresh, earlier []string
+		for _, w := range again {
+			if w.Fresh {
+				fresh = append(fresh, w.EndpointID)
+			} else {
+				earlier = append(earlier, w.ID)
+			}
+		}
+		slices.Sort(earlier)
+		want := []string{first[0].ID, first[1].ID}
+		slices.Sort(want)
+		if !slices.Equal(fresh, []string{"ep_3"}) || !slices.Equal(earlier, want) {
+			t.Errorf("second write: fresh %v, earlier %v; want fresh [ep_3], earlier %v", fresh, earlier, want)
+		}
+		unfanned, err := s.Unfanned(t.Context(), 0, 10)
+		if err != nil || len(unfanned) != 0 {
+			t.Errorf("Unfanned after Write = %v, %v; want none: Write marks the event", unfanned, err)
+		}
+	})
+
+	t.Run("RecordMovesDeliveriesOn", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		w := write(t, s, b, "ep_ok", "ep_bad", "ep_later")
+		code := func(c int) *int { return &c }
+		now := time.Now()
+		byEndpoint := map[string]string{}
+		for _, d := range w {
+			byEndpoint[d.EndpointID] = d.ID
+		}
+		boom := "HTTP 500"
+		err := s.Record(t.Context(), []ledger.Record{
+			{Attempt: &ledger.Attempt{DeliveryID: byEndpoint["ep_ok"], AttemptedAt: now, StatusCode: code(200), ErrorClass: "success"}, Status: ledger.StatusSucceeded},
+			{Attempt: &ledger.Attempt{DeliveryID: byEndpoint["ep_bad"], AttemptedAt: now, StatusCode: code(500), ErrorClass: "http_5xx"}, Status: ledger.StatusFailed, LastError: &boom},
+			{Attempt: &ledger.Attempt{DeliveryID: byEndpoint["ep_later"], AttemptedAt: now, StatusCode: code(503), ErrorClass: "http_5xx"}, Status: ledger.StatusPending, LastError: &boom},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ep, want := range map[string]string{"ep_ok": ledger.StatusSucceeded, "ep_bad": ledger.StatusFailed, "ep_later": ledger.StatusPending} {
+			d, err := s.Get(t.Context(), "app_a", byEndpoint[ep])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Status != want || d.Attempts != 1 {
+				t.Errorf("%s: status %s after %d attempts, want %s after 1", ep, d.Status, d.Attempts, want)
+			}
+			if (d.FailedAt != nil) != (want == ledger.StatusFailed) || (d.SucceededAt != nil) != (want == ledger.StatusSucceeded) {
+				t.Errorf("%s: succeeded_at %v, failed_at %v for status %s", ep, d.SucceededAt, d.FailedAt, want)
+			}
+		}
+		counts, err := s.Counts(t.Context(), b.event.ID)
+		if err != nil || counts[ledger.StatusPending] != 1 || counts[ledger.StatusSucceeded] != 1 || counts[ledger.StatusFailed] != 1 {
+			t.Errorf("Counts = %v, %v; want one of each", counts, err)
+		}
+		attempts, err := s.Attempts(t.Context(), byEndpoint["ep_bad"])
+		if err != nil || len(attempts) != 1 || *attempts[0].StatusCode != 500 {
+			t.Errorf("Attempts = %+v, %v; want the one 500", attempts, err)
+		}
+		// MarkFailed leaves finished deliveries alone.
+		if err := s.MarkFailed(t.Context(), byEndpoint["ep_ok"], "late"); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := s.Status(t.Context(), byEndpoint["ep_ok"]); err != nil || st != ledger.StatusSucceeded {
+			t.Errorf("status after MarkFailed of a succeeded delivery = %s, %v; want succeeded", st, err)
+		}
+	})
+
+	t.Run("ReviveOnlyFailed", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		w := write(t, s, b, "ep_1", "ep_2")
+		if err := s.MarkFailed(t.Context(), w[0].ID, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		dead, err := s.DeadLetters(t.Context(), ledger.DeadLetterFilter{AppID: "app_a"}, "", 10)
+		if err != nil || len(dead) != 1 || dead[0].ID != w[0].ID {
+			t.Fatalf("DeadLetters = %v, %v; want %s", dead, err, w[0].ID)
+		}
+		var seen []ledger.Stored
+		revived, err := s.Revive(t.Context(), []string{w[0].ID, w[1].ID}, func(_ context.Context, ds []ledger.Stored) error {
+			seen = ds
+			return nil
+		})
+		if err != nil || len(revived) != 1 || revived[0].ID != w[0].ID || len(seen) != 1 {
+			t.Fatalf("Revive = %v, %v (fn saw %v); want only the failed %s", revived, err, seen, w[0].ID)
+		}
+		if p := revived[0].Payload(); p.DeliveryID != w[0].ID || p.EventID != b.event.ID || p.EndpointID != "ep_1" || p.CreatedAt.IsZero() {
+			t.Errorf("payload = %+v", p)
+		}
+		if st, _ := s.Status(t.Context(), w[0].ID); st != ledger.StatusPending {
+			t.Errorf("revived delivery is %s, want pending", st)
+		}
+
+		// An error of fn rolls the revival back.
+		if err := s.MarkFailed(t.Context(), w[1].ID, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		boom := errors.New("redis down")
+		if _, err := s.Revive(t.Context(), []string{w[1].ID}, func(context.Context, []ledger.Stored) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("Revive with a failing fn = %v, want %v", err, boom)
+		}
+		if st, _ := s.Status(t.Context(), w[1].ID); st != ledger.StatusFailed {
+			t.Errorf("delivery after a rolled-back revival is %s, want failed", st)
+		}
+	})
+
+	t.Run("PendingAndStillPending", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		w := write(t, s, b, "ep_1", "ep_2", "ep_3")
+		if err := s.MarkFailed(t.Context(), w[2].ID, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for cursor := (ledger.Cursor{}); ; {
+			page, err := s.Pending(t.Context(), 0, cursor, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page[0].ID)
+			cursor = ledger.Cursor{UpdatedAt: page[0].UpdatedAt, ID: page[0].ID}
+		}
+		if len(got) != 2 {
+			t.Errorf("Pending walked %v, want the 2 pending deliveries", got)
+		}
+		if recent, err := s.Pending(t.Context(), time.Hour, ledger.Cursor{}, 10); err != nil || len(recent) != 0 {
+			t.Errorf("Pending older than an hour = %v, %v; want none", recent, err)
+		}
+		still, err := s.StillPending(t.Context(), []string{w[0].ID, w[2].ID, "dlv_unknown"})
+		if err != nil || !slices.Equal(still, []string{w[0].ID}) {
+			t.Errorf("StillPending = %v, %v; want [%s]", still, err, w[0].ID)
+		}
+	})
+
+	t.Run("DeleteEventsKeepsPending", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		w := write(t, s, b, "ep_1")
+		future := time.Now().Add(time.Hour)
+		if n, err := s.DeleteEvents(t.Context(), future, 10); err != nil || n != 0 {
+			t.Fatalf("DeleteEvents with a pending delivery = %d, %v; want 0", n, err)
+		}
+		if err := s.MarkFailed(t.Context(), w[0].ID, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.DeleteEvents(t.Context(), time.Now().Add(-time.Hour), 10); err != nil || n != 0 {
+			t.Fatalf("DeleteEvents before the event = %d, %v; want 0", n, err)
+		}
+		if n, err := s.DeleteEvents(t.Context(), future, 10); err != nil || n != 1 {
+			t.Fatalf("DeleteEvents = %d, %v; want 1", n, err)
+		}
+		if _, err := s.Status(t.Context(), w[0].ID); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("delivery of a deleted event: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("BulkJob", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		w := write(t, s, b, "ep_1", "ep_2", "ep_3")
+		for _, d := range w {
+			if err := s.MarkFailed(t.Context(), d.ID, "gone"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		job, err := s.CreateJob(t.Context(), ledger.DeadLetterFilter{AppID: "app_a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for job.Status == ledger.JobRunning {
+			ids, err := s.NextDeadLetters(t.Context(), &job, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, ids...)
+			cursor := ""
+			if len(ids) > 0 {
+				cursor = ids[len(ids)-1]
+			}
+			if err := s.Advance(t.Context(), &job, len(ids), cursor, len(ids) < 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(all) != 3 || job.Retried != 3 || job.FinishedAt == nil {
+			t.Errorf("job walked %v, retried %d, finished %v; want all 3, finished", all, job.Retried, job.FinishedAt)
+		}
+		if _, err := s.Job(t.Context(), "dlr_unknown"); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("Job(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+}
