@@ -97,4 +97,3 @@ func TestIsFailure(t *testing.T) {
 		}
 	}
 }
-

@@ -225,10 +225,32 @@ type result struct {
 	asked      bool
 }
 
-// attempt sends an admitted delivery, lets the endpoint's health follow,
-// records the attempt and moves the delivery on; lastTry fails it for good
-// on a failure. It fills in o for the gate as it goes.
+// record is the attempt and what it makes of its delivery, to store.
+func (r result) record() *ledger.Record {
+	lastErr := r.a.Error
+	if lastErr == nil && r.next != ledger.StatusSucceeded {
+		lastErr = ptr(describe(r.a))
+	}
+	return &ledger.Record{Attempt: r.a, Status: r.next, LastError: lastErr}
+}
+
+// attempt sends an admitted delivery (try), records the attempt and moves
+// the delivery on. It fills in o for the gate as it goes.
 func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, p tasks.DeliverPayload, webhook []byte, lastTry bool, o *guard.Outcome) (result, error) {
+	r := d.try(ctx, ep, p, webhook, lastTry, o)
+	// Concurrent attempts record together, in one statement and one commit.
+	if err := d.records.Do(ctx, *r.record()); err != nil {
+		return result{}, fmt.Errorf("record attempt of %s: %w", p.DeliveryID, err)
+	}
+	o.Finished = r.next != ledger.StatusPending
+	return r, nil
+}
+
+// try sends an admitted delivery and lets the endpoint's health follow;
+// lastTry fails the delivery for good on a failure. It fills in o for the
+// gate and returns the attempt, not stored, with what it makes of the
+// delivery.
+func (d *Deliverer) try(ctx context.Context, ep Endpoint, p tasks.DeliverPayload, webhook []byte, lastTry bool, o *guard.Outcome) result {
 	a, resp := d.send(ctx, ep, p, webhook)
 	o.Sent = true
 	d.metrics.attempts.WithLabelValues(a.ErrorClass).Inc()
@@ -260,10 +282,6 @@ func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, p tasks.DeliverPay
 	case gone, disabled, lastTry:
 		r.next = ledger.StatusFailed
 	}
-	if err := d.record(ctx, a, r.next); err != nil {
-		return result{}, err
-	}
-	o.Finished = r.next != ledger.StatusPending
 	if ok && !p.CreatedAt.IsZero() {
 		d.metrics.latency.Observe(time.Since(p.CreatedAt).Seconds())
 	}
@@ -277,20 +295,7 @@ func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, p tasks.DeliverPay
 	if r.next == ledger.StatusPending && resp != nil && (*a.StatusCode == http.StatusTooManyRequests || *a.StatusCode == http.StatusServiceUnavailable) {
 		r.retryAfter, r.asked = retryAfter(resp.Header, time.Now(), d.cfg.MaxRetryAfter)
 	}
-	return r, nil
-}
-
-// record stores an attempt and moves the delivery to status. Concurrent
-// deliveries record together, in one statement and one commit.
-func (d *Deliverer) record(ctx context.Context, a *ledger.Attempt, status string) error {
-	lastErr := a.Error
-	if lastErr == nil && status != ledger.StatusSucceeded {
-		lastErr = ptr(describe(a))
-	}
-	if err := d.records.Do(ctx, ledger.Record{Attempt: a, Status: status, LastError: lastErr}); err != nil {
-		return fmt.Errorf("record attempt of %s: %w", a.DeliveryID, err)
-	}
-	return nil
+	return r
 }
 
 // alreadyDone reports whether a delivery needs no attempt: it succeeded

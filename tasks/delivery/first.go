@@ -11,94 +11,95 @@ import (
 	"github.com/hookd/hookd/tasks/ledger"
 )
 
+// First is the outcome of a delivery's first attempt, made for the fan-out
+// before the delivery's row is written.
+type First struct {
+	Payload tasks.DeliverPayload
+	// Record is the attempt and what it made of the delivery, for the
+	// fan-out to write with the row; nil when no attempt was made (the
+	// delivery needs a task).
+	Record *ledger.Record
+	// Pause is the wait before the retry of a delivery still pending
+	// after its attempt.
+	Pause time.Duration
+}
+
 // First makes the first attempt of fresh deliveries of one event inside
-// the fan-out that created them, so that a delivery whose first attempt
-// succeeds costs no task: no enqueue, dequeue or completion in Redis. Only
-// deliveries the gate admits at once go this way, at most FirstAttempts at
-// a time per process. It returns the deliveries not attempted, to enqueue
-// now (their task waits, or is postponed, as any), and those whose first
-// attempt failed, to enqueue for their next try.
+// the fan-out, before their rows are written, so that a delivery whose
+// first attempt succeeds costs no task (no enqueue, dequeue or completion
+// in Redis) and its row is written once, already succeeded, with its
+// attempt: one statement for the fan-out's rows and attempts together.
+// Only deliveries the gate admits at once go this way, at most
+// FirstAttempts at a time per process. It returns one First per payload,
+// in order; the fan-out writes their rows, then enqueues a task for each
+// not attempted (at once) and each still pending (after its Pause), and
+// hands those that failed for good to DeadLetter.
 //
-// Should the worker die meanwhile, the fan-out runs again: the deliveries
-// still pending whose task Redis lacks are enqueued then, as the reconciler
-// would.
-func (d *Deliverer) First(ctx context.Context, ps []tasks.DeliverPayload, webhook []byte) (now []tasks.DeliverPayload, retry []tasks.Retry) {
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
-	for _, p := range ps {
+// Should the worker die meanwhile, the fan-out runs again and, finding no
+// row, attempts again: a duplicate, as when a worker dies between a POST
+// and its record.
+func (d *Deliverer) First(ctx context.Context, ps []tasks.DeliverPayload, webhook []byte) []First {
+	out := make([]First, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		out[i].Payload = p
 		select {
 		case d.firsts <- struct{}{}:
 		default: // every sender is busy: the task makes the attempt
-			mu.Lock()
-			now = append(now, p)
-			mu.Unlock()
 			continue
 		}
 		wg.Go(func() {
 			defer func() { <-d.firsts }()
-			l, attempted := d.firstAttempt(ctx, p, webhook)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case !attempted:
-				now = append(now, p)
-			case l != nil:
-				retry = append(retry, *l)
-			}
+			out[i] = d.firstAttempt(ctx, p, webhook)
 		})
 	}
 	wg.Wait()
-	return now, retry
+	return out
 }
 
 // firstAttempt makes p's first attempt if its endpoint takes it now: the
 // endpoint is enabled, has no rate limit and its circuit and the in-flight
-// caps of the endpoint and its app let it through. It reports whether it
-// made the attempt, and returns the retry a failed one needs.
-func (d *Deliverer) firstAttempt(ctx context.Context, p tasks.DeliverPayload, webhook []byte) (*tasks.Retry, bool) {
+// caps of the endpoint and its app let it through.
+func (d *Deliverer) firstAttempt(ctx context.Context, p tasks.DeliverPayload, webhook []byte) First {
 	ep, err := d.endpoint(ctx, p.EndpointID)
 	if err != nil || ep.Disabled || len(ep.Keys) == 0 || ep.RateLimit > 0 {
-		return nil, false // the task handles all of these
+		return First{Payload: p} // the task handles all of these
 	}
 	ticket := guard.Ticket{AppID: ep.AppID, EndpointID: ep.ID, DeliveryID: p.DeliveryID, NoRoom: true}
 	v, err := d.enter(ctx, ticket)
 	if err != nil {
 		d.log.WarnContext(ctx, "first attempt not gated", slog.String("delivery_id", p.DeliveryID), slog.Any("err", err))
-		return nil, false
+		return First{Payload: p}
 	}
 	if v.Wait > 0 {
-		return nil, false
+		return First{Payload: p}
 	}
 	var o guard.Outcome
-	r, err := d.attempt(ctx, ep, p, webhook, d.retry.MaxRetry() == 0, &o)
+	r := d.try(ctx, ep, p, webhook, d.retry.MaxRetry() == 0, &o)
 	// The backlogs count deliveries enqueued: this one never was.
 	o.Finished = false
 	d.settle(context.WithoutCancel(ctx), ticket, o)
-	if err != nil {
-		// Sent but not recorded: its task sends it again (at least once).
-		d.log.WarnContext(ctx, "first attempt not recorded", slog.String("delivery_id", p.DeliveryID), slog.Any("err", err))
-		return nil, false
-	}
-	switch r.next {
-	case ledger.StatusSucceeded:
-		return nil, true
-	case ledger.StatusFailed:
-		// A dead letter, as if its task had failed for good.
-		d.metrics.deadLetters.Inc()
-		d.log.WarnContext(ctx, "task dead-lettered", slog.String("task_type", tasks.TypeDeliver), slog.String("task_id", p.DeliveryID), slog.String("err", describe(r.a)))
-		if err := d.queue.ArchiveDelivery(context.WithoutCancel(ctx), p); err != nil {
-			d.log.WarnContext(ctx, "dead letter not archived in redis", slog.String("delivery_id", p.DeliveryID), slog.Any("err", err))
+	f := First{Payload: p, Record: r.record()}
+	if r.next == ledger.StatusPending {
+		f.Payload.Attempts = 1
+		f.Pause = d.retry.Delay(0)
+		if r.asked {
+			// Retry-After is in seconds: a second more keeps the retry from
+			// coming early (as RetryDelay does).
+			f.Pause = max(f.Pause, r.retryAfter+time.Second)
 		}
-		return nil, true
 	}
-	p.Attempts = 1
-	pause := d.retry.Delay(0)
-	if r.asked {
-		// Retry-After is in seconds: a second more keeps the retry from
-		// coming early (as RetryDelay does).
-		pause = max(pause, r.retryAfter+time.Second)
+	return f
+}
+
+// DeadLetter leaves a delivery that its first attempt failed for good (410
+// Gone, a disabled endpoint, no retries) as a task that failed for good
+// leaves it: counted, logged, and archived in Redis as a dead letter. The
+// fan-out calls it once the delivery's row is written.
+func (d *Deliverer) DeadLetter(ctx context.Context, f First) {
+	d.metrics.deadLetters.Inc()
+	d.log.WarnContext(ctx, "task dead-lettered", slog.String("task_type", tasks.TypeDeliver), slog.String("task_id", f.Payload.DeliveryID), slog.String("err", describe(f.Record.Attempt)))
+	if err := d.queue.ArchiveDelivery(context.WithoutCancel(ctx), f.Payload); err != nil {
+		d.log.WarnContext(ctx, "dead letter not archived in redis", slog.String("delivery_id", f.Payload.DeliveryID), slog.Any("err", err))
 	}
-	return &tasks.Retry{Payload: p, Pause: pause}, true
 }

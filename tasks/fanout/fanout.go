@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -74,15 +75,6 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if len(endpoints) == 0 {
 		return f.ledger.MarkFannedOut(ctx, ev.EventID)
 	}
-	written, err := f.ledger.Write(ctx, ledger.Event{ID: ev.EventID, AppID: ev.AppID, Type: ev.Type}, endpoints)
-	if err != nil {
-		return err
-	}
-	enqueue, err := f.owed(ctx, written)
-	if err != nil {
-		return fmt.Errorf("fan out %s again: %w", ev.EventID, err)
-	}
-
 	// The body is encoded once, here, for every delivery this worker makes
 	// of the event; the others load it from the outbox.
 	webhook, err := body.Encode(ev.Type, ev.CreatedAt, ev.Data)
@@ -90,66 +82,143 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("event %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
 	}
 	f.bodies.Put(ev.EventID, webhook)
-	var payloads, firsts []tasks.DeliverPayload
-	for _, d := range enqueue {
-		p := tasks.DeliverPayload{DeliveryID: d.ID, EventID: ev.EventID, EndpointID: d.EndpointID, AppID: ev.AppID, CreatedAt: ev.CreatedAt}
-		if d.Fresh && f.deliverer != nil {
-			firsts = append(firsts, p)
-		} else {
-			payloads = append(payloads, p)
+
+	// A first run writes no row before its first attempts: its deliveries
+	// are written once, with what their attempt made of them. A run again
+	// (a fan-out recovered from a dead worker, retried after an error, or
+	// published again) may find rows of an earlier run: it writes the
+	// missing ones first, and attempts none itself, since an earlier
+	// delivery's task may be under way. A first run finds no row: one
+	// indexed read, no write, tells it.
+	entry := ledger.Event{ID: ev.EventID, AppID: ev.AppID, Type: ev.Type, FannedOutAt: time.Now()}
+	if f.deliverer == nil {
+		return f.again(ctx, ev, entry, endpoints)
+	}
+	if n, _ := asynq.GetRetryCount(ctx); n > 0 {
+		return f.again(ctx, ev, entry, endpoints)
+	}
+	if again, err := f.ledger.HasDeliveries(ctx, ev.EventID); err != nil {
+		return err
+	} else if again {
+		return f.again(ctx, ev, entry, endpoints)
+	}
+	ps := make([]tasks.DeliverPayload, len(endpoints))
+	for i, ep := range endpoints {
+		ps[i] = tasks.DeliverPayload{DeliveryID: ledger.NewDeliveryID(), EventID: ev.EventID, EndpointID: ep, AppID: ev.AppID, CreatedAt: ev.CreatedAt}
+	}
+	firsts := f.deliverer.First(ctx, ps, webhook)
+	ds := make([]ledger.NewDelivery, len(firsts))
+	for i, fa := range firsts {
+		ds[i] = ledger.NewDelivery{ID: fa.Payload.DeliveryID, EndpointID: fa.Payload.EndpointID, First: fa.Record}
+	}
+	written, err := f.ledger.Write(ctx, entry, ds)
+	if err != nil {
+		// The attempts made are lost with the statement: the run again
+		// makes them again (at least once).
+		return err
+	}
+	// Only the deliveries written here are this run's: a delivery to the
+	// same endpoint that an earlier run wrote (a duplicate fan-out) won,
+	// and is owed a task only if Redis lost its own.
+	now, err := f.lost(ctx, ev, written)
+	if err != nil {
+		return err
+	}
+	mine := make(map[string]bool, len(written))
+	for _, d := range written {
+		mine[d.ID] = d.Fresh
+	}
+	var (
+		retries []tasks.Retry
+		made    int
+	)
+	for _, fa := range firsts {
+		switch {
+		case !mine[fa.Payload.DeliveryID]:
+		case fa.Record == nil:
+			now = append(now, fa.Payload)
+		case fa.Record.Status == ledger.StatusPending:
+			retries = append(retries, tasks.Retry{Payload: fa.Payload, Pause: fa.Pause})
+		case fa.Record.Status == ledger.StatusFailed:
+			f.deliverer.DeadLetter(ctx, fa)
+		}
+		if mine[fa.Payload.DeliveryID] && fa.Record != nil {
+			made++
 		}
 	}
-	// Fresh deliveries get their first attempt here; those it could not
-	// make, and those it made in vain, become tasks.
-	var retries []tasks.Retry
-	if len(firsts) > 0 {
-		var now []tasks.DeliverPayload
-		now, retries = f.deliverer.First(ctx, firsts, webhook)
-		payloads = append(payloads, now...)
-		f.metrics.firstAttempts.Add(float64(len(firsts) - len(now)))
+	f.metrics.firstAttempts.Add(float64(made))
+	return f.enqueue(ctx, ev, now, retries)
+}
+
+// again fans ev out to endpoints when it may have run before: it writes
+// the missing deliveries, then enqueues a task for each of them and for
+// each earlier one whose task Redis lost.
+func (f *Fanout) again(ctx context.Context, ev tasks.FanoutPayload, entry ledger.Event, endpoints []string) error {
+	ds := make([]ledger.NewDelivery, len(endpoints))
+	for i, ep := range endpoints {
+		ds[i] = ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: ep}
 	}
-	if _, err := f.queue.EnqueueDeliveries(ctx, payloads); err != nil {
+	written, err := f.ledger.Write(ctx, entry, ds)
+	if err != nil {
+		return err
+	}
+	now, err := f.lost(ctx, ev, written)
+	if err != nil {
+		return err
+	}
+	for _, d := range written {
+		if d.Fresh && d.Status == ledger.StatusPending {
+			now = append(now, f.payload(ev, d))
+		}
+	}
+	return f.enqueue(ctx, ev, now, nil)
+}
+
+// payload is the task payload of delivery d of ev.
+func (f *Fanout) payload(ev tasks.FanoutPayload, d ledger.Written) tasks.DeliverPayload {
+	return tasks.DeliverPayload{DeliveryID: d.ID, EventID: ev.EventID, EndpointID: d.EndpointID, AppID: ev.AppID, CreatedAt: ev.CreatedAt}
+}
+
+// enqueue enqueues the delivery tasks of ev: now, due at once, and
+// retries, due after their pause.
+func (f *Fanout) enqueue(ctx context.Context, ev tasks.FanoutPayload, now []tasks.DeliverPayload, retries []tasks.Retry) error {
+	if _, err := f.queue.EnqueueDeliveries(ctx, now); err != nil {
 		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
 	}
 	if _, err := f.queue.EnqueueRetries(ctx, retries); err != nil {
 		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
 	}
-	f.metrics.enqueued.Add(float64(len(payloads) + len(retries)))
+	f.metrics.enqueued.Add(float64(len(now) + len(retries)))
 	return nil
 }
 
-// owed returns the deliveries of written that need a task or a first
-// attempt: the pending ones this run created, and those an earlier run
-// created whose task Redis lost. The others may be under way or done by
-// now: only those whose task is lost are enqueued again, as the reconciler
-// does, so that none is sent twice.
-func (f *Fanout) owed(ctx context.Context, written []ledger.Written) ([]ledger.Written, error) {
-	var owed []ledger.Written
+// lost returns the task payloads of the deliveries of written that an
+// earlier run wrote, are still pending and whose task Redis lost. The
+// others may be under way or done by now: only those whose task is lost
+// are enqueued again, as the reconciler does, so that none is sent twice.
+func (f *Fanout) lost(ctx context.Context, ev tasks.FanoutPayload, written []ledger.Written) ([]tasks.DeliverPayload, error) {
 	var earlier []string
 	for _, d := range written {
-		switch {
-		case d.Status != ledger.StatusPending:
-		case d.Fresh:
-			owed = append(owed, d)
-		default:
+		if !d.Fresh && d.Status == ledger.StatusPending {
 			earlier = append(earlier, d.ID)
 		}
 	}
 	if len(earlier) == 0 {
-		return owed, nil
+		return nil, nil
 	}
 	lost, _, err := f.finder.Lost(ctx, earlier, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fan out %s again: %w", ev.EventID, err)
 	}
 	isLost := make(map[string]bool, len(lost))
 	for _, id := range lost {
 		isLost[id] = true
 	}
+	var ps []tasks.DeliverPayload
 	for _, d := range written {
 		if isLost[d.ID] {
-			owed = append(owed, d)
+			ps = append(ps, f.payload(ev, d))
 		}
 	}
-	return owed, nil
+	return ps, nil
 }

@@ -1,8 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/hookd/hookd/outbox"
 )
@@ -12,10 +16,26 @@ type Event struct {
 	ID    string
 	AppID string
 	Type  string
+	// FannedOutAt is when the fan-out began: the creation time of the
+	// deliveries it writes, first attempts or not.
+	FannedOutAt time.Time
+}
+
+// NewDeliveryID returns a new delivery ID. IDs sort by creation time.
+func NewDeliveryID() string { return outbox.NewID("dlv") }
+
+// NewDelivery is a delivery for the fan-out to write: to EndpointID, with the ID
+// it was given (NewDeliveryID), and its first attempt if one was made
+// before the row was written (nil otherwise: the row is pending).
+type NewDelivery struct {
+	ID         string
+	EndpointID string
+	First      *Record
 }
 
 // Written is a delivery of an event as the fan-out finds it: Fresh if this
-// fan-out created it, otherwise left by an earlier run (with another ID).
+// fan-out created it (with its first attempt, if any), otherwise left by an
+// earlier run.
 type Written struct {
 	ID         string `bun:"id"`
 	EndpointID string `bun:"endpoint_id"`
@@ -23,39 +43,81 @@ type Written struct {
 	Fresh      bool   `bun:"fresh"`
 }
 
-// Write creates the deliveries of ev to endpointIDs that do not exist yet,
-// marks the event fanned out, and returns every delivery of the event:
-// those it created, and those an earlier run created.
+// Write creates the deliveries of ev that do not exist yet (one per
+// endpoint: a delivery of the event to the same endpoint written earlier
+// wins, and the new one is dropped with its attempt), records their first
+// attempts, marks the event fanned out, and returns every delivery of the
+// event: those it created, and those an earlier run created.
 //
-// It is one statement. It selects by event only, through the unique index:
-// a status condition would invite the planner to the partial index on
-// pending rows, whose dead entries (deliveries since done) grow until
-// vacuum. From the mark on, should Redis lose the delivery tasks before
-// they run, the reconciler finds their rows pending and enqueues them
-// again; it enqueues the fan-out again only for an event never marked.
-func (s *Store) Write(ctx context.Context, ev Event, endpointIDs []string) ([]Written, error) {
-	rows := make([]Delivery, len(endpointIDs))
-	for i, ep := range endpointIDs {
-		rows[i] = Delivery{
-			ID:         outbox.NewID("dlv"),
-			EventID:    ev.ID,
-			EndpointID: ep,
-			AppID:      ev.AppID,
-			EventType:  ev.Type,
+// It is one statement and one commit, however many deliveries and
+// attempts: a delivery whose first attempt succeeded is written once, as
+// succeeded, with no update after. It selects the earlier rows by event
+// only, through the unique index: a status condition would invite the
+// planner to the partial index on pending rows, whose dead entries
+// (deliveries since done) grow until vacuum. From the mark on, should
+// Redis lose the delivery tasks before they run, the reconciler finds
+// their rows pending and enqueues them again; it enqueues the fan-out
+// again only for an event never marked.
+func (s *Store) Write(ctx context.Context, ev Event, ds []NewDelivery) ([]Written, error) {
+	var (
+		ids, endpoints, statuses []string
+		attempts                 []int
+		codes                    []*int
+		lastErrs, bodies, errs   []*string
+		classes                  []*string
+		at                       []*time.Time
+		ms                       []*float64
+	)
+	for _, d := range ds {
+		ids, endpoints = append(ids, d.ID), append(endpoints, d.EndpointID)
+		r := d.First
+		if r == nil {
+			statuses, attempts, codes, lastErrs = append(statuses, StatusPending), append(attempts, 0), append(codes, nil), append(lastErrs, nil)
+			at, ms, bodies, errs, classes = append(at, nil), append(ms, nil), append(bodies, nil), append(errs, nil), append(classes, nil)
+			continue
 		}
+		a := r.Attempt
+		statuses, attempts, codes, lastErrs = append(statuses, r.Status), append(attempts, 1), append(codes, a.StatusCode), append(lastErrs, r.LastError)
+		at, ms, bodies, errs, classes = append(at, &a.AttemptedAt), append(ms, &a.DurationMS), append(bodies, a.ResponseBody), append(errs, a.Error), append(classes, &a.ErrorClass)
 	}
 	var written []Written
-	err := s.db.NewRaw(`WITH inserted AS (?), marked AS (
+	err := s.db.NewRaw(`WITH v AS (
+			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::int[], ?::int[], ?::text[], ?::timestamptz[], ?::float8[], ?::text[], ?::text[], ?::text[])
+			AS v(id, endpoint_id, status, attempts, status_code, last_error, attempted_at, duration_ms, response_body, error, error_class)
+		), inserted AS (
+			INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, created_at, status, attempts, last_status_code, last_error, succeeded_at, failed_at)
+			SELECT id, ?, endpoint_id, ?, ?, ?, status, attempts, status_code, last_error,
+				CASE WHEN status = ? THEN clock_timestamp() END, CASE WHEN status = ? THEN clock_timestamp() END
+			FROM v
+			ON CONFLICT (event_id, endpoint_id) DO NOTHING
+			RETURNING id, endpoint_id, status
+		), attempted AS (
+			INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, status_code, response_body, error, error_class)
+			SELECT v.id, v.attempted_at, v.duration_ms, v.status_code, v.response_body, v.error, v.error_class
+			FROM v JOIN inserted USING (id) WHERE v.attempts > 0
+		), marked AS (
 			UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id = ? AND fanned_out_at IS NULL
 		) SELECT id, endpoint_id, status, true AS fresh FROM inserted
 		UNION ALL SELECT id, endpoint_id, status, false FROM deliveries WHERE event_id = ?`,
-		s.db.NewInsert().Model(&rows).On("CONFLICT (event_id, endpoint_id) DO NOTHING").Returning("id, endpoint_id, status"),
-		ev.ID, ev.ID,
+		pgdialect.Array(ids), pgdialect.Array(endpoints), pgdialect.Array(statuses), pgdialect.Array(attempts),
+		pgdialect.Array(codes), pgdialect.Array(lastErrs), pgdialect.Array(at), pgdialect.Array(ms),
+		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes),
+		ev.ID, ev.AppID, ev.Type, cmp.Or(ev.FannedOutAt, time.Now()), StatusSucceeded, StatusFailed, ev.ID, ev.ID,
 	).Scan(ctx, &written)
 	if err != nil {
 		return nil, fmt.Errorf("write deliveries of %s: %w", ev.ID, err)
 	}
 	return written, nil
+}
+
+// HasDeliveries reports whether any delivery of event eventID is written: a
+// fan-out that finds none runs for the first time.
+func (s *Store) HasDeliveries(ctx context.Context, eventID string) (bool, error) {
+	ok, err := s.db.NewSelect().Model((*Delivery)(nil)).Where("event_id = ?", eventID).Exists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("look up deliveries of %s: %w", eventID, err)
+	}
+	return ok, nil
 }
 
 // MarkFannedOut marks an event that owes nothing to anyone (no endpoint

@@ -40,7 +40,11 @@ func TestStore(t *testing.T) {
 	// test on an error.
 	write := func(t *testing.T, s *ledger.Store, b *testBundle, endpoints ...string) []ledger.Written {
 		t.Helper()
-		w, err := s.Write(t.Context(), b.event, endpoints)
+		ds := make([]ledger.NewDelivery, len(endpoints))
+		for i, ep := range endpoints {
+			ds[i] = ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: ep}
+		}
+		w, err := s.Write(t.Context(), b.event, ds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +76,74 @@ func TestStore(t *testing.T) {
 		unfanned, err := s.Unfanned(t.Context(), 0, 10)
 		if err != nil || len(unfanned) != 0 {
 			t.Errorf("Unfanned after Write = %v, %v; want none: Write marks the event", unfanned, err)
+		}
+	})
+
+	t.Run("WriteWithFirstAttempts", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		code := func(c int) *int { return &c }
+		boom := "HTTP 503"
+		ok, later, none := ledger.NewDeliveryID(), ledger.NewDeliveryID(), ledger.NewDeliveryID()
+		now := time.Now()
+		w, err := s.Write(t.Context(), b.event, []ledger.NewDelivery{
+			{ID: ok, EndpointID: "ep_ok", First: &ledger.Record{
+				Attempt: &ledger.Attempt{DeliveryID: ok, AttemptedAt: now, DurationMS: 1.5, StatusCode: code(204), ErrorClass: "success"},
+				Status:  ledger.StatusSucceeded,
+			}},
+			{ID: later, EndpointID: "ep_later", First: &ledger.Record{
+				Attempt:   &ledger.Attempt{DeliveryID: later, AttemptedAt: now, DurationMS: 2, StatusCode: code(503), ErrorClass: "http_5xx"},
+				Status:    ledger.StatusPending,
+				LastError: &boom,
+			}},
+			{ID: none, EndpointID: "ep_none"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(w) != 3 {
+			t.Fatalf("Write = %+v, want 3 fresh deliveries", w)
+		}
+		for id, want := range map[string]struct {
+			status   string
+			attempts int
+		}{ok: {ledger.StatusSucceeded, 1}, later: {ledger.StatusPending, 1}, none: {ledger.StatusPending, 0}} {
+			d, err := s.Get(t.Context(), "", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			as, err := s.Attempts(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Status != want.status || d.Attempts != want.attempts || len(as) != want.attempts {
+				t.Errorf("%s: %s with %d attempts (%d rows), want %s with %d", d.EndpointID, d.Status, d.Attempts, len(as), want.status, want.attempts)
+			}
+		}
+		if d, _ := s.Get(t.Context(), "", ok); d.SucceededAt == nil || d.LastStatusCode == nil || *d.LastStatusCode != 204 {
+			t.Errorf("succeeded first attempt: succeeded_at %v, last status %v", d.SucceededAt, d.LastStatusCode)
+		}
+		if d, _ := s.Get(t.Context(), "", later); d.LastError == nil || *d.LastError != boom {
+			t.Errorf("failed first attempt: last error %v, want %q", d.LastError, boom)
+		}
+
+		// A second run's delivery to the same endpoint loses to the first,
+		// and its attempt is not recorded.
+		dup := ledger.NewDeliveryID()
+		again, err := s.Write(t.Context(), b.event, []ledger.NewDelivery{{ID: dup, EndpointID: "ep_ok", First: &ledger.Record{
+			Attempt: &ledger.Attempt{DeliveryID: dup, AttemptedAt: now, StatusCode: code(200), ErrorClass: "success"},
+			Status:  ledger.StatusSucceeded,
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range again {
+			if d.Fresh || d.ID == dup {
+				t.Errorf("second run wrote %+v; want only the 3 earlier deliveries", d)
+			}
+		}
+		if as, _ := s.Attempts(t.Context(), ok); len(as) != 1 {
+			t.Errorf("first delivery has %d attempts after a second run, want 1", len(as))
 		}
 	})
 
