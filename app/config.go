@@ -235,7 +235,7 @@ func settings() []setting {
 			"how long an idle poller waits before it looks at the queues again (0.5 to 1.5 times this); each idle poller costs Redis one dequeue per wait",
 			func(c *Config, v string) error { return setDuration(&c.TaskCheckInterval, v) }},
 		{"HOOKD_DELAYED_TASK_CHECK_INTERVAL", "delayed-task-check-interval", formatDuration(worker.DefaultDelayedTaskCheckInterval),
-			"how often each poller moves retries and postponed deliveries that are due to their queue",
+			"how often a worker process moves retries and postponed deliveries that are due to their queue (its first poller; the others every minute, as spares)",
 			func(c *Config, v string) error { return setDuration(&c.DelayedCheck, v) }},
 		{"HOOKD_RECONCILE_INTERVAL", "reconcile-interval", formatDuration(repair.DefaultReconcileInterval),
 			"pause between the reconciler's passes (repairs, and retention)",

@@ -136,10 +136,20 @@ func New(rdb redis.UniversalClient, h Handlers, log *slog.Logger, cfg Config) *W
 		if i < cfg.Concurrency%cfg.Pollers {
 			c.Concurrency++
 		}
+		if i > 0 {
+			// One forwarder per process is enough: each pass moves every
+			// due task of every queue. The others' passes cost Redis a
+			// script per queue and set each time, for nothing.
+			c.DelayedTaskCheckInterval = spareForwardInterval
+		}
 		w.srvs = append(w.srvs, asynq.NewServerFromRedisClient(rdb, c))
 	}
 	return w
 }
+
+// spareForwardInterval is how often the pollers but the first move due
+// tasks to their queues: rarely, as a spare should the first stall.
+const spareForwardInterval = time.Minute
 
 // Run processes tasks until ctx is done, then stops taking new ones and
 // waits up to ShutdownTimeout for those in flight.
