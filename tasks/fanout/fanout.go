@@ -17,6 +17,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/hookd/hookd/outbox/groupcommit"
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/body"
 	"github.com/hookd/hookd/tasks/delivery"
@@ -40,8 +41,19 @@ type Deps struct {
 	Metrics   *Metrics
 }
 
+// Group commits: the fan-outs running at a moment look up their events in
+// one read and write their deliveries in one statement and one commit, up
+// to batchEvents events at a time; a flush taking longer than batchTimeout
+// fails, and its fan-outs are retried.
+const (
+	batchEvents  = 64
+	batchTimeout = 30 * time.Second
+)
+
 // Fanout handles TypeFanout tasks.
 type Fanout struct {
+	writes      *groupcommit.Batcher[*ledger.Writing]
+	lookups     *groupcommit.Batcher[*lookup]
 	ledger      *ledger.Store
 	queue       *tasks.Queue
 	finder      *repair.Finder
@@ -54,10 +66,35 @@ type Fanout struct {
 
 // New returns a fan-out handler.
 func New(deps Deps, log *slog.Logger) *Fanout {
-	return &Fanout{
+	f := &Fanout{
 		ledger: deps.Ledger, queue: deps.Queue, finder: repair.NewFinder(deps.Ledger, deps.Queue),
 		subscribers: deps.Subscribers, bodies: deps.Bodies, deliverer: deps.Deliverer, metrics: deps.Metrics, log: log,
 	}
+	f.writes = groupcommit.New(batchEvents, batchTimeout, f.ledger.WriteAll)
+	f.lookups = groupcommit.New(batchEvents, batchTimeout, f.lookUp)
+	return f
+}
+
+// lookup asks whether an event has deliveries written.
+type lookup struct {
+	eventID string
+	fanned  bool
+}
+
+// lookUp answers lookups in one read.
+func (f *Fanout) lookUp(ctx context.Context, ls []*lookup) error {
+	ids := make([]string, len(ls))
+	for i, l := range ls {
+		ids[i] = l.eventID
+	}
+	fanned, err := f.ledger.Fanned(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		l.fanned = fanned[l.eventID]
+	}
+	return nil
 }
 
 // ProcessTask implements asynq.Handler.
@@ -88,8 +125,9 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// (a fan-out recovered from a dead worker, retried after an error, or
 	// published again) may find rows of an earlier run: it writes the
 	// missing ones first, and attempts none itself, since an earlier
-	// delivery's task may be under way. A first run finds no row: one
-	// indexed read, no write, tells it.
+	// delivery's task may be under way. A first run finds no row: an
+	// indexed read, shared by the fan-outs of the moment, tells it; their
+	// writes after the attempts share one statement and one commit too.
 	entry := ledger.Event{ID: ev.EventID, AppID: ev.AppID, Type: ev.Type, FannedOutAt: time.Now()}
 	if f.deliverer == nil {
 		return f.again(ctx, ev, entry, endpoints)
@@ -97,9 +135,11 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if n, _ := asynq.GetRetryCount(ctx); n > 0 {
 		return f.again(ctx, ev, entry, endpoints)
 	}
-	if again, err := f.ledger.HasDeliveries(ctx, ev.EventID); err != nil {
+	l := &lookup{eventID: ev.EventID}
+	if err := f.lookups.Do(ctx, l); err != nil {
 		return err
-	} else if again {
+	}
+	if l.fanned {
 		return f.again(ctx, ev, entry, endpoints)
 	}
 	ps := make([]tasks.DeliverPayload, len(endpoints))
@@ -111,12 +151,13 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	for i, fa := range firsts {
 		ds[i] = ledger.NewDelivery{ID: fa.Payload.DeliveryID, EndpointID: fa.Payload.EndpointID, First: fa.Record}
 	}
-	written, err := f.ledger.Write(ctx, entry, ds)
-	if err != nil {
+	w := &ledger.Writing{Event: entry, Deliveries: ds}
+	if err := f.writes.Do(ctx, w); err != nil {
 		// The attempts made are lost with the statement: the run again
 		// makes them again (at least once).
 		return err
 	}
+	written := w.Written
 	// Only the deliveries written here are this run's: a delivery to the
 	// same endpoint that an earlier run wrote (a duplicate fan-out) won,
 	// and is owed a task only if Redis lost its own.
@@ -158,10 +199,11 @@ func (f *Fanout) again(ctx context.Context, ev tasks.FanoutPayload, entry ledger
 	for i, ep := range endpoints {
 		ds[i] = ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: ep}
 	}
-	written, err := f.ledger.Write(ctx, entry, ds)
-	if err != nil {
+	w := &ledger.Writing{Event: entry, Deliveries: ds}
+	if err := f.writes.Do(ctx, w); err != nil {
 		return err
 	}
+	written := w.Written
 	now, err := f.lost(ctx, ev, written)
 	if err != nil {
 		return err

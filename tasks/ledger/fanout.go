@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/hookd/hookd/outbox"
@@ -43,81 +44,129 @@ type Written struct {
 	Fresh      bool   `bun:"fresh"`
 }
 
-// Write creates the deliveries of ev that do not exist yet (one per
-// endpoint: a delivery of the event to the same endpoint written earlier
-// wins, and the new one is dropped with its attempt), records their first
-// attempts, marks the event fanned out, and returns every delivery of the
-// event: those it created, and those an earlier run created.
-//
-// It is one statement and one commit, however many deliveries and
-// attempts: a delivery whose first attempt succeeded is written once, as
-// succeeded, with no update after. It selects the earlier rows by event
-// only, through the unique index: a status condition would invite the
-// planner to the partial index on pending rows, whose dead entries
-// (deliveries since done) grow until vacuum. From the mark on, should
-// Redis lose the delivery tasks before they run, the reconciler finds
-// their rows pending and enqueues them again; it enqueues the fan-out
-// again only for an event never marked.
+// Write creates the deliveries of ev that do not exist yet, records
+// their first attempts, marks the event fanned out, and returns every
+// delivery of the event: see WriteAll.
 func (s *Store) Write(ctx context.Context, ev Event, ds []NewDelivery) ([]Written, error) {
-	var (
-		ids, endpoints, statuses []string
-		attempts                 []int
-		codes                    []*int
-		lastErrs, bodies, errs   []*string
-		classes                  []*string
-		at                       []*time.Time
-		ms                       []*float64
-	)
-	for _, d := range ds {
-		ids, endpoints = append(ids, d.ID), append(endpoints, d.EndpointID)
-		r := d.First
-		if r == nil {
-			statuses, attempts, codes, lastErrs = append(statuses, StatusPending), append(attempts, 0), append(codes, nil), append(lastErrs, nil)
-			at, ms, bodies, errs, classes = append(at, nil), append(ms, nil), append(bodies, nil), append(errs, nil), append(classes, nil)
-			continue
-		}
-		a := r.Attempt
-		statuses, attempts, codes, lastErrs = append(statuses, r.Status), append(attempts, 1), append(codes, a.StatusCode), append(lastErrs, r.LastError)
-		at, ms, bodies, errs, classes = append(at, &a.AttemptedAt), append(ms, &a.DurationMS), append(bodies, a.ResponseBody), append(errs, a.Error), append(classes, &a.ErrorClass)
+	w := &Writing{Event: ev, Deliveries: ds}
+	if err := s.WriteAll(ctx, []*Writing{w}); err != nil {
+		return nil, err
 	}
-	var written []Written
+	return w.Written, nil
+}
+
+// Writing is one event's deliveries for WriteAll to write, and what it
+// found.
+type Writing struct {
+	Event      Event
+	Deliveries []NewDelivery
+	// Written is every delivery of the event after the write: those it
+	// created, and those an earlier run created. WriteAll sets it.
+	Written []Written
+}
+
+// WriteAll creates the deliveries of each event that do not exist yet (one
+// per event and endpoint: a delivery written earlier wins, and the new one
+// is dropped with its attempt), records their first attempts, marks the
+// events fanned out, and sets each Writing's Written.
+//
+// It is one statement and one commit, however many events, deliveries and
+// attempts: the fan-outs running at a moment write together, and a
+// delivery whose first attempt succeeded is written once, as succeeded,
+// with no update after. It selects the earlier rows by event only, through
+// the unique index: a status condition would invite the planner to the
+// partial index on pending rows, whose dead entries (deliveries since
+// done) grow until vacuum. From the mark on, should Redis lose the delivery
+// tasks before they run, the reconciler finds their rows pending and
+// enqueues them again; it enqueues the fan-out again only for an event
+// never marked.
+func (s *Store) WriteAll(ctx context.Context, ws []*Writing) error {
+	var (
+		ids, events, apps, types, endpoints, statuses []string
+		created                                       []time.Time
+		attempts                                      []int
+		codes                                         []*int
+		lastErrs, bodies, errs, classes               []*string
+		at                                            []*time.Time
+		ms                                            []*float64
+		eventIDs                                      []string
+	)
+	now := time.Now()
+	for _, w := range ws {
+		ev := w.Event
+		eventIDs = append(eventIDs, ev.ID)
+		for _, d := range w.Deliveries {
+			ids, events, apps, types = append(ids, d.ID), append(events, ev.ID), append(apps, ev.AppID), append(types, ev.Type)
+			endpoints, created = append(endpoints, d.EndpointID), append(created, cmp.Or(ev.FannedOutAt, now))
+			r := d.First
+			if r == nil {
+				statuses, attempts, codes, lastErrs = append(statuses, StatusPending), append(attempts, 0), append(codes, nil), append(lastErrs, nil)
+				at, ms, bodies, errs, classes = append(at, nil), append(ms, nil), append(bodies, nil), append(errs, nil), append(classes, nil)
+				continue
+			}
+			a := r.Attempt
+			statuses, attempts, codes, lastErrs = append(statuses, r.Status), append(attempts, 1), append(codes, a.StatusCode), append(lastErrs, r.LastError)
+			at, ms, bodies, errs, classes = append(at, &a.AttemptedAt), append(ms, &a.DurationMS), append(bodies, a.ResponseBody), append(errs, a.Error), append(classes, &a.ErrorClass)
+		}
+	}
+	var rows []struct {
+		Written
+		EventID string `bun:"event_id"`
+	}
 	err := s.db.NewRaw(`WITH v AS (
-			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::int[], ?::int[], ?::text[], ?::timestamptz[], ?::float8[], ?::text[], ?::text[], ?::text[])
-			AS v(id, endpoint_id, status, attempts, status_code, last_error, attempted_at, duration_ms, response_body, error, error_class)
+			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::int[],
+				?::int[], ?::text[], ?::timestamptz[], ?::float8[], ?::text[], ?::text[], ?::text[])
+			AS v(id, event_id, app_id, event_type, endpoint_id, created_at, status, attempts,
+				status_code, last_error, attempted_at, duration_ms, response_body, error, error_class)
 		), inserted AS (
 			INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, created_at, status, attempts, last_status_code, last_error, succeeded_at, failed_at)
-			SELECT id, ?, endpoint_id, ?, ?, ?, status, attempts, status_code, last_error,
+			SELECT id, event_id, endpoint_id, app_id, event_type, created_at, status, attempts, status_code, last_error,
 				CASE WHEN status = ? THEN clock_timestamp() END, CASE WHEN status = ? THEN clock_timestamp() END
 			FROM v
 			ON CONFLICT (event_id, endpoint_id) DO NOTHING
-			RETURNING id, endpoint_id, status
+			RETURNING id, event_id, endpoint_id, status
 		), attempted AS (
 			INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, status_code, response_body, error, error_class)
 			SELECT v.id, v.attempted_at, v.duration_ms, v.status_code, v.response_body, v.error, v.error_class
 			FROM v JOIN inserted USING (id) WHERE v.attempts > 0
 		), marked AS (
-			UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id = ? AND fanned_out_at IS NULL
-		) SELECT id, endpoint_id, status, true AS fresh FROM inserted
-		UNION ALL SELECT id, endpoint_id, status, false FROM deliveries WHERE event_id = ?`,
-		pgdialect.Array(ids), pgdialect.Array(endpoints), pgdialect.Array(statuses), pgdialect.Array(attempts),
+			UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id = ANY(?::text[]) AND fanned_out_at IS NULL
+		) SELECT id, event_id, endpoint_id, status, true AS fresh FROM inserted
+		UNION ALL SELECT id, event_id, endpoint_id, status, false FROM deliveries WHERE event_id = ANY(?::text[])`,
+		pgdialect.Array(ids), pgdialect.Array(events), pgdialect.Array(apps), pgdialect.Array(types), pgdialect.Array(endpoints),
+		pgdialect.Array(created), pgdialect.Array(statuses), pgdialect.Array(attempts),
 		pgdialect.Array(codes), pgdialect.Array(lastErrs), pgdialect.Array(at), pgdialect.Array(ms),
 		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes),
-		ev.ID, ev.AppID, ev.Type, cmp.Or(ev.FannedOutAt, time.Now()), StatusSucceeded, StatusFailed, ev.ID, ev.ID,
-	).Scan(ctx, &written)
+		StatusSucceeded, StatusFailed, pgdialect.Array(eventIDs), pgdialect.Array(eventIDs),
+	).Scan(ctx, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("write deliveries of %s: %w", ev.ID, err)
+		return fmt.Errorf("write deliveries of %d events: %w", len(ws), err)
 	}
-	return written, nil
+	byEvent := make(map[string][]Written, len(ws))
+	for _, r := range rows {
+		byEvent[r.EventID] = append(byEvent[r.EventID], r.Written)
+	}
+	for _, w := range ws {
+		w.Written = byEvent[w.Event.ID]
+	}
+	return nil
 }
 
-// HasDeliveries reports whether any delivery of event eventID is written: a
-// fan-out that finds none runs for the first time.
-func (s *Store) HasDeliveries(ctx context.Context, eventID string) (bool, error) {
-	ok, err := s.db.NewSelect().Model((*Delivery)(nil)).Where("event_id = ?", eventID).Exists(ctx)
+// Fanned reports, for each of eventIDs, whether any delivery of it is
+// written: a fan-out that finds none runs for the first time. It is one
+// indexed read, however many events.
+func (s *Store) Fanned(ctx context.Context, eventIDs []string) (map[string]bool, error) {
+	var found []string
+	err := s.db.NewSelect().Model((*Delivery)(nil)).Distinct().Column("event_id").
+		Where("event_id IN (?)", bun.In(eventIDs)).Scan(ctx, &found)
 	if err != nil {
-		return false, fmt.Errorf("look up deliveries of %s: %w", eventID, err)
+		return nil, fmt.Errorf("look up deliveries of %d events: %w", len(eventIDs), err)
 	}
-	return ok, nil
+	m := make(map[string]bool, len(found))
+	for _, id := range found {
+		m[id] = true
+	}
+	return m, nil
 }
 
 // MarkFannedOut marks an event that owes nothing to anyone (no endpoint

@@ -147,6 +147,32 @@ func TestStore(t *testing.T) {
 		}
 	})
 
+	t.Run("WriteAllEventsTogether", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		other := outboxtest.Seed(t, b.db, "app_b", "order.paid", 1)[0]
+		fanned, err := s.Fanned(t.Context(), []string{b.event.ID, other})
+		if err != nil || len(fanned) != 0 {
+			t.Fatalf("Fanned before any write = %v, %v; want none", fanned, err)
+		}
+		w1 := &ledger.Writing{Event: b.event, Deliveries: []ledger.NewDelivery{{ID: ledger.NewDeliveryID(), EndpointID: "ep_1"}, {ID: ledger.NewDeliveryID(), EndpointID: "ep_2"}}}
+		w2 := &ledger.Writing{Event: ledger.Event{ID: other, AppID: "app_b", Type: "order.paid"}, Deliveries: []ledger.NewDelivery{{ID: ledger.NewDeliveryID(), EndpointID: "ep_3"}}}
+		if err := s.WriteAll(t.Context(), []*ledger.Writing{w1, w2}); err != nil {
+			t.Fatal(err)
+		}
+		if len(w1.Written) != 2 || len(w2.Written) != 1 || w2.Written[0].EndpointID != "ep_3" {
+			t.Errorf("written: %+v and %+v; want 2 and the one to ep_3", w1.Written, w2.Written)
+		}
+		d, err := s.Get(t.Context(), "app_b", w2.Written[0].ID)
+		if err != nil || d.EventType != "order.paid" || d.EventID != other {
+			t.Errorf("delivery of the second event: %+v, %v", d, err)
+		}
+		fanned, err = s.Fanned(t.Context(), []string{b.event.ID, other, "evt_unknown"})
+		if err != nil || !fanned[b.event.ID] || !fanned[other] || fanned["evt_unknown"] {
+			t.Errorf("Fanned = %v, %v; want both events", fanned, err)
+		}
+	})
+
 	t.Run("RecordMovesDeliveriesOn", func(t *testing.T) {
 		t.Parallel()
 		s, b := setup(t)
