@@ -44,17 +44,6 @@ type Written struct {
 	Fresh      bool   `bun:"fresh"`
 }
 
-// Write creates the deliveries of ev that do not exist yet, records
-// their first attempts, marks the event fanned out, and returns every
-// delivery of the event: see WriteAll.
-func (s *Store) Write(ctx context.Context, ev Event, ds []NewDelivery) ([]Written, error) {
-	w := &Writing{Event: ev, Deliveries: ds}
-	if err := s.WriteAll(ctx, []*Writing{w}); err != nil {
-		return nil, err
-	}
-	return w.Written, nil
-}
-
 // Writing is one event's deliveries for WriteAll to write, and what it
 // found.
 type Writing struct {

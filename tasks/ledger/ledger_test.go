@@ -13,6 +13,13 @@ import (
 	"github.com/hookd/hookd/tasks/ledger"
 )
 
+// writeOne writes the deliveries of one event.
+func writeOne(ctx context.Context, s *ledger.Store, ev ledger.Event, ds []ledger.NewDelivery) ([]ledger.Written, error) {
+	w := &ledger.Writing{Event: ev, Deliveries: ds}
+	err := s.WriteAll(ctx, []*ledger.Writing{w})
+	return w.Written, err
+}
+
 func TestStore(t *testing.T) {
 	t.Parallel()
 
@@ -44,7 +51,7 @@ func TestStore(t *testing.T) {
 		for i, ep := range endpoints {
 			ds[i] = ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: ep}
 		}
-		w, err := s.Write(t.Context(), b.event, ds)
+		w, err := writeOne(t.Context(), s, b.event, ds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +93,7 @@ func TestStore(t *testing.T) {
 		boom := "HTTP 503"
 		ok, later, none := ledger.NewDeliveryID(), ledger.NewDeliveryID(), ledger.NewDeliveryID()
 		now := time.Now()
-		w, err := s.Write(t.Context(), b.event, []ledger.NewDelivery{
+		w, err := writeOne(t.Context(), s, b.event, []ledger.NewDelivery{
 			{ID: ok, EndpointID: "ep_ok", First: &ledger.Record{
 				Attempt: &ledger.Attempt{DeliveryID: ok, AttemptedAt: now, DurationMS: 1.5, StatusCode: code(204), ErrorClass: "success"},
 				Status:  ledger.StatusSucceeded,
@@ -130,7 +137,7 @@ func TestStore(t *testing.T) {
 		// A second run's delivery to the same endpoint loses to the first,
 		// and its attempt is not recorded.
 		dup := ledger.NewDeliveryID()
-		again, err := s.Write(t.Context(), b.event, []ledger.NewDelivery{{ID: dup, EndpointID: "ep_ok", First: &ledger.Record{
+		again, err := writeOne(t.Context(), s, b.event, []ledger.NewDelivery{{ID: dup, EndpointID: "ep_ok", First: &ledger.Record{
 			Attempt: &ledger.Attempt{DeliveryID: dup, AttemptedAt: now, StatusCode: code(200), ErrorClass: "success"},
 			Status:  ledger.StatusSucceeded,
 		}}})
