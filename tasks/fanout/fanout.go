@@ -129,19 +129,33 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// indexed read, shared by the fan-outs of the moment, tells it; their
 	// writes after the attempts share one statement and one commit too.
 	entry := ledger.Event{ID: ev.EventID, AppID: ev.AppID, Type: ev.Type, FannedOutAt: time.Now()}
-	if f.deliverer == nil {
-		return f.again(ctx, ev, entry, endpoints)
-	}
-	if n, _ := asynq.GetRetryCount(ctx); n > 0 {
-		return f.again(ctx, ev, entry, endpoints)
-	}
-	l := &lookup{eventID: ev.EventID}
-	if err := f.lookups.Do(ctx, l); err != nil {
+	first, err := f.firstRun(ctx, ev.EventID)
+	switch {
+	case err != nil:
 		return err
-	}
-	if l.fanned {
+	case !first || f.deliverer == nil:
 		return f.again(ctx, ev, entry, endpoints)
 	}
+	return f.first(ctx, ev, entry, endpoints, webhook)
+}
+
+// firstRun reports whether the running fan-out is the first of its event:
+// its task never failed, and no delivery of the event is written.
+func (f *Fanout) firstRun(ctx context.Context, eventID string) (bool, error) {
+	if n, _ := asynq.GetRetryCount(ctx); n > 0 {
+		return false, nil
+	}
+	l := &lookup{eventID: eventID}
+	if err := f.lookups.Do(ctx, l); err != nil {
+		return false, err
+	}
+	return !l.fanned, nil
+}
+
+// first fans ev out to endpoints the first time: first attempts, then the
+// rows with what the attempts made of them, then the tasks of the
+// deliveries not attempted and of those still pending.
+func (f *Fanout) first(ctx context.Context, ev tasks.FanoutPayload, entry ledger.Event, endpoints []string, webhook []byte) error {
 	ps := make([]tasks.DeliverPayload, len(endpoints))
 	for i, ep := range endpoints {
 		ps[i] = tasks.DeliverPayload{DeliveryID: ledger.NewDeliveryID(), EventID: ev.EventID, EndpointID: ep, AppID: ev.AppID, CreatedAt: ev.CreatedAt}
@@ -174,17 +188,19 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		made    int
 	)
 	for _, fa := range firsts {
-		switch {
-		case !mine[fa.Payload.DeliveryID]:
-		case fa.Record == nil:
-			now = append(now, fa.Payload)
-		case fa.Record.Status == ledger.StatusPending:
-			retries = append(retries, tasks.Retry{Payload: fa.Payload, Pause: fa.Pause})
-		case fa.Record.Status == ledger.StatusFailed:
-			f.deliverer.DeadLetter(ctx, fa)
+		if !mine[fa.Payload.DeliveryID] {
+			continue
 		}
-		if mine[fa.Payload.DeliveryID] && fa.Record != nil {
-			made++
+		if fa.Record == nil {
+			now = append(now, fa.Payload)
+			continue
+		}
+		made++
+		switch fa.Record.Status {
+		case ledger.StatusPending:
+			retries = append(retries, tasks.Retry{Payload: fa.Payload, Pause: fa.Pause})
+		case ledger.StatusFailed:
+			f.deliverer.DeadLetter(ctx, fa)
 		}
 	}
 	f.metrics.firstAttempts.Add(float64(made))
