@@ -190,16 +190,86 @@ func TestGate(t *testing.T) {
 		}
 	})
 
-	t.Run("DeadWorkersSlotsLapse", func(t *testing.T) {
-		t.Parallel()
-		g, b := setup(t, guard.Config{PerEndpoint: 1, SlotTTL: 200 * time.Millisecond})
-		enter(t, g, ticket(b, "ep", "dead"))
-		if v := enter(t, g, ticket(b, "ep", "d")); v.Wait == 0 {
-			t.Fatal("admitted while the only slot is held")
+	// A process is a gate on a Redis connection of its own: closing the
+	// connection kills it as far as Redis can tell (no more renewals).
+	process := func(t *testing.T, cfg guard.Config) (*guard.Gate, *redis.Client) {
+		t.Helper()
+		rdb := limiterRedis(t)
+		return guard.New(rdb, cfg), rdb
+	}
+	// leased: slots lapse a second after their last renewal, long before
+	// the 20 s a live delivery may hold them; one slot per endpoint and
+	// per app.
+	const lease = time.Second
+	leased := guard.Config{PerEndpoint: 1, PerApp: 1, SlotLease: lease, SlotTTL: 20 * time.Second}
+	held := func(t *testing.T, b *testBundle, holder string) bool {
+		t.Helper()
+		for _, k := range []string{"hookd:{" + b.app + "}:slots:ep_a", "hookd:{" + b.app + "}:slots"} {
+			if err := b.rdb.ZScore(t.Context(), k, holder).Err(); err == nil {
+				return true
+			}
 		}
-		time.Sleep(300 * time.Millisecond)
-		if v := enter(t, g, ticket(b, "ep", "d")); v.Wait != 0 {
-			t.Errorf("the dead holder's slot did not lapse: %+v", v)
+		return false
+	}
+
+	t.Run("DeadHoldersSlotsLapseWithinALease", func(t *testing.T) {
+		t.Parallel()
+		other, b := setup(t, leased)
+		dead, conn := process(t, leased)
+		if v := enter(t, dead, ticket(b, "ep_a", "d1")); v.Wait != 0 {
+			t.Fatalf("d1 postponed with every slot free: %+v", v)
+		}
+		// Its process dies mid-delivery: nothing renews d1's slots, and
+		// nothing gives them back.
+		died := time.Now()
+		if err := conn.Close(); err != nil {
+			t.Fatal(err)
+		}
+		d2 := ticket(b, "ep_a", "d2")
+		d2.NoRoom = true
+		if v := enter(t, other, d2); v.Wait == 0 {
+			t.Fatal("d2 admitted at once: d1's slots were free while its process lived")
+		}
+		for enter(t, other, d2).Wait != 0 {
+			if time.Since(died) > 3*lease {
+				t.Fatalf("the dead holder's slots still taken %s after it died (lease %s)", time.Since(died).Round(time.Millisecond), lease)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("the dead holder's slots came back %s after it died", time.Since(died).Round(time.Millisecond))
+		if held(t, b, "d1") {
+			t.Error("d1 still holds a slot once d2 was admitted")
+		}
+	})
+
+	t.Run("LiveHoldersSlotsLastPastTheLease", func(t *testing.T) {
+		t.Parallel()
+		other, b := setup(t, leased)
+		live, _ := process(t, leased)
+		d1 := ticket(b, "ep_a", "d1")
+		if v := enter(t, live, d1); v.Wait != 0 {
+			t.Fatalf("d1 postponed with every slot free: %+v", v)
+		}
+		// d1's POST hangs for 3 leases: another process must find its
+		// endpoint and its app busy all along.
+		d2, d3 := ticket(b, "ep_a", "d2"), ticket(b, "ep_b", "d3")
+		d2.NoRoom, d3.NoRoom = true, true
+		for start := time.Now(); time.Since(start) < 3*lease; time.Sleep(20 * time.Millisecond) {
+			if v := enter(t, other, d2); v.Wait == 0 || v.Reason != guard.ReasonEndpointBusy {
+				t.Fatalf("d2 %s after d1 was admitted: %+v, want endpoint_busy while d1 runs", time.Since(start).Round(time.Millisecond), v)
+			}
+			if v := enter(t, other, d3); v.Wait == 0 || v.Reason != guard.ReasonAppBusy {
+				t.Fatalf("d3 %s after d1 was admitted: %+v, want app_busy while d1 runs", time.Since(start).Round(time.Millisecond), v)
+			}
+		}
+		leave(t, live, d1, guard.Outcome{Sent: true, OK: true, Finished: true})
+		// No renewal under way may bring d1's slots back.
+		time.Sleep(lease / 2)
+		if held(t, b, "d1") {
+			t.Fatal("d1 holds a slot after its leave")
+		}
+		if v := enter(t, other, d2); v.Wait != 0 {
+			t.Errorf("d2 after d1 left: %+v, want admitted", v)
 		}
 	})
 
