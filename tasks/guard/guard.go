@@ -71,6 +71,10 @@ const (
 	// wakeScan is how many of an app's waiting endpoints one Leave looks
 	// at for a waiter whose endpoint has a free slot.
 	wakeScan = 8
+	// wakeMost is how many waiters one Leave wakes at most: one in the
+	// stead of the delivery leaving, more while its app has free slots
+	// that woke nobody when they lapsed.
+	wakeMost = 4
 )
 
 // Config tunes a Gate. Zero values take the defaults.
@@ -255,8 +259,10 @@ func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 // trip: its slots are given back, its circuit counts the attempt, a
 // finished delivery leaves the backlogs, and the first waiter that can
 // now be sent (of t's endpoint, else of another endpoint of t's app) is
-// woken: it is returned with slots held for it. A nil Waiter woke nobody.
-func (g *Gate) Leave(ctx context.Context, t Ticket, o Outcome) (*Waiter, error) {
+// woken, and more of the app's waiters while its app has free slots (a
+// dead worker's slots lapse without waking anyone), up to wakeMost. They
+// are returned with slots held for them.
+func (g *Gate) Leave(ctx context.Context, t Ticket, o Outcome) ([]Waiter, error) {
 	// No renewal may follow the slots' release.
 	g.unhold(t)
 	p := prefix(t.AppID)
@@ -267,26 +273,31 @@ func (g *Gate) Leave(ctx context.Context, t Ticket, o Outcome) (*Waiter, error) 
 	res, err := g.leave.Run(ctx, g.rdb, keys,
 		t.DeliveryID, flag(o.Sent), flag(o.OK), flag(o.Finished), g.cfg.Threshold, g.cfg.Cooldown.Milliseconds(),
 		circuitTTL.Milliseconds(), g.cfg.PerEndpoint, g.cfg.PerApp, g.cfg.SlotLease.Milliseconds(),
-		t.EndpointID, p, wakeScan, roomTTL.Milliseconds(),
+		t.EndpointID, p, wakeScan, roomTTL.Milliseconds(), wakeMost,
 	).StringSlice()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("settle delivery %s: %w", t.DeliveryID, err)
-	case len(res) != 2:
+	case len(res) == 0 || len(res)%2 != 0 || len(res) > 2*wakeMost:
 		return nil, fmt.Errorf("settle delivery %s: unexpected reply %v", t.DeliveryID, res)
 	}
-	queue, id, ok := strings.Cut(res[1], "\n")
-	if !ok {
-		return nil, fmt.Errorf("settle delivery %s: malformed waiter %q", t.DeliveryID, res[1])
+	ws := make([]Waiter, 0, len(res)/2)
+	for i := 0; i < len(res); i += 2 {
+		queue, id, ok := strings.Cut(res[i+1], "\n")
+		if !ok {
+			return nil, fmt.Errorf("settle delivery %s: malformed waiter %q", t.DeliveryID, res[i+1])
+		}
+		ws = append(ws, Waiter{AppID: t.AppID, EndpointID: res[i], DeliveryID: id, Queue: queue})
 	}
-	return &Waiter{AppID: t.AppID, EndpointID: res[0], DeliveryID: id, Queue: queue}, nil
+	return ws, nil
 }
 
 // Forgo gives up the slots a wake held for w (its task could not be made
-// due: it is running, or gone) and wakes the next waiter in its stead.
-func (g *Gate) Forgo(ctx context.Context, w Waiter) (*Waiter, error) {
+// due: it is running, or gone) and wakes the next waiters in its stead,
+// as Leave does.
+func (g *Gate) Forgo(ctx context.Context, w Waiter) ([]Waiter, error) {
 	return g.Leave(ctx, Ticket{AppID: w.AppID, EndpointID: w.EndpointID, DeliveryID: w.DeliveryID, Queue: w.Queue}, Outcome{})
 }
 

@@ -91,17 +91,20 @@ leave_room()
 return {0, probe, 0}
 `
 
-// leaveScript settles an admitted delivery and wakes a waiter.
+// leaveScript settles an admitted delivery and wakes waiters.
 //
 // KEYS: circuit, probe, endpoint slots, app slots, rooms, endpoint backlog,
 // app backlog.
 // ARGV: holder, sent, ok, finished, threshold, cooldown, circuit TTL,
 // per-endpoint cap, per-app cap, slot lease, endpoint ID, key prefix, wake
-// scan, room TTL.
+// scan, room TTL, most waiters to wake.
 //
-// It returns {endpoint, member} of the waiter woken, its slots held, or
-// false. The waiter comes from the settled endpoint's room if its circuit
-// is closed, else from the app's other rooms, least recently woken first.
+// It returns {endpoint, member, endpoint, member, ...} of the waiters
+// woken, their slots held, or false. The first comes from the settled
+// endpoint's room if its circuit is closed, else from the app's other
+// rooms, least recently woken first; more are woken, from the rooms least
+// recently woken, while the app has free slots: slots that lapsed (of a
+// dead worker, or held for a waiter whose task never came) woke nobody.
 const leaveScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -155,15 +158,28 @@ local function wake(ep)
   end
   return {ep, w}
 end
-local woken = wake(ARGV[11])
-if woken then return woken end
-for _, ep in ipairs(redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[13]) - 1)) do
-  if ep ~= ARGV[11] then
-    woken = wake(ep)
-    if woken then return woken end
-  end
+local woken, most = {}, tonumber(ARGV[15])
+local function add(w)
+  table.insert(woken, w[1])
+  table.insert(woken, w[2])
 end
-return false
+local first = wake(ARGV[11])
+if first then add(first) end
+local scanned = {}
+scanned[ARGV[11]] = not first
+while #woken < 2 * most and redis.call('ZCARD', KEYS[4]) < cap_app do
+  local any = false
+  for _, ep in ipairs(redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[13]) - 1)) do
+    if #woken == 2 * most or redis.call('ZCARD', KEYS[4]) >= cap_app then break end
+    if not scanned[ep] then
+      local w = wake(ep)
+      if w then add(w) any = true else scanned[ep] = true end
+    end
+  end
+  if not any then break end
+end
+if #woken == 0 then return false end
+return woken
 `
 
 // renewScript extends a held slot's lease: the admitted delivery still
