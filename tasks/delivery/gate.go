@@ -10,15 +10,15 @@ import (
 )
 
 // settle tells the gate what became of an admitted delivery and makes
-// the waiter it woke, if any, due. Errors are logged: none of them may lose
-// the attempt.
+// the waiters it woke, if any, due. Errors are logged: none of them may
+// lose the attempt.
 func (d *Deliverer) settle(ctx context.Context, t guard.Ticket, o guard.Outcome) {
-	w, err := d.gate.Leave(ctx, t, o)
+	ws, err := d.gate.Leave(ctx, t, o)
 	if err != nil {
 		d.log.WarnContext(ctx, "endpoint slots, circuit or backlog not updated", slog.String("endpoint_id", t.EndpointID), slog.Any("err", err))
 		return
 	}
-	d.wake(ctx, w)
+	d.wake(ctx, ws)
 }
 
 // enter asks the gate to admit t. Slots a wake held for t, which it may
@@ -31,7 +31,7 @@ func (d *Deliverer) enter(ctx context.Context, t guard.Ticket) (guard.Verdict, e
 	return v, err
 }
 
-// forgo gives up the slots held for w and wakes the next waiter instead.
+// forgo gives up the slots held for w and wakes the next waiters instead.
 func (d *Deliverer) forgo(ctx context.Context, w guard.Waiter) {
 	next, err := d.gate.Forgo(context.WithoutCancel(ctx), w)
 	if err != nil {
@@ -41,40 +41,42 @@ func (d *Deliverer) forgo(ctx context.Context, w guard.Waiter) {
 	d.wake(ctx, next)
 }
 
-// maxWakes bounds how many waiters one settle tries to wake: a waiter
-// whose task is gone hands its slots on to the next.
-const maxWakes = 4
+// maxForgone bounds how many woken waiters one settle hands on: a waiter
+// whose task is gone gives its slots to the next ones.
+const maxForgone = 4
 
-// wake makes the postponed task of w, which the gate woke, due now. A
+// wake makes the postponed tasks of ws, which the gate woke, due now. A
 // waiter whose task is gone or done gives its slots to the next; one whose
 // task runs keeps them (it holds them already, or will find them when it
 // asks the gate). A waiter left unwoken comes back by itself when its
-// postponement ends.
-func (d *Deliverer) wake(ctx context.Context, w *guard.Waiter) {
+// postponement ends, and the slots held for it lapse.
+func (d *Deliverer) wake(ctx context.Context, ws []guard.Waiter) {
 	ctx = context.WithoutCancel(ctx)
-	for range maxWakes {
-		if w == nil {
-			return
-		}
+	for forgone := 0; len(ws) > 0; {
+		w := ws[0]
+		ws = ws[1:]
 		state, err := d.queue.Wake(ctx, w.Queue, w.DeliveryID)
 		if err != nil {
-			// Its slots lapse, and it comes back when its postponement ends.
 			d.log.WarnContext(ctx, "waiting delivery not woken", slog.String("delivery_id", w.DeliveryID), slog.Any("err", err))
-			return
+			continue
 		}
 		switch state {
 		case tasks.Woken:
 			d.metrics.woken.Inc()
-			return
+			continue
 		case tasks.Running:
-			return
+			continue
 		}
-		next, err := d.gate.Forgo(ctx, *w)
+		if forgone == maxForgone {
+			continue
+		}
+		forgone++
+		next, err := d.gate.Forgo(ctx, w)
 		if err != nil {
 			d.log.WarnContext(ctx, "held slots not given up", slog.String("endpoint_id", w.EndpointID), slog.Any("err", err))
-			return
+			continue
 		}
-		w = next
+		ws = append(ws, next...)
 	}
 }
 

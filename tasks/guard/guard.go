@@ -7,6 +7,10 @@
 //
 // It knows nothing of asynq, HTTP or Postgres: a delivery is a Ticket, and
 // a waiter that Leave wakes is handed back to the caller to requeue.
+//
+// A slot is a lease: the process that was admitted renews its delivery's
+// slots until it leaves (see hold.go), so a live delivery keeps them however
+// slow it is, and those of a process that died lapse one lease later.
 package guard
 
 import (
@@ -15,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,8 +34,13 @@ const (
 	// once, whatever its endpoints: what a tenant's slow or hanging
 	// endpoints can hold of the workers.
 	DefaultPerApp = 20
-	// DefaultSlotTTL bounds how long a dead worker's slots stay taken.
+	// DefaultSlotTTL bounds how long a live delivery keeps its slots
+	// without giving them back: its process stops renewing them then.
 	DefaultSlotTTL = 2 * time.Minute
+	// DefaultSlotLease is how long a slot outlasts its last renewal: the
+	// slots of a worker that died (and those held for a woken waiter whose
+	// task never asks for them) come back within it.
+	DefaultSlotLease = 6 * time.Second
 	// DefaultThreshold is how many consecutive failures open a circuit.
 	DefaultThreshold = 10
 	// DefaultCooldown is how long a circuit stays open before a probe.
@@ -41,7 +51,7 @@ const (
 	// DefaultPark is how long the first PerEndpoint deliveries of a waiting
 	// room (those the next free slots serve) wait before they ask again,
 	// should no wake reach them: after a worker died holding slots, nobody
-	// gives them back, and they lapse unannounced.
+	// gives them back, and they lapse unannounced (DefaultSlotLease).
 	DefaultPark = 5 * time.Second
 	// DefaultParkStep is what each further PerEndpoint deliveries ahead in
 	// the room add to the wait.
@@ -61,6 +71,10 @@ const (
 	// wakeScan is how many of an app's waiting endpoints one Leave looks
 	// at for a waiter whose endpoint has a free slot.
 	wakeScan = 8
+	// wakeMost is how many waiters one Leave wakes at most: one in the
+	// stead of the delivery leaving, more while its app has free slots
+	// that woke nobody when they lapsed.
+	wakeMost = 4
 )
 
 // Config tunes a Gate. Zero values take the defaults.
@@ -69,9 +83,15 @@ type Config struct {
 	PerEndpoint int
 	// PerApp caps the deliveries of one app in flight at once.
 	PerApp int
-	// SlotTTL is how long a slot lasts unless given back; it must exceed
-	// a delivery attempt.
+	// SlotTTL is how long an admitted delivery's process renews its
+	// slots unless it gives them back first; it must exceed a delivery
+	// attempt.
 	SlotTTL time.Duration
+	// SlotLease is how long a slot lasts after its last renewal, and a
+	// slot held for a woken waiter until the waiter takes it over: what a
+	// dead worker's slots stay taken. The admitted delivery's process
+	// renews it every third of it. It is at most SlotTTL.
+	SlotLease time.Duration
 	// Threshold is how many consecutive failed attempts open a circuit.
 	Threshold int
 	// Cooldown is how long an open circuit holds deliveries; a failed
@@ -96,6 +116,7 @@ func (c Config) withDefaults() Config {
 	c.PerEndpoint = cmp.Or(c.PerEndpoint, DefaultPerEndpoint)
 	c.PerApp = cmp.Or(c.PerApp, DefaultPerApp)
 	c.SlotTTL = cmp.Or(c.SlotTTL, DefaultSlotTTL)
+	c.SlotLease = min(cmp.Or(c.SlotLease, DefaultSlotLease), c.SlotTTL)
 	c.Threshold = cmp.Or(c.Threshold, DefaultThreshold)
 	c.Cooldown = cmp.Or(c.Cooldown, DefaultCooldown)
 	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, DefaultProbeTimeout)
@@ -125,8 +146,8 @@ func (t Ticket) Waiter() Waiter {
 }
 
 // Waiter is a postponed delivery that a Leave woke: one slot of its
-// endpoint and of its app are held for it, and its task must be made due
-// now (or the hold given up with Forgo).
+// endpoint and of its app are held for it, for a SlotLease, and its task
+// must be made due now (or the hold given up with Forgo).
 type Waiter struct {
 	AppID      string
 	EndpointID string
@@ -167,11 +188,15 @@ type Outcome struct {
 	Finished bool
 }
 
-// Gate is the shared admission of deliveries.
+// Gate is the shared admission of deliveries. Each process has its own:
+// it renews the slots of the deliveries it admitted.
 type Gate struct {
-	rdb                  redis.Cmdable
-	enter, leave, finish *redis.Script
-	cfg                  Config
+	rdb                         redis.Cmdable
+	enter, leave, finish, renew *redis.Script
+	cfg                         Config
+
+	mu    sync.Mutex
+	holds map[holder]*hold // admitted tickets not yet settled
 }
 
 // New returns a Gate keeping its state in rdb.
@@ -179,6 +204,8 @@ func New(rdb redis.Cmdable, cfg Config) *Gate {
 	return &Gate{
 		rdb: rdb, cfg: cfg.withDefaults(),
 		enter: redis.NewScript(enterScript), leave: redis.NewScript(leaveScript), finish: redis.NewScript(finishScript),
+		renew: redis.NewScript(renewScript),
+		holds: map[holder]*hold{},
 	}
 }
 
@@ -195,7 +222,8 @@ func member(queue, deliveryID string) string { return queue + "\n" + deliveryID 
 // Enter asks, in one round trip, whether t may be sent now: its endpoint's
 // circuit must let it through and a slot of its endpoint and of its app
 // must be free (or held for it by a wake). A delivery that finds no free
-// slot waits in its endpoint's room, to be woken by a Leave.
+// slot waits in its endpoint's room, to be woken by a Leave. The slots of
+// an admitted delivery are renewed until its Leave.
 func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 	p := prefix(t.AppID)
 	keys := []string{
@@ -204,7 +232,7 @@ func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 	}
 	res, err := g.enter.Run(ctx, g.rdb, keys,
 		t.DeliveryID, member(t.Queue, t.DeliveryID), g.cfg.PerEndpoint, g.cfg.PerApp,
-		g.cfg.SlotTTL.Milliseconds(), g.cfg.ProbeTimeout.Milliseconds(), g.cfg.Cooldown.Milliseconds(),
+		g.cfg.SlotLease.Milliseconds(), g.cfg.ProbeTimeout.Milliseconds(), g.cfg.Cooldown.Milliseconds(),
 		t.EndpointID, g.cfg.Park.Milliseconds(), g.cfg.ParkMax.Milliseconds(), roomTTL.Milliseconds(), flag(t.NoRoom),
 		g.cfg.ParkStep.Milliseconds(),
 	).Int64Slice()
@@ -216,6 +244,7 @@ func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 	}
 	switch res[0] {
 	case 0:
+		g.hold(ctx, t)
 		return Verdict{Probe: res[1] == 1}, nil
 	case 1:
 		return Verdict{Wait: time.Duration(res[1]) * time.Millisecond, Reason: ReasonCircuitOpen, Released: res[2] > 0}, nil
@@ -230,8 +259,12 @@ func (g *Gate) Enter(ctx context.Context, t Ticket) (Verdict, error) {
 // trip: its slots are given back, its circuit counts the attempt, a
 // finished delivery leaves the backlogs, and the first waiter that can
 // now be sent (of t's endpoint, else of another endpoint of t's app) is
-// woken: it is returned with slots held for it. A nil Waiter woke nobody.
-func (g *Gate) Leave(ctx context.Context, t Ticket, o Outcome) (*Waiter, error) {
+// woken, and more of the app's waiters while its app has free slots (a
+// dead worker's slots lapse without waking anyone), up to wakeMost. They
+// are returned with slots held for them.
+func (g *Gate) Leave(ctx context.Context, t Ticket, o Outcome) ([]Waiter, error) {
+	// No renewal may follow the slots' release.
+	g.unhold(t)
 	p := prefix(t.AppID)
 	keys := []string{
 		p + "circuit:" + t.EndpointID, p + "probe:" + t.EndpointID, p + "slots:" + t.EndpointID,
@@ -239,27 +272,32 @@ func (g *Gate) Leave(ctx context.Context, t Ticket, o Outcome) (*Waiter, error) 
 	}
 	res, err := g.leave.Run(ctx, g.rdb, keys,
 		t.DeliveryID, flag(o.Sent), flag(o.OK), flag(o.Finished), g.cfg.Threshold, g.cfg.Cooldown.Milliseconds(),
-		circuitTTL.Milliseconds(), g.cfg.PerEndpoint, g.cfg.PerApp, g.cfg.SlotTTL.Milliseconds(),
-		t.EndpointID, p, wakeScan, roomTTL.Milliseconds(),
+		circuitTTL.Milliseconds(), g.cfg.PerEndpoint, g.cfg.PerApp, g.cfg.SlotLease.Milliseconds(),
+		t.EndpointID, p, wakeScan, roomTTL.Milliseconds(), wakeMost,
 	).StringSlice()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("settle delivery %s: %w", t.DeliveryID, err)
-	case len(res) != 2:
+	case len(res) == 0 || len(res)%2 != 0 || len(res) > 2*wakeMost:
 		return nil, fmt.Errorf("settle delivery %s: unexpected reply %v", t.DeliveryID, res)
 	}
-	queue, id, ok := strings.Cut(res[1], "\n")
-	if !ok {
-		return nil, fmt.Errorf("settle delivery %s: malformed waiter %q", t.DeliveryID, res[1])
+	ws := make([]Waiter, 0, len(res)/2)
+	for i := 0; i < len(res); i += 2 {
+		queue, id, ok := strings.Cut(res[i+1], "\n")
+		if !ok {
+			return nil, fmt.Errorf("settle delivery %s: malformed waiter %q", t.DeliveryID, res[i+1])
+		}
+		ws = append(ws, Waiter{AppID: t.AppID, EndpointID: res[i], DeliveryID: id, Queue: queue})
 	}
-	return &Waiter{AppID: t.AppID, EndpointID: res[0], DeliveryID: id, Queue: queue}, nil
+	return ws, nil
 }
 
 // Forgo gives up the slots a wake held for w (its task could not be made
-// due: it is running, or gone) and wakes the next waiter in its stead.
-func (g *Gate) Forgo(ctx context.Context, w Waiter) (*Waiter, error) {
+// due: it is running, or gone) and wakes the next waiters in its stead,
+// as Leave does.
+func (g *Gate) Forgo(ctx context.Context, w Waiter) ([]Waiter, error) {
 	return g.Leave(ctx, Ticket{AppID: w.AppID, EndpointID: w.EndpointID, DeliveryID: w.DeliveryID, Queue: w.Queue}, Outcome{})
 }
 

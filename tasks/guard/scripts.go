@@ -8,7 +8,7 @@ package guard
 //
 //	circuit:<endpoint>  hash: fails, open_until
 //	probe:<endpoint>    set while a probe of a half-open circuit is out
-//	slots:<endpoint>    sorted set: holders (delivery IDs) by when their slot lapses
+//	slots:<endpoint>    sorted set: holders (delivery IDs) by when their slot's lease ends
 //	slots               the same, for the whole app
 //	room:<endpoint>     sorted set: waiters ("queue\nid") by when they came (µs)
 //	rooms               sorted set: endpoints with waiters, by when one was last woken
@@ -16,13 +16,14 @@ package guard
 //	backlog             the same, for the whole app
 //
 // Slots lapse one by one, so a worker that died holding some loses them
-// after the slot TTL; a counter with a TTL would keep them as long as other
-// deliveries refreshed it.
+// one lease after it last renewed them (renewScript); a counter with a TTL
+// would keep them as long as other deliveries refreshed it. A slot key
+// lives as long as its last lease: its TTL is only ever extended.
 
 // enterScript admits a delivery or tells how long it waits.
 //
 // KEYS: circuit, probe, endpoint slots, app slots, endpoint room, rooms.
-// ARGV: holder, member, per-endpoint cap, per-app cap, slot TTL, probe TTL,
+// ARGV: holder, member, per-endpoint cap, per-app cap, slot lease, probe TTL,
 // cooldown, endpoint ID, park, park max, room TTL, no room ('1': a busy
 // delivery does not wait in the room), park step.
 //
@@ -82,25 +83,28 @@ if busy > 0 then
   end
   return {busy, wait, released}
 end
-redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
-redis.call('ZADD', KEYS[4], now + ttl, ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('PEXPIRE', KEYS[4], ttl)
+for _, k in ipairs({KEYS[3], KEYS[4]}) do
+  redis.call('ZADD', k, now + ttl, ARGV[1])
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+end
 leave_room()
 return {0, probe, 0}
 `
 
-// leaveScript settles an admitted delivery and wakes a waiter.
+// leaveScript settles an admitted delivery and wakes waiters.
 //
 // KEYS: circuit, probe, endpoint slots, app slots, rooms, endpoint backlog,
 // app backlog.
 // ARGV: holder, sent, ok, finished, threshold, cooldown, circuit TTL,
-// per-endpoint cap, per-app cap, slot TTL, endpoint ID, key prefix, wake
-// scan, room TTL.
+// per-endpoint cap, per-app cap, slot lease, endpoint ID, key prefix, wake
+// scan, room TTL, most waiters to wake.
 //
-// It returns {endpoint, member} of the waiter woken, its slots held, or
-// false. The waiter comes from the settled endpoint's room if its circuit
-// is closed, else from the app's other rooms, least recently woken first.
+// It returns {endpoint, member, endpoint, member, ...} of the waiters
+// woken, their slots held, or false. The first comes from the settled
+// endpoint's room if its circuit is closed, else from the app's other
+// rooms, least recently woken first; more are woken, from the rooms least
+// recently woken, while the app has free slots: slots that lapsed (of a
+// dead worker, or held for a waiter whose task never came) woke nobody.
 const leaveScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -142,10 +146,10 @@ local function wake(ep)
   if redis.call('ZCARD', slots) >= cap_ep then return false end
   local w = redis.call('ZPOPMIN', room)[1]
   local holder = string.match(w, '\n(.*)$') or w
-  redis.call('ZADD', slots, now + ttl, holder)
-  redis.call('PEXPIRE', slots, ttl)
-  redis.call('ZADD', KEYS[4], now + ttl, holder)
-  redis.call('PEXPIRE', KEYS[4], ttl)
+  for _, k in ipairs({slots, KEYS[4]}) do
+    redis.call('ZADD', k, now + ttl, holder)
+    if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+  end
   if redis.call('ZCARD', room) == 0 then
     redis.call('ZREM', KEYS[5], ep)
   else
@@ -154,15 +158,46 @@ local function wake(ep)
   end
   return {ep, w}
 end
-local woken = wake(ARGV[11])
-if woken then return woken end
-for _, ep in ipairs(redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[13]) - 1)) do
-  if ep ~= ARGV[11] then
-    woken = wake(ep)
-    if woken then return woken end
-  end
+local woken, most = {}, tonumber(ARGV[15])
+local function add(w)
+  table.insert(woken, w[1])
+  table.insert(woken, w[2])
 end
-return false
+local first = wake(ARGV[11])
+if first then add(first) end
+local scanned = {}
+scanned[ARGV[11]] = not first
+while #woken < 2 * most and redis.call('ZCARD', KEYS[4]) < cap_app do
+  local any = false
+  for _, ep in ipairs(redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[13]) - 1)) do
+    if #woken == 2 * most or redis.call('ZCARD', KEYS[4]) >= cap_app then break end
+    if not scanned[ep] then
+      local w = wake(ep)
+      if w then add(w) any = true else scanned[ep] = true end
+    end
+  end
+  if not any then break end
+end
+if #woken == 0 then return false end
+return woken
+`
+
+// renewScript extends a held slot's lease: the admitted delivery still
+// runs. A slot that lapsed meanwhile (its process stalled for a lease) is
+// taken again, even past the cap: the delivery is in flight all the same,
+// and nobody else is admitted until the count is below the cap again.
+//
+// KEYS: endpoint slots, app slots.
+// ARGV: holder, slot lease.
+const renewScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+for _, k in ipairs(KEYS) do
+  redis.call('ZADD', k, now + lease, ARGV[1])
+  if redis.call('PTTL', k) < lease then redis.call('PEXPIRE', k, lease) end
+end
+return 0
 `
 
 // finishScript takes one off each backlog counter in KEYS, never below
