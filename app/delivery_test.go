@@ -727,3 +727,46 @@ func TestAsynqmonRunFollowsInPostgres(t *testing.T) {
 		t.Errorf("the receiver got %d requests, want 3", n)
 	}
 }
+
+// TestDeleteAppRetriesADeadlock: deleting an app deletes its deliveries,
+// which workers may be recording meanwhile, locking the same rows in
+// another order. Postgres breaks the deadlock by aborting one side; when it
+// is the deletion, it runs again and succeeds.
+func TestDeleteAppRetriesADeadlock(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	rcv := newReceiver(t, nil)
+	appID := dlvApp(h)
+	ep := dlvAddEndpoint(h, appID, rcv.URL)
+	dlvWaitStatus(h, appID, dlvDeliveryID(h, dlvPublish(h, appID, "order.paid"), ep), "succeeded")
+
+	// Another transaction holds the delivery; the deletion takes the app's
+	// row, then waits for the delivery; the other then asks for the app's
+	// row: a deadlock, which Postgres finds from the deletion's side first
+	// (it has waited longer).
+	tx, err := h.db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(t.Context(), `SELECT id FROM deliveries WHERE app_id = ? FOR UPDATE`, appID); err != nil {
+		t.Fatal(err)
+	}
+	deleted := make(chan int, 1)
+	go func() { deleted <- h.do(http.MethodDelete, "/v1/apps/"+appID, nil, nil) }()
+	waitFor(t, "the deletion to wait for the delivery's lock", func() bool {
+		return h.count(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE ?`, `DELETE FROM "deliveries"%`+appID+`%`) > 0
+	})
+	if _, err := tx.ExecContext(t.Context(), `SELECT id FROM applications WHERE id = ? FOR UPDATE`, appID); err != nil {
+		t.Fatalf("the other side of the deadlock was aborted: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-deleted; code != http.StatusNoContent {
+		t.Fatalf("DELETE app after a deadlock: %d, want 204", code)
+	}
+	if n := h.count(`SELECT count(*) FROM deliveries WHERE app_id = ?`, appID); n != 0 {
+		t.Errorf("%d deliveries left of the deleted app", n)
+	}
+}

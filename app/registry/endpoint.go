@@ -280,7 +280,7 @@ func (r *Registry) SetEndpointDisabled(ctx context.Context, appID, id string, di
 // DeleteEndpoint deletes endpoint id of app appID with its secrets and its
 // deliveries; deliveries still queued are dropped.
 func (r *Registry) DeleteEndpoint(ctx context.Context, appID, id string) error {
-	return r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return r.runInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewDelete().Model((*Endpoint)(nil)).Where("app_id = ? AND id = ?", appID, id).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("delete endpoint %s: %w", id, err)

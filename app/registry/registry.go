@@ -6,6 +6,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/outbox"
@@ -179,7 +181,7 @@ func (r *Registry) UpdateApp(ctx context.Context, id string, p AppPatch) (App, e
 // keys and deliveries. Deliveries still queued find their rows gone and are
 // dropped, so deleting an app stops its deliveries.
 func (r *Registry) DeleteApp(ctx context.Context, id string) error {
-	return r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return r.runInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewDelete().Model((*App)(nil)).Where("id = ?", id).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("delete app %s: %w", id, err)
@@ -226,4 +228,21 @@ func orEmpty(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
+}
+
+// deadlockRetries is how many times a transaction that Postgres aborted
+// to break a deadlock runs again.
+const deadlockRetries = 3
+
+// runInTx runs fn in a transaction, again should Postgres abort it to
+// break a deadlock: deleting an app's or an endpoint's deliveries can meet
+// workers recording attempts of the same deliveries in another order.
+func (r *Registry) runInTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	for try := 0; ; try++ {
+		err := r.db.RunInTx(ctx, nil, fn)
+		var pgErr pgdriver.Error
+		if try == deadlockRetries || !errors.As(err, &pgErr) || pgErr.Field('C') != "40P01" {
+			return err
+		}
+	}
 }
