@@ -165,17 +165,12 @@ func (f *Fanout) first(ctx context.Context, ev tasks.FanoutPayload, entry ledger
 	for i, fa := range firsts {
 		ds[i] = ledger.NewDelivery{ID: fa.Payload.DeliveryID, EndpointID: fa.Payload.EndpointID, First: fa.Record}
 	}
-	w := &ledger.Writing{Event: entry, Deliveries: ds}
-	if err := f.writes.Do(ctx, w); err != nil {
-		// The attempts made are lost with the statement: the run again
-		// makes them again (at least once).
-		return err
-	}
-	written := w.Written
 	// Only the deliveries written here are this run's: a delivery to the
 	// same endpoint that an earlier run wrote (a duplicate fan-out) won,
-	// and is owed a task only if Redis lost its own.
-	now, err := f.lost(ctx, ev, written)
+	// and is owed a task only if Redis lost its own. Should the write
+	// fail, the attempts made are lost with it: the run again makes them
+	// again (at least once).
+	written, now, err := f.write(ctx, ev, entry, ds)
 	if err != nil {
 		return err
 	}
@@ -215,12 +210,7 @@ func (f *Fanout) again(ctx context.Context, ev tasks.FanoutPayload, entry ledger
 	for i, ep := range endpoints {
 		ds[i] = ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: ep}
 	}
-	w := &ledger.Writing{Event: entry, Deliveries: ds}
-	if err := f.writes.Do(ctx, w); err != nil {
-		return err
-	}
-	written := w.Written
-	now, err := f.lost(ctx, ev, written)
+	written, now, err := f.write(ctx, ev, entry, ds)
 	if err != nil {
 		return err
 	}
@@ -230,6 +220,21 @@ func (f *Fanout) again(ctx context.Context, ev tasks.FanoutPayload, entry ledger
 		}
 	}
 	return f.enqueue(ctx, ev, now, nil)
+}
+
+// write writes ds, deliveries of ev, with the fan-outs of the moment, and
+// returns every delivery of the event, and the task payloads of those an
+// earlier run wrote whose task Redis lost.
+func (f *Fanout) write(ctx context.Context, ev tasks.FanoutPayload, entry ledger.Event, ds []ledger.NewDelivery) ([]ledger.Written, []tasks.DeliverPayload, error) {
+	w := &ledger.Writing{Event: entry, Deliveries: ds}
+	if err := f.writes.Do(ctx, w); err != nil {
+		return nil, nil, err
+	}
+	lost, err := f.lost(ctx, ev, w.Written)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w.Written, lost, nil
 }
 
 // payload is the task payload of delivery d of ev.

@@ -1,23 +1,18 @@
 package fanout_test
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
 	"github.com/hookd/hookd/outbox/outboxtest"
@@ -27,6 +22,7 @@ import (
 	"github.com/hookd/hookd/tasks/fanout"
 	"github.com/hookd/hookd/tasks/guard"
 	"github.com/hookd/hookd/tasks/ledger"
+	"github.com/hookd/hookd/tasks/taskstest"
 )
 
 // fanoutRedisDB is the package's Redis database; tests use queues and apps
@@ -66,10 +62,10 @@ func TestFanout(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 
-		rdb := fanoutRedis(t)
+		rdb := taskstest.Redis(t, fanoutRedisDB)
 		q := "fanouttest_" + rand.Text()
+		taskstest.DeleteKeys(t, rdb, "asynq:{"+q+"*", "hookd:{"+b.app+"}:*")
 		t.Cleanup(func() {
-			deleteKeys(t, rdb, "asynq:{"+q+"*", "hookd:{"+b.app+"}:*")
 			_ = rdb.SRem(context.Background(), "asynq:queues", q+"_events", q+"_deliveries", q+"_deliveries_overflow").Err()
 		})
 		gate := guard.New(rdb, guard.Config{})
@@ -208,7 +204,7 @@ func TestFanout(t *testing.T) {
 		if info == nil {
 			t.Fatal("no retry task after a failed first attempt")
 		}
-		if err := asynq.NewInspectorFromRedisClient(fanoutRedis(t)).DeleteTask(info.Queue, info.ID); err != nil {
+		if err := asynq.NewInspectorFromRedisClient(taskstest.Redis(t, fanoutRedisDB)).DeleteTask(info.Queue, info.ID); err != nil {
 			t.Fatal(err)
 		}
 		run(t, f, b)
@@ -226,38 +222,3 @@ type health struct{}
 
 func (health) Succeeded(context.Context, string) error                    { return nil }
 func (health) Failed(context.Context, string, bool, string) (bool, error) { return false, nil }
-
-// fanoutRedis returns a client of the package's Redis database.
-func fanoutRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	u, err := url.Parse(cmp.Or(os.Getenv("HOOKD_TEST_REDIS_URL"), "redis://127.0.0.1:6379"))
-	if err != nil {
-		t.Fatalf("HOOKD_TEST_REDIS_URL: %v", err)
-	}
-	u.Path = fmt.Sprintf("/%d", fanoutRedisDB)
-	opt, err := redis.ParseURL(u.String())
-	if err != nil {
-		t.Fatalf("HOOKD_TEST_REDIS_URL: %v", err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	if err := rdb.Ping(t.Context()).Err(); err != nil {
-		t.Fatalf("redis unreachable at %s (run `go tool task services` or set HOOKD_TEST_REDIS_URL): %v", u.Redacted(), err)
-	}
-	return rdb
-}
-
-// deleteKeys deletes the keys matching patterns, when the test ends.
-func deleteKeys(t *testing.T, rdb *redis.Client, patterns ...string) {
-	t.Helper()
-	ctx := context.Background() // t.Context is done in cleanups
-	for _, p := range patterns {
-		keys, err := rdb.Keys(ctx, p).Result()
-		if err == nil && len(keys) > 0 {
-			err = rdb.Del(ctx, keys...).Err()
-		}
-		if err != nil {
-			t.Errorf("delete %s: %v", p, err)
-		}
-	}
-}

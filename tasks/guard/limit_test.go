@@ -1,12 +1,9 @@
 package guard_test
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookd/hookd/tasks/guard"
+	"github.com/hookd/hookd/tasks/taskstest"
 )
 
 // limiterRedisDB is the logical Redis database of this package's tests.
@@ -23,21 +21,7 @@ const limiterRedisDB = 5
 // the test at once when Redis is unreachable.
 func limiterRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	u, err := url.Parse(cmp.Or(os.Getenv("HOOKD_TEST_REDIS_URL"), "redis://127.0.0.1:6379"))
-	if err != nil {
-		t.Fatalf("HOOKD_TEST_REDIS_URL: %v", err)
-	}
-	u.Path = fmt.Sprintf("/%d", limiterRedisDB)
-	opt, err := redis.ParseURL(u.String())
-	if err != nil {
-		t.Fatalf("HOOKD_TEST_REDIS_URL: %v", err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	if err := rdb.Ping(t.Context()).Err(); err != nil {
-		t.Fatalf("redis unreachable at %s (run `go tool task services` or set HOOKD_TEST_REDIS_URL): %v", u.Redacted(), err)
-	}
-	return rdb
+	return taskstest.Redis(t, limiterRedisDB)
 }
 
 // limiterKey returns a fresh endpoint ID and deletes its limiter key when
