@@ -210,15 +210,16 @@ func (a *App) Run(ctx context.Context) error {
 	inspector := asynq.NewInspectorFromRedisClient(a.rdb)
 	a.metrics.MustRegister(newOutboxCollector(a.db), asynqmetrics.NewQueueMetricsCollector(inspector))
 
+	eventStore := events.NewStore(a.db)
 	reg := registry.New(a.db, registry.Config{
 		AllowPrivateTargets: a.cfg.AllowPrivateTargets,
 		DisableAfter:        a.cfg.DisableAfter,
 		MaxEndpointsPerApp:  a.cfg.MaxEndpointsPerApp,
 		Log:                 a.log,
 		Metrics:             a.metrics,
+		AppDeleted:          eventStore.ForgetApp,
 	})
 	deadLetters := deadletter.New(store, queue, deadletter.NewMetrics(a.metrics))
-	eventStore := events.NewStore(a.db)
 	g, ctx := errgroup.WithContext(ctx)
 	checks := map[string]api.CheckFunc{
 		"postgres": a.db.PingContext,
@@ -236,6 +237,11 @@ func (a *App) Run(ctx context.Context) error {
 			PrometheusAddress: a.cfg.PrometheusURL,
 		})
 		defer monitor.Close()
+		// What a publish checks, its app and event type, comes from
+		// memory, kept current by Postgres notifications (and at once
+		// for the changes this process makes).
+		publishCache := eventStore.NewPublishCache(a.log.With(slog.String("role", RoleAPI)), events.PublishCacheConfig{})
+		g.Go(func() error { return publishCache.Run(ctx) })
 		srv := api.New(reg, eventStore, links.NewService(a.db), deadLetters, a.log, api.Config{
 			Monitoring:    monitor,
 			Metrics:       a.metrics,

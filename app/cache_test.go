@@ -138,3 +138,54 @@ func TestEndpointCacheBypassedWhileListenIsDown(t *testing.T) {
 		t.Errorf("the old URL got %d requests, want 1", n)
 	}
 }
+
+// TestPublishChecksChangeAtOnce: the api keeps what a publish checks (the
+// app, the event type with its schema) in memory. A change made through
+// it applies to the very next publish, without waiting for the
+// notification (disabled here); one made elsewhere as soon as the
+// notification arrives.
+func TestPublishChecksChangeAtOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	appID := dlvApp(h)
+	publish := func(appID, payload string) (int, []byte, http.Header) {
+		h.t.Helper()
+		return resDo(h, http.MethodPost, "/v1/apps/"+appID+"/events", `{"type":"invoice.paid","payload":`+payload+`}`)
+	}
+	exec := func(query string, args ...any) {
+		t.Helper()
+		if _, err := h.db.ExecContext(t.Context(), query, args...); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+	}
+	for range 2 {
+		if code, b, _ := publish(appID, `{}`); code != http.StatusCreated {
+			t.Fatalf("publish = %d %s", code, b)
+		}
+	}
+
+	exec(`ALTER TABLE applications DISABLE TRIGGER applications_notify`)
+	exec(`ALTER TABLE event_types DISABLE TRIGGER event_types_notify`)
+	resMust(h, http.MethodPost, "/v1/event-types", `{"name":"invoice.paid","schema":{"type":"object","required":["amount"]}}`, http.StatusCreated, nil)
+	code, b, hdr := publish(appID, `{}`)
+	resCheckProblem(t, "PublishAfterSchema", code, b, hdr, http.StatusUnprocessableEntity, "payload")
+	resMust(h, http.MethodPatch, "/v1/event-types/invoice.paid", `{"schema":null}`, http.StatusOK, nil)
+	if code, b, _ := publish(appID, `{}`); code != http.StatusCreated {
+		t.Errorf("publish after the schema's removal = %d %s", code, b)
+	}
+	resMust(h, http.MethodPost, "/v1/event-types/invoice.paid/archive", "", http.StatusOK, nil)
+	code, b, hdr = publish(appID, `{}`)
+	resCheckProblem(t, "PublishAfterArchive", code, b, hdr, http.StatusUnprocessableEntity, "type")
+	resMust(h, http.MethodDelete, "/v1/apps/"+appID, "", http.StatusNoContent, nil)
+	code, b, hdr = publish(appID, `{}`)
+	resCheckProblem(t, "PublishAfterDelete", code, b, hdr, http.StatusNotFound, "")
+
+	// Elsewhere: here, in SQL on another connection.
+	exec(`ALTER TABLE applications ENABLE TRIGGER applications_notify`)
+	exec(`ALTER TABLE event_types ENABLE TRIGGER event_types_notify`)
+	other := dlvApp(h)
+	exec(`UPDATE event_types SET archived = false WHERE name = 'invoice.paid'`)
+	waitFor(t, "the restored type", func() bool { code, _, _ := publish(other, `{}`); return code == http.StatusCreated })
+	exec(`DELETE FROM applications WHERE id = ?`, other)
+	waitFor(t, "the deletion", func() bool { code, _, _ := publish(other, `{}`); return code == http.StatusNotFound })
+}

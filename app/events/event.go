@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -126,6 +127,11 @@ func claimKey(ctx context.Context, tx bun.Tx, k idempotencyKey) (string, error) 
 		Set("event_id = EXCLUDED.event_id, request_hash = EXCLUDED.request_hash, created_at = EXCLUDED.created_at").
 		Where("?TableAlias.created_at < clock_timestamp() - ?::interval", fmt.Sprintf("%d seconds", int(IdempotencyWindow.Seconds()))).
 		Exec(ctx)
+	if resource.SQLState(err) == resource.CodeForeignKeyViolation {
+		// The app was deleted since it was checked (or, with the publish
+		// cache, just before: within a notification's delay).
+		return "", fmt.Errorf("app %s: %w", k.AppID, resource.ErrNotFound)
+	}
 	if err != nil {
 		return "", fmt.Errorf("claim idempotency key: %w", err)
 	}
@@ -144,8 +150,43 @@ func claimKey(ctx context.Context, tx bun.Tx, k idempotencyKey) (string, error) 
 
 // checkAppAndType finds app appID, refuses events of archived types and
 // validates payloads of types with a schema (types that are not
-// registered are accepted), reading both in one query.
+// registered are accepted). Both come from the publish cache when it is in
+// use, or from one query.
 func (s *Store) checkAppAndType(ctx context.Context, appID, name string, payload json.RawMessage) error {
+	var (
+		exists bool
+		tc     typeCheck
+		err    error
+	)
+	if s.cache != nil {
+		exists, tc, err = s.cache.check(ctx, appID, name)
+	} else {
+		exists, tc, err = s.readCheck(ctx, appID, name)
+	}
+	switch {
+	case err != nil:
+		return err
+	case !exists:
+		return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
+	case tc.refuse != nil:
+		return tc.refuse
+	case tc.schema == nil:
+		return nil
+	}
+	return s.validatePayload(name, tc.schema, payload)
+}
+
+// typeCheck is what applies to the events of a type: a refusal (archived,
+// or a schema that cannot be validated within bounds), or the schema to
+// validate them against (nil for none, or a type that is not registered).
+type typeCheck struct {
+	refuse error
+	schema *compiledSchema
+}
+
+// readCheck reads whether app appID exists and, when it does, event type
+// name, in one query.
+func (s *Store) readCheck(ctx context.Context, appID, name string) (bool, typeCheck, error) {
 	var row struct {
 		App bool `bun:"app"`
 		EventType
@@ -154,21 +195,25 @@ func (s *Store) checkAppAndType(ctx context.Context, appID, name string, payload
 		FROM (SELECT 1) AS one LEFT JOIN event_types AS et ON et.name = ?`, appID, name).Scan(ctx, &row)
 	switch {
 	case err != nil:
-		return fmt.Errorf("find app %s and event type %s: %w", appID, name, err)
+		return false, typeCheck{}, fmt.Errorf("find app %s and event type %s: %w", appID, name, err)
 	case !row.App:
-		return fmt.Errorf("app %s: %w", appID, resource.ErrNotFound)
+		return false, typeCheck{}, nil
 	case row.Name == "":
-		return nil
+		return true, typeCheck{}, nil
 	case row.Archived:
-		return resource.Invalid("type", "event type %s is archived", name)
+		return true, typeCheck{refuse: resource.Invalid("type", "event type %s is archived", name)}, nil
 	case row.Schema == nil:
-		return nil
+		return true, typeCheck{}, nil
 	}
 	sch, err := s.schemaFor(row.EventType)
-	if err != nil {
-		return err
+	var invalid *resource.InvalidError
+	if errors.As(err, &invalid) {
+		return true, typeCheck{refuse: err}, nil
 	}
-	return s.validatePayload(name, sch, payload)
+	if err != nil {
+		return false, typeCheck{}, err
+	}
+	return true, typeCheck{schema: sch}, nil
 }
 
 // Event returns event id of app appID with its delivery summary.

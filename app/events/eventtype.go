@@ -1,7 +1,8 @@
 // Package events owns what apps publish and what became of it: the event
 // type catalog with its JSON Schemas, events published through the API
-// (idempotently, into the outbox), and the read side of deliveries and
-// their attempts. It must not import the api package.
+// (idempotently, into the outbox), the cache of what a publish checks, and
+// the read side of deliveries and their attempts. It must not import the
+// api package.
 package events
 
 import (
@@ -62,6 +63,8 @@ type Store struct {
 
 	mu      sync.Mutex
 	schemas map[string]*compiledSchema // by event type name
+
+	cache *PublishCache // of Publish's checks, or nil
 }
 
 // NewStore returns a Store on db.
@@ -107,6 +110,7 @@ func (s *Store) CreateEventType(ctx context.Context, in EventTypeInput) (EventTy
 		}
 		return EventType{}, fmt.Errorf("create event type: %w", err)
 	}
+	s.forgetEventType(in.Name)
 	return et, nil
 }
 
@@ -166,6 +170,7 @@ func (s *Store) UpdateEventType(ctx context.Context, name string, p EventTypePat
 	if err := upd.Returning("*").Scan(ctx, &et); err != nil {
 		return EventType{}, fmt.Errorf("update event type %s: %w", name, resource.NotFound(err))
 	}
+	s.forgetEventType(name)
 	return et, nil
 }
 
@@ -175,4 +180,22 @@ func (s *Store) UpdateEventType(ctx context.Context, name string, p EventTypePat
 func (s *Store) ArchiveEventType(ctx context.Context, name string) (EventType, error) {
 	archived := true
 	return s.UpdateEventType(ctx, name, EventTypePatch{Archived: &archived})
+}
+
+// forgetEventType drops event type name from the publish cache, if any:
+// a change this process made applies to its next publish at once, before
+// the notification every process gets.
+func (s *Store) forgetEventType(name string) {
+	if s.cache != nil {
+		s.cache.forgetEventType(name)
+	}
+}
+
+// ForgetApp drops app appID from the publish cache, if any: its deletion,
+// committed by this process, applies to the next publish at once, before
+// the notification every process gets.
+func (s *Store) ForgetApp(appID string) {
+	if s.cache != nil {
+		s.cache.forgetApp(appID)
+	}
 }

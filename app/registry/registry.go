@@ -43,6 +43,11 @@ type Config struct {
 	Log *slog.Logger
 	// Metrics registers the registry's counters (optional).
 	Metrics prometheus.Registerer
+	// AppDeleted, when set, is told the ID of each application deleted,
+	// once the deletion has committed and before DeleteApp returns: the
+	// caches of this process drop the app before the deletion is answered
+	// (other processes learn it from a notification).
+	AppDeleted func(appID string)
 }
 
 // DefaultMaxEndpointsPerApp is how many endpoints an app may have unless
@@ -181,7 +186,7 @@ func (r *Registry) UpdateApp(ctx context.Context, id string, p AppPatch) (App, e
 // keys and deliveries. Deliveries still queued find their rows gone and are
 // dropped, so deleting an app stops its deliveries.
 func (r *Registry) DeleteApp(ctx context.Context, id string) error {
-	return r.runInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := r.runInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewDelete().Model((*App)(nil)).Where("id = ?", id).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("delete app %s: %w", id, err)
@@ -191,6 +196,10 @@ func (r *Registry) DeleteApp(ctx context.Context, id string) error {
 		}
 		return ledger.DeleteOfApp(ctx, tx, id)
 	})
+	if err == nil && r.cfg.AppDeleted != nil {
+		r.cfg.AppDeleted(id)
+	}
+	return err
 }
 
 func validName(name string) (string, error) {
