@@ -129,7 +129,7 @@ func TestEndpointCacheBypassedWhileListenIsDown(t *testing.T) {
 	// The worker learns it from its read; until then, a loaded machine
 	// could run the next delivery from the cache.
 	waitFor(t, "the worker to see its listener gone", func() bool {
-		return h.logs.contains("endpoint cache: notifications lost")
+		return h.logs.contains("cache: notifications lost")
 	})
 	dlvMust(h, http.MethodPatch, "/v1/apps/"+appID+"/endpoints/"+epID, `{"url":"`+b.URL+`"}`, http.StatusOK, nil)
 	dlvPublish(h, appID, "order.paid")

@@ -311,7 +311,7 @@ func TestPublishCache(t *testing.T) {
 			t.Fatalf("terminated listeners %v: %v", listeners, err)
 		}
 		waitFor(t, "the cache to see its listener gone", func() bool {
-			return b.logs.contains("publish cache: notifications lost")
+			return b.logs.contains("cache: notifications lost")
 		})
 		if err := pcPublish(t, store, appID, "order.paid", `{}`); !errors.Is(err, resource.ErrNotFound) {
 			t.Errorf("publish once the listener was lost: %v, want not found", err)

@@ -3,14 +3,12 @@ package events
 import (
 	"cmp"
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/uptrace/bun/driver/pgdriver"
+	"github.com/hookd/hookd/app/listen"
 )
 
 // publishChecksChannel is the channel the triggers on applications and
@@ -121,49 +119,11 @@ func (c *PublishCache) check(ctx context.Context, appID, name string) (bool, typ
 // Run listens for changes of apps and event types until ctx is done,
 // keeping the cache in use while the LISTEN connection is up.
 func (c *PublishCache) Run(ctx context.Context) error {
-	var schema string
-	for schema == "" {
-		if err := c.s.db.NewRaw("SELECT current_schema()").Scan(ctx, &schema); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			c.log.WarnContext(ctx, "publish cache: no schema yet", slog.Any("err", err))
-			if !sleep(ctx, time.Second) {
-				return nil
-			}
-		}
-	}
-	ln := pgdriver.NewListener(c.s.db)
-	defer ln.Close()
-	for ctx.Err() == nil {
-		if err := ln.Listen(ctx, publishChecksChannel); err != nil {
-			if ctx.Err() == nil {
-				c.log.WarnContext(ctx, "publish cache: listen failed; reading apps and event types from postgres", slog.Any("err", err))
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		break
-	}
-	c.setLive(true)
-	for ctx.Err() == nil {
-		_, payload, err := ln.ReceiveTimeout(ctx, 5*time.Second)
-		var netErr net.Error
-		switch {
-		case err == nil:
-			c.setLive(true)
-			c.invalidate(schema, payload)
-		case errors.As(err, &netErr) && netErr.Timeout():
-			c.setLive(true) // a quiet, working connection
-		case ctx.Err() != nil:
-		default:
-			// Notifications may be lost until the listener reconnects.
-			c.setLive(false)
-			c.log.WarnContext(ctx, "publish cache: notifications lost; reading apps and event types from postgres until they are back", slog.Any("err", err))
-			sleep(ctx, time.Second)
-		}
-	}
-	return nil
+	return listen.Run(ctx, c.s.db, publishChecksChannel, listen.Cache{
+		Name:       "publish checks",
+		SetLive:    c.setLive,
+		Invalidate: c.invalidate,
+	}, c.log)
 }
 
 // setLive turns the cache on or off; off empties it.
@@ -203,16 +163,4 @@ func (c *PublishCache) forget(remove func(string), key string) {
 	defer c.mu.Unlock()
 	c.gen++
 	remove(key)
-}
-
-// sleep waits for d or until ctx is done, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

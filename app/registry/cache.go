@@ -4,15 +4,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/uptrace/bun/driver/pgdriver"
-
+	"github.com/hookd/hookd/app/listen"
 	"github.com/hookd/hookd/tasks/delivery"
 )
 
@@ -111,56 +108,13 @@ func (c *Cache) DeliveryEndpoint(ctx context.Context, id string) (delivery.Endpo
 // Run listens for endpoint changes until ctx is done, keeping the cache
 // in use while the LISTEN connection is up.
 func (c *Cache) Run(ctx context.Context) error {
-	var schema string
-	for schema == "" {
-		if err := c.r.db.NewRaw("SELECT current_schema()").Scan(ctx, &schema); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			c.log.WarnContext(ctx, "endpoint cache: no schema yet", slog.Any("err", err))
-			if !sleep(ctx, time.Second) {
-				return nil
-			}
-		}
-	}
-	ln := pgdriver.NewListener(c.r.db)
-	defer ln.Close()
-	for ctx.Err() == nil {
-		if err := ln.Listen(ctx, notifyChannel); err != nil {
-			if ctx.Err() == nil {
-				c.log.WarnContext(ctx, "endpoint cache: listen failed; reading endpoints from postgres", slog.Any("err", err))
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		break
-	}
-	sweep := time.NewTicker(c.ttl)
-	defer sweep.Stop()
-	c.setLive(true)
-	for ctx.Err() == nil {
-		_, payload, err := ln.ReceiveTimeout(ctx, 5*time.Second)
-		var netErr net.Error
-		switch {
-		case err == nil:
-			c.setLive(true)
-			c.invalidate(schema, payload)
-		case errors.As(err, &netErr) && netErr.Timeout():
-			c.setLive(true) // a quiet, working connection
-		case ctx.Err() != nil:
-		default:
-			// Notifications may be lost until the listener reconnects.
-			c.setLive(false)
-			c.log.WarnContext(ctx, "endpoint cache: notifications lost; reading endpoints from postgres until they are back", slog.Any("err", err))
-			sleep(ctx, time.Second)
-		}
-		select {
-		case <-sweep.C:
-			c.sweep(time.Now())
-		default:
-		}
-	}
-	return nil
+	return listen.Run(ctx, c.r.db, notifyChannel, listen.Cache{
+		Name:       "endpoints",
+		SetLive:    c.setLive,
+		Invalidate: c.invalidate,
+		Tick:       func() { c.sweep(time.Now()) },
+		TickEvery:  c.ttl,
+	}, c.log)
 }
 
 // setLive turns the cache on or off; off empties it.
@@ -209,17 +163,5 @@ func (c *Cache) sweep(now time.Time) {
 		if len(byType) == 0 {
 			delete(c.subs, app)
 		}
-	}
-}
-
-// sleep waits for d or until ctx is done, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
