@@ -129,11 +129,15 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// indexed read, shared by the fan-outs of the moment, tells it; their
 	// writes after the attempts share one statement and one commit too.
 	entry := ledger.Event{ID: ev.EventID, AppID: ev.AppID, Type: ev.Type, FannedOutAt: time.Now()}
+	if f.deliverer == nil {
+		// No first attempts: every delivery is a task, as on a run again.
+		return f.again(ctx, ev, entry, endpoints)
+	}
 	first, err := f.firstRun(ctx, ev.EventID)
 	switch {
 	case err != nil:
 		return err
-	case !first || f.deliverer == nil:
+	case !first:
 		return f.again(ctx, ev, entry, endpoints)
 	}
 	return f.first(ctx, ev, entry, endpoints, webhook)
