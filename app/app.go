@@ -5,7 +5,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 	"github.com/hookd/hookd/app/api"
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
+	"github.com/hookd/hookd/app/redisconn"
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/tasks"
@@ -49,7 +49,7 @@ type App struct {
 	cfg     Config
 	log     *slog.Logger
 	db      *bun.DB
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	metrics *prometheus.Registry
 
 	apiLn, metricsLn net.Listener
@@ -68,7 +68,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if a.db, err = openDB(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns); err != nil {
 		return nil, err
 	}
-	if a.rdb, err = openRedis(ctx, cfg.RedisURL, cfg.Concurrency+50); err != nil {
+	if a.rdb, err = cfg.Redis.Open(ctx, cfg.Concurrency+redisPoolSpare); err != nil {
 		return nil, err
 	}
 	warnEviction(ctx, a.rdb, log)
@@ -126,29 +126,19 @@ func openMigrated(ctx context.Context, url string, log *slog.Logger) (*bun.DB, e
 	return db, nil
 }
 
-// openRedis connects to url. Unless the URL sets pool_size, the pool holds
-// poolSize connections: every worker slot talks to Redis, besides asynq's
-// own loops, and go-redis' default (10 per CPU) would make them queue.
-func openRedis(ctx context.Context, url string, poolSize int) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse HOOKD_REDIS_URL: %w", err)
-	}
-	opt.PoolSize = cmp.Or(opt.PoolSize, poolSize)
-	rdb := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, fmt.Errorf("connect to redis (HOOKD_REDIS_URL): %w", err)
-	}
-	return rdb, nil
-}
+// redisPoolSpare is how many Redis connections a process keeps beyond
+// its worker concurrency: every worker slot talks to Redis, besides
+// asynq's own loops, and go-redis' default (10 per CPU) would make them
+// queue. In Single mode the URL's pool_size wins.
+const redisPoolSpare = 50
+
+// monitorPoolSize is the pool of each of Asynqmon's own Redis clients.
+const monitorPoolSize = 4
 
 // warnEviction warns when Redis may evict keys: an evicted task is lost
 // until the reconciler finds it, and asynq can leave tasks stuck active.
 // Managed Redis may refuse CONFIG GET; then nothing is said.
-func warnEviction(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
+func warnEviction(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
 	cfg, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
 	if policy := cfg["maxmemory-policy"]; err == nil && policy != "" && policy != "noeviction" {
 		log.WarnContext(ctx, "redis may evict hookd's keys: set maxmemory-policy to noeviction", slog.String("maxmemory_policy", policy))
@@ -226,13 +216,9 @@ func (a *App) Run(ctx context.Context) error {
 		"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
 	}
 	if a.apiLn != nil {
-		redisOpt, err := asynq.ParseRedisURI(a.cfg.RedisURL)
-		if err != nil {
-			return fmt.Errorf("parse HOOKD_REDIS_URL: %w", err)
-		}
 		monitor := asynqmon.New(asynqmon.Options{
 			RootPath:          "/monitoring",
-			RedisConnOpt:      redisOpt,
+			RedisConnOpt:      redisconn.ConnOpt{Config: a.cfg.Redis, PoolSize: monitorPoolSize},
 			ReadOnly:          a.cfg.MonitoringReadOnly,
 			PrometheusAddress: a.cfg.PrometheusURL,
 		})

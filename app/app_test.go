@@ -128,7 +128,7 @@ func start(t *testing.T, env map[string]string) *harness {
 		t:      t,
 		base:   "http://" + a.HTTPAddr(),
 		db:     bun.NewDB(sqldb, pgdialect.New()),
-		rdb:    redis.NewClient(mustParseRedis(t, cfg.RedisURL)),
+		rdb:    redis.NewClient(mustParseRedis(t, cfg.Redis.URL)),
 		queues: []string{cfg.Queue.Events, cfg.Queue.Deliveries, cfg.Queue.Deliveries + "_overflow"},
 		logs:   logs,
 	}

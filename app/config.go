@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookd/hookd/app/redisconn"
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/delivery"
@@ -38,7 +39,7 @@ func AllRoles() []string { return []string{RoleAPI, RoleRelay, RoleWorker, RoleR
 type Config struct {
 	DatabaseURL         string
 	DatabaseMaxConns    int
-	RedisURL            string
+	Redis               redisconn.Config
 	HTTPAddr            string
 	MetricsAddr         string
 	AdminAPIKey         string
@@ -96,13 +97,49 @@ func settings() []setting {
 		{"HOOKD_DATABASE_MAX_CONNS", "database-max-conns", "32",
 			"most Postgres connections this process opens",
 			func(c *Config, v string) error { return setPositive(&c.DatabaseMaxConns, v) }},
-		{"HOOKD_REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0",
-			"Redis URL", func(c *Config, v string) error {
+		{redisconn.EnvURL, "redis-url", redisconn.DefaultURL,
+			"Redis URL of one server (Single mode)", func(c *Config, v string) error {
 				if _, err := redis.ParseURL(v); err != nil {
 					return errors.New("want redis://[user:password@]host:port/db")
 				}
-				c.RedisURL = v
+				c.Redis.URL = v
 				return nil
+			}},
+		{redisconn.EnvSentinelAddrs, "redis-sentinel-addrs", "",
+			"comma-separated host:port of Redis Sentinels (Sentinel mode)", func(c *Config, v string) error {
+				return setAddrs(&c.Redis.SentinelAddrs, v)
+			}},
+		{redisconn.EnvSentinelMaster, "redis-sentinel-master", "",
+			"name of the master the Sentinels watch (Sentinel mode)", func(c *Config, v string) error {
+				c.Redis.SentinelMaster = v
+				return nil
+			}},
+		{redisconn.EnvSentinelPassword, "redis-sentinel-password", "",
+			"password of the Sentinels (Sentinel mode)", func(c *Config, v string) error {
+				c.Redis.SentinelPassword = v
+				return nil
+			}},
+		{redisconn.EnvClusterAddrs, "redis-cluster-addrs", "",
+			"comma-separated host:port of Redis Cluster nodes (Cluster mode)", func(c *Config, v string) error {
+				return setAddrs(&c.Redis.ClusterAddrs, v)
+			}},
+		{redisconn.EnvPassword, "redis-password", "",
+			"password of the Redis servers (Sentinel and Cluster modes)", func(c *Config, v string) error {
+				c.Redis.Password = v
+				return nil
+			}},
+		{redisconn.EnvDB, "redis-db", "0",
+			"Redis database number (Sentinel mode)", func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					return errors.New("want a database number, 0 or more")
+				}
+				c.Redis.DB = n
+				return nil
+			}},
+		{redisconn.EnvTLS, "redis-tls", "false",
+			"connect to the Redis servers with TLS (Sentinel and Cluster modes)", func(c *Config, v string) error {
+				return setBool(&c.Redis.TLS, v)
 			}},
 		{"HOOKD_HTTP_ADDR", "http-addr", "127.0.0.1:8080",
 			"API listen address", func(c *Config, v string) error { return setAddr(&c.HTTPAddr, v) }},
@@ -316,8 +353,8 @@ func setDuration(dst *time.Duration, v string) error {
 func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, []string, error) {
 	// Secret settings may hold credentials: their values never appear in
 	// errors. Boolean ones may be given alone (--migrate means true).
-	secretSettings := []string{"HOOKD_DATABASE_URL", "HOOKD_REDIS_URL", "HOOKD_ADMIN_API_KEY"}
-	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE"}
+	secretSettings := []string{"HOOKD_DATABASE_URL", redisconn.EnvURL, "HOOKD_ADMIN_API_KEY", redisconn.EnvSentinelPassword, redisconn.EnvPassword}
+	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE", redisconn.EnvTLS}
 	var c Config
 	type deferred struct {
 		s setting
@@ -365,6 +402,11 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 			return Config{}, nil, fmt.Errorf("invalid --%s (%s; value hidden): %w", d.s.flag, d.s.env, err)
 		}
 	}
+	urlSet := getenv(redisconn.EnvURL) != ""
+	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "redis-url" })
+	if err := c.Redis.Check(urlSet); err != nil {
+		return Config{}, nil, fmt.Errorf("invalid Redis configuration: %w", err)
+	}
 	if c.ShutdownTimeout < c.DeliveryTimeout {
 		return Config{}, nil, fmt.Errorf("invalid HOOKD_SHUTDOWN_TIMEOUT: %s is shorter than HOOKD_DELIVERY_TIMEOUT (%s), so shutdown would cut deliveries short", c.ShutdownTimeout, c.DeliveryTimeout)
 	}
@@ -383,18 +425,38 @@ func (c Config) masked() []any {
 	if u, err := url.Parse(dbURL); err == nil {
 		dbURL = u.Redacted()
 	}
-	redisURL := c.RedisURL
+	redisURL := c.Redis.URL
 	if u, err := url.Parse(redisURL); err == nil {
 		redisURL = u.Redacted()
 	}
-	return []any{
-		"database_url", dbURL, "redis_url", redisURL,
+	redisAttrs := []any{"redis_mode", string(c.Redis.Mode())}
+	switch c.Redis.Mode() {
+	case redisconn.Single:
+		redisAttrs = append(redisAttrs, "redis_url", redisURL)
+	case redisconn.Sentinel:
+		redisAttrs = append(redisAttrs, "redis_sentinel_addrs", strings.Join(c.Redis.SentinelAddrs, ","), "redis_sentinel_master", c.Redis.SentinelMaster, "redis_db", c.Redis.DB, "redis_tls", c.Redis.TLS)
+	case redisconn.Cluster:
+		redisAttrs = append(redisAttrs, "redis_cluster_addrs", strings.Join(c.Redis.ClusterAddrs, ","), "redis_tls", c.Redis.TLS)
+	}
+	return append([]any{
+		"database_url", dbURL,
 		"http_addr", c.HTTPAddr, "metrics_addr", c.MetricsAddr,
 		"admin_api_key", mask(c.AdminAPIKey), "allow_private_targets", c.AllowPrivateTargets,
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
 		"max_endpoints_per_app", c.MaxEndpointsPerApp,
+	}, redisAttrs...)
+}
+
+// setAddrs sets a list of host:port; empty means none.
+func setAddrs(dst *[]string, v string) error {
+	*dst = nil
+	if v == "" {
+		return nil
 	}
+	addrs, err := redisconn.ParseAddrs(v)
+	*dst = addrs
+	return err
 }
 
 func setPositive(dst *int, v string) error {

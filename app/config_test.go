@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hookd/hookd/app"
+	"github.com/hookd/hookd/app/redisconn"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -19,7 +20,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.DatabaseURL != "postgres://hookd:hookd@127.0.0.1:5432/hookd?sslmode=disable" ||
-		cfg.RedisURL != "redis://127.0.0.1:6379/0" || cfg.AllowPrivateTargets || !cfg.Migrate ||
+		cfg.Redis.URL != "redis://127.0.0.1:6379/0" || cfg.Redis.Mode() != redisconn.Single || cfg.AllowPrivateTargets || !cfg.Migrate ||
 		cfg.DeliveryTimeout != 15*time.Second || len(cfg.RetrySchedule) != 7 {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
@@ -113,5 +114,73 @@ func TestParseConfigNamesTheBadVariable(t *testing.T) {
 	}
 	if _, err := app.ParseConfig(env(nil), "--roles=nope"); err == nil || !strings.Contains(err.Error(), "HOOKD_ROLES") {
 		t.Errorf("bad --roles: error %v does not name HOOKD_ROLES", err)
+	}
+}
+
+func TestParseConfigRedisModes(t *testing.T) {
+	t.Parallel()
+	t.Run("Sentinel", func(t *testing.T) {
+		cfg, err := app.ParseConfig(env(map[string]string{
+			"HOOKD_REDIS_SENTINEL_ADDRS":    "127.0.0.1:26379, 127.0.0.1:26380",
+			"HOOKD_REDIS_SENTINEL_MASTER":   "hookd",
+			"HOOKD_REDIS_SENTINEL_PASSWORD": "s3",
+			"HOOKD_REDIS_PASSWORD":          "r3",
+			"HOOKD_REDIS_DB":                "2",
+			"HOOKD_REDIS_TLS":               "true",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := redisconn.Config{URL: redisconn.DefaultURL, SentinelAddrs: []string{"127.0.0.1:26379", "127.0.0.1:26380"},
+			SentinelMaster: "hookd", SentinelPassword: "s3", Password: "r3", DB: 2, TLS: true}
+		if diff := cmp.Diff(want, cfg.Redis); diff != "" || cfg.Redis.Mode() != redisconn.Sentinel {
+			t.Errorf("sentinel config (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		cfg, err := app.ParseConfig(env(nil), "--redis-cluster-addrs=127.0.0.1:7000,127.0.0.1:7001,[::1]:7002")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"127.0.0.1:7000", "127.0.0.1:7001", "[::1]:7002"}, cfg.Redis.ClusterAddrs); diff != "" || cfg.Redis.Mode() != redisconn.Cluster {
+			t.Errorf("cluster addresses (-want +got):\n%s", diff)
+		}
+	})
+	// Each refusal names the variables at fault.
+	for name, tc := range map[string]struct {
+		env   map[string]string
+		names []string
+	}{
+		"URL and Sentinel": {map[string]string{"HOOKD_REDIS_URL": "redis://127.0.0.1:6379/0", "HOOKD_REDIS_SENTINEL_ADDRS": "127.0.0.1:26379", "HOOKD_REDIS_SENTINEL_MASTER": "m"},
+			[]string{"HOOKD_REDIS_URL", "HOOKD_REDIS_SENTINEL_ADDRS"}},
+		"Sentinel and Cluster": {map[string]string{"HOOKD_REDIS_SENTINEL_ADDRS": "127.0.0.1:26379", "HOOKD_REDIS_SENTINEL_MASTER": "m", "HOOKD_REDIS_CLUSTER_ADDRS": "127.0.0.1:7000"},
+			[]string{"HOOKD_REDIS_SENTINEL_ADDRS", "HOOKD_REDIS_CLUSTER_ADDRS"}},
+		"Sentinel without master":  {map[string]string{"HOOKD_REDIS_SENTINEL_ADDRS": "127.0.0.1:26379"}, []string{"HOOKD_REDIS_SENTINEL_MASTER"}},
+		"malformed Sentinel":       {map[string]string{"HOOKD_REDIS_SENTINEL_ADDRS": "127.0.0.1", "HOOKD_REDIS_SENTINEL_MASTER": "m"}, []string{"HOOKD_REDIS_SENTINEL_ADDRS"}},
+		"malformed Cluster":        {map[string]string{"HOOKD_REDIS_CLUSTER_ADDRS": "127.0.0.1:7000,:7001"}, []string{"HOOKD_REDIS_CLUSTER_ADDRS"}},
+		"bad port":                 {map[string]string{"HOOKD_REDIS_CLUSTER_ADDRS": "127.0.0.1:70000"}, []string{"HOOKD_REDIS_CLUSTER_ADDRS"}},
+		"database in Cluster mode": {map[string]string{"HOOKD_REDIS_CLUSTER_ADDRS": "127.0.0.1:7000", "HOOKD_REDIS_DB": "1"}, []string{"HOOKD_REDIS_DB"}},
+		"password with the URL":    {map[string]string{"HOOKD_REDIS_PASSWORD": "x"}, []string{"HOOKD_REDIS_PASSWORD"}},
+		"TLS with the URL":         {map[string]string{"HOOKD_REDIS_TLS": "true"}, []string{"HOOKD_REDIS_TLS"}},
+		"bad database":             {map[string]string{"HOOKD_REDIS_SENTINEL_ADDRS": "127.0.0.1:26379", "HOOKD_REDIS_SENTINEL_MASTER": "m", "HOOKD_REDIS_DB": "-1"}, []string{"HOOKD_REDIS_DB"}},
+	} {
+		_, err := app.ParseConfig(env(tc.env))
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		for _, n := range tc.names {
+			if !strings.Contains(err.Error(), n) {
+				t.Errorf("%s: error %q does not name %s", name, err, n)
+			}
+		}
+	}
+	// A flag counts as setting the URL.
+	if _, err := app.ParseConfig(env(map[string]string{"HOOKD_REDIS_CLUSTER_ADDRS": "127.0.0.1:7000"}), "--redis-url=redis://127.0.0.1:6379/0"); err == nil {
+		t.Error("--redis-url with HOOKD_REDIS_CLUSTER_ADDRS: accepted")
+	}
+	// Passwords never appear in errors.
+	if _, err := app.ParseConfig(env(map[string]string{"HOOKD_REDIS_PASSWORD": "hunter2-secret"})); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("password with the URL: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookd/hookd/app/events"
+	"github.com/hookd/hookd/app/redisconn"
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/deadletter"
@@ -89,7 +90,7 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return tw.Flush()
 	}
 
-	rdb, err := openRedis(ctx, *redisURL, 0)
+	rdb, err := redisconn.Config{URL: *redisURL}.Open(ctx, 0)
 	if err != nil {
 		return err
 	}
