@@ -115,6 +115,17 @@ type chaosOpts struct {
 	// takes the api's database away or restarts the api. Whatever Postgres
 	// holds at the end counts as committed, answered or not.
 	refusalsExpected bool
+	// redis is the Redis the processes use; nil starts one private
+	// redis-server (c.redis).
+	redis redisTopology
+}
+
+// redisTopology is a Redis of the test's own, in one of hookd's modes.
+type redisTopology interface {
+	// env is the HOOKD_REDIS_* settings that reach it.
+	env() []string
+	// connOpt reaches it for the test's own inspection.
+	connOpt() asynq.RedisConnOpt
 }
 
 // chaosRun is one scenario's hookd processes and what it published.
@@ -128,8 +139,9 @@ type chaosRun struct {
 	apiPort int
 	base    string // the api
 	probes  string // worker1's metrics address, which serves /readyz too
-	redis   *privateRedis
-	pg      *privatePostgres
+	redis    *privateRedis // the private redis-server, unless opts.redis is set
+	topology redisTopology
+	pg       *privatePostgres
 	procs   map[string]*hookdProcess
 	client  *http.Client
 	appID   string
@@ -142,8 +154,12 @@ type chaosRun struct {
 
 func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *chaosRun {
 	t.Helper()
-	c := &chaosRun{t: t, bin: bin, opts: opts, redis: startPrivateRedis(t), procs: map[string]*hookdProcess{},
+	c := &chaosRun{t: t, bin: bin, opts: opts, topology: opts.redis, procs: map[string]*hookdProcess{},
 		apiPort: freePort(t), client: &http.Client{Timeout: 10 * time.Second}}
+	if c.topology == nil {
+		c.redis = startPrivateRedis(t)
+		c.topology = c.redis
+	}
 	c.base = fmt.Sprintf("http://127.0.0.1:%d", c.apiPort)
 	c.probes = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	maxConns := 6 // five processes share the test database's connections with the other tests
@@ -156,9 +172,8 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *
 	}
 	c.db = bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(c.dbURL))), pgdialect.New())
 	t.Cleanup(func() { _ = c.db.Close() })
-	c.env = []string{
-		"HOOKD_DATABASE_URL=" + c.dbURL,
-		"HOOKD_REDIS_URL=" + c.redis.url(),
+	c.env = append(c.topology.env(),
+		"HOOKD_DATABASE_URL="+c.dbURL,
 		"HOOKD_ADMIN_API_KEY=" + chaosKey,
 		"HOOKD_ALLOW_PRIVATE_TARGETS=true",
 		"HOOKD_METRICS_ADDR=off",
@@ -169,7 +184,7 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *
 		"HOOKD_CIRCUIT_THRESHOLD=1000",
 		"HOOKD_RECONCILE_INTERVAL=1s",
 		"HOOKD_RECONCILE_AFTER=3s",
-	}
+	)
 	cmd := exec.Command(bin, "migrate")
 	cmd.Env = append(os.Environ(), c.env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -484,10 +499,12 @@ func (c *chaosRun) diagnose() string {
 		}
 		rows.Close()
 	}
-	for _, k := range strings.Fields(c.redis.cli("KEYS", "hookd:slots:*")) {
-		fmt.Fprintf(&b, " %s holds %s slots;", k, c.redis.cli("ZCARD", k))
+	if c.redis != nil {
+		for _, k := range strings.Fields(c.redis.cli("KEYS", "hookd:{*}:slots")) {
+			fmt.Fprintf(&b, " %s holds %s slots;", k, c.redis.cli("ZCARD", k))
+		}
 	}
-	ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: fmt.Sprintf("127.0.0.1:%d", c.redis.port)})
+	ins := asynq.NewInspector(c.topology.connOpt())
 	defer ins.Close()
 	queues, _ := ins.Queues()
 	for _, q := range queues {

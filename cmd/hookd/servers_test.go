@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 )
 
 // The fault suite restarts and flushes its Redis and Postgres: it runs
@@ -32,9 +34,10 @@ func freePort(t *testing.T) int {
 
 // privateRedis is a redis-server of the test's own, without persistence.
 type privateRedis struct {
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	port  int
+	dir   string
+	extra []string // more arguments of redis-server
+	cmd   *exec.Cmd
 }
 
 func startPrivateRedis(t *testing.T) *privateRedis {
@@ -50,8 +53,8 @@ func startPrivateRedis(t *testing.T) *privateRedis {
 // start runs redis-server on r's port and waits until it answers. It runs
 // with noeviction, as production must: evicted keys would strand tasks.
 func (r *privateRedis) start() error {
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction")
+	r.cmd = exec.Command("redis-server", append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction"}, r.extra...)...)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server (deploy/services.sh installs it): %w", err)
 	}
@@ -67,14 +70,25 @@ func (r *privateRedis) start() error {
 
 func (r *privateRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
 
+func (r *privateRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+
+func (r *privateRedis) env() []string { return []string{"HOOKD_REDIS_URL=" + r.url()} }
+
+func (r *privateRedis) connOpt() asynq.RedisConnOpt { return asynq.RedisClientOpt{Addr: r.addr()} }
+
 func (r *privateRedis) cli(args ...string) string {
 	out, _ := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(r.port)}, args...)...).Output()
 	return string(bytes.TrimSpace(out))
 }
 
-func (r *privateRedis) stop() {
+func (r *privateRedis) stop() { r.signal(syscall.SIGTERM) }
+
+// kill stops r with SIGKILL: no shutdown at all.
+func (r *privateRedis) kill() { r.signal(syscall.SIGKILL) }
+
+func (r *privateRedis) signal(sig syscall.Signal) {
 	if r.cmd.ProcessState == nil {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		_ = r.cmd.Process.Signal(sig)
 		_ = r.cmd.Wait()
 	}
 }
