@@ -241,6 +241,16 @@ func settings() []setting {
 			"unfinished deliveries an endpoint may have before its new ones go to the low-priority overflow queue (so may an app before those of its endpoints with more than HOOKD_ENDPOINT_CONCURRENCY unfinished go there)", func(c *Config, v string) error {
 				return setPositive(&c.OverflowBacklog, v)
 			}},
+		{"HOOKD_QUEUE_SHARDS", "queue-shards", strconv.Itoa(tasks.DefaultShards),
+			"delivery queues the deliveries are spread over, by endpoint: with a Redis Cluster, enough to spread them over its masters; every process must use the same count", func(c *Config, v string) error {
+				if err := setPositive(&c.Queue.Shards, v); err != nil {
+					return err
+				}
+				if c.Queue.Shards > tasks.MaxShards {
+					return fmt.Errorf("want at most %d", tasks.MaxShards)
+				}
+				return nil
+			}},
 		{"HOOKD_MONITORING_READONLY", "monitoring-readonly", "false",
 			"serve Asynqmon at /monitoring/ read-only (no run, delete or archive buttons)", func(c *Config, v string) error {
 				return setBool(&c.MonitoringReadOnly, v)

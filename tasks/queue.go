@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +29,13 @@ type QueueConfig struct {
 	// Overflow holds the deliveries of endpoints with a large backlog
 	// (default Deliveries + "_overflow").
 	Overflow string
+	// Shards is how many delivery queues (each with its overflow) share
+	// the deliveries, by endpoint: an endpoint's deliveries stay in one
+	// shard. asynq keeps each queue in one Redis Cluster hash slot, so
+	// shards spread the deliveries over a Cluster's masters (default
+	// DefaultShards: one queue, Deliveries). Every process of a fleet must
+	// use the same count.
+	Shards int
 	// Retry is the delivery retry policy; it sets each delivery's MaxRetry.
 	Retry RetryPolicy
 	// DeliverTimeout bounds one delivery task; it must exceed the HTTP
@@ -46,10 +55,55 @@ func (c QueueConfig) WithDefaults() QueueConfig {
 	c.Events = cmp.Or(c.Events, QueueEvents)
 	c.Deliveries = cmp.Or(c.Deliveries, QueueDeliveries)
 	c.Overflow = cmp.Or(c.Overflow, c.Deliveries+"_overflow")
+	c.Shards = cmp.Or(c.Shards, DefaultShards)
 	c.Retry = c.Retry.withDefaults()
 	c.DeliverTimeout = cmp.Or(c.DeliverTimeout, DefaultDeliverTimeout)
 	c.Retention = cmp.Or(c.Retention, DefaultRetention)
 	return c
+}
+
+// DefaultShards is one delivery queue: a single Redis gains nothing from
+// more, and each queue more costs the workers' dequeue a script when the
+// queues are empty.
+const DefaultShards = 1
+
+// MaxShards bounds Shards: each shard is two queues every poller checks.
+const MaxShards = 64
+
+// Shard returns the shard of endpointID's deliveries, from 0 to Shards-1.
+func (c QueueConfig) Shard(endpointID string) int {
+	if c.Shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(endpointID))
+	return int(h.Sum32() % uint32(c.Shards))
+}
+
+// DeliveryQueue returns the delivery queue of shard i (i > 0:
+// Deliveries-i), or its overflow queue.
+func (c QueueConfig) DeliveryQueue(i int, overflow bool) string {
+	switch {
+	case i == 0 && overflow:
+		return c.Overflow
+	case i == 0:
+		return c.Deliveries
+	case overflow:
+		return c.Deliveries + "-" + strconv.Itoa(i) + "_overflow"
+	}
+	return c.Deliveries + "-" + strconv.Itoa(i)
+}
+
+// DeliveryQueues returns every delivery queue of the shards: each shard's
+// queue, then each shard's overflow.
+func (c QueueConfig) DeliveryQueues() []string {
+	qs := make([]string, 0, 2*c.Shards)
+	for _, overflow := range []bool{false, true} {
+		for i := range max(c.Shards, 1) {
+			qs = append(qs, c.DeliveryQueue(i, overflow))
+		}
+	}
+	return qs
 }
 
 // DefaultDeliverTimeout bounds a delivery task when the application sets
@@ -173,10 +227,7 @@ func (q *Queue) enqueueLater(ctx context.Context, ps []DeliverPayload, pauses []
 	}
 	ts := make([]idTask, len(ps))
 	for i, p := range ps {
-		queue := q.cfg.Deliveries
-		if overflowing[p.EndpointID] {
-			queue = q.cfg.Overflow
-		}
+		queue := q.cfg.DeliveryQueue(q.cfg.Shard(p.EndpointID), overflowing[p.EndpointID])
 		payload, err := json.Marshal(p)
 		if err != nil {
 			return 0, fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
@@ -211,12 +262,13 @@ func (q *Queue) ArchiveDelivery(ctx context.Context, p DeliverPayload) error {
 	if err != nil {
 		return fmt.Errorf("encode delivery %s: %w", p.DeliveryID, err)
 	}
-	t := asynq.NewTask(TypeDeliver, payload, asynq.TaskID(p.DeliveryID), asynq.Queue(q.cfg.Deliveries),
+	queue := q.cfg.DeliveryQueue(q.cfg.Shard(p.EndpointID), false)
+	t := asynq.NewTask(TypeDeliver, payload, asynq.TaskID(p.DeliveryID), asynq.Queue(queue),
 		asynq.MaxRetry(0), asynq.Timeout(q.cfg.DeliverTimeout), asynq.ProcessIn(24*time.Hour))
 	if _, err := q.client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue dead letter %s: %w", p.DeliveryID, err)
 	}
-	if err := q.inspector.ArchiveTask(q.cfg.Deliveries, p.DeliveryID); err != nil {
+	if err := q.inspector.ArchiveTask(queue, p.DeliveryID); err != nil {
 		return fmt.Errorf("archive dead letter %s: %w", p.DeliveryID, err)
 	}
 	return nil
@@ -370,16 +422,22 @@ func (q *Queue) Wake(ctx context.Context, queue, id string) (WakeResult, error) 
 	}
 }
 
-// DeliveryTasks returns the delivery task of each of ids, in the same
-// order, nil where Redis holds it in neither delivery queue, in any state.
-// Redis is asked a few times per delivery (asynq has no batch lookup), so
-// the lookups run enqueueParallelism at once: a bulk retry of thousands
-// waits on round trips, not on Redis.
-func (q *Queue) DeliveryTasks(ctx context.Context, ids []string) ([]*asynq.TaskInfo, error) {
-	infos := make([]*asynq.TaskInfo, len(ids))
-	err := inParallel(ctx, len(ids), func(_ context.Context, i int) error {
+// TaskRef names a delivery's task: its ID, and the endpoint whose shard
+// holds it.
+type TaskRef struct {
+	DeliveryID, EndpointID string
+}
+
+// DeliveryTasks returns the delivery task of each of refs, in the same
+// order, nil where Redis holds it in neither queue of its shard, in any
+// state. Redis is asked a few times per delivery (asynq has no batch
+// lookup), so the lookups run enqueueParallelism at once: a bulk retry of
+// thousands waits on round trips, not on Redis.
+func (q *Queue) DeliveryTasks(ctx context.Context, refs []TaskRef) ([]*asynq.TaskInfo, error) {
+	infos := make([]*asynq.TaskInfo, len(refs))
+	err := inParallel(ctx, len(refs), func(_ context.Context, i int) error {
 		var err error
-		infos[i], err = q.deliveryTask(ids[i])
+		infos[i], err = q.deliveryTask(refs[i])
 		return err
 	})
 	if err != nil {
@@ -388,17 +446,18 @@ func (q *Queue) DeliveryTasks(ctx context.Context, ids []string) ([]*asynq.TaskI
 	return infos, nil
 }
 
-// deliveryTask returns the delivery task id in either delivery queue,
-// whatever its state, or nil when Redis does not hold it.
-func (q *Queue) deliveryTask(id string) (*asynq.TaskInfo, error) {
-	for _, queue := range []string{q.cfg.Deliveries, q.cfg.Overflow} {
-		info, err := q.inspector.GetTaskInfo(queue, id)
+// deliveryTask returns the delivery task of ref in either queue of its
+// shard, whatever its state, or nil when Redis does not hold it.
+func (q *Queue) deliveryTask(ref TaskRef) (*asynq.TaskInfo, error) {
+	shard := q.cfg.Shard(ref.EndpointID)
+	for _, overflow := range []bool{false, true} {
+		info, err := q.inspector.GetTaskInfo(q.cfg.DeliveryQueue(shard, overflow), ref.DeliveryID)
 		switch {
 		case err == nil:
 			return info, nil
 		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 		default:
-			return nil, fmt.Errorf("look up task %s: %w", id, err)
+			return nil, fmt.Errorf("look up task %s: %w", ref.DeliveryID, err)
 		}
 	}
 	return nil, nil

@@ -70,11 +70,11 @@ var errTaskActive = errors.New("its old task is still running")
 func (dl *DeadLetters) retry(ctx context.Context, ids []string) ([]string, error) {
 	revived, err := dl.ledger.Revive(ctx, ids, func(ctx context.Context, ds []ledger.Stored) error {
 		payloads := make([]tasks.DeliverPayload, len(ds))
-		retried := make([]string, len(ds))
+		refs := make([]tasks.TaskRef, len(ds))
 		for i, d := range ds {
-			payloads[i], retried[i] = d.Payload(), d.ID
+			payloads[i], refs[i] = d.Payload(), tasks.TaskRef{DeliveryID: d.ID, EndpointID: d.EndpointID}
 		}
-		if err := dl.removeOldTasks(ctx, retried); err != nil {
+		if err := dl.removeOldTasks(ctx, refs); err != nil {
 			return err
 		}
 		// Enqueue before commit: should the commit fail, the task finds
@@ -94,11 +94,11 @@ func (dl *DeadLetters) retry(ctx context.Context, ids []string) ([]string, error
 }
 
 // removeOldTasks deletes the tasks Redis still holds for the dead letters
-// ids (archived, or scheduled for a retry the worker will not make), so
+// refs (archived, or scheduled for a retry the worker will not make), so
 // their new tasks can take the same IDs. It fails with errTaskActive,
 // before deleting anything, while one of them still runs.
-func (dl *DeadLetters) removeOldTasks(ctx context.Context, ids []string) error {
-	olds, err := dl.queue.DeliveryTasks(ctx, ids)
+func (dl *DeadLetters) removeOldTasks(ctx context.Context, refs []tasks.TaskRef) error {
+	olds, err := dl.queue.DeliveryTasks(ctx, refs)
 	if err != nil {
 		return err
 	}

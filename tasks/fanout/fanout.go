@@ -264,10 +264,10 @@ func (f *Fanout) enqueue(ctx context.Context, ev tasks.FanoutPayload, now []task
 // others may be under way or done by now: only those whose task is lost
 // are enqueued again, as the reconciler does, so that none is sent twice.
 func (f *Fanout) lost(ctx context.Context, ev tasks.FanoutPayload, written []ledger.Written) ([]tasks.DeliverPayload, error) {
-	var earlier []string
+	var earlier []tasks.TaskRef
 	for _, d := range written {
 		if !d.Fresh && d.Status == ledger.StatusPending {
-			earlier = append(earlier, d.ID)
+			earlier = append(earlier, tasks.TaskRef{DeliveryID: d.ID, EndpointID: d.EndpointID})
 		}
 	}
 	if len(earlier) == 0 {

@@ -119,9 +119,9 @@ func TestFanout(t *testing.T) {
 		return ds[0]
 	}
 	// task returns the delivery's task in Redis, nil when none.
-	task := func(t *testing.T, b *testBundle, id string) *asynq.TaskInfo {
+	task := func(t *testing.T, b *testBundle, id, endpointID string) *asynq.TaskInfo {
 		t.Helper()
-		infos, err := b.queue.DeliveryTasks(t.Context(), []string{id})
+		infos, err := b.queue.DeliveryTasks(t.Context(), []tasks.TaskRef{{DeliveryID: id, EndpointID: endpointID}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func TestFanout(t *testing.T) {
 		if d.UpdatedAt.Sub(d.CreatedAt) < 0 {
 			t.Errorf("created %s, updated %s", d.CreatedAt, d.UpdatedAt)
 		}
-		if info := task(t, b, d.ID); info != nil {
+		if info := task(t, b, d.ID, d.EndpointID); info != nil {
 			t.Errorf("a succeeded first attempt left a task: %+v", info)
 		}
 		// One transaction wrote the row and its attempt, and nothing
@@ -162,7 +162,7 @@ func TestFanout(t *testing.T) {
 		if d.Status != ledger.StatusPending || d.Attempts != 1 {
 			t.Errorf("delivery %s after %d attempts; want pending after 1", d.Status, d.Attempts)
 		}
-		info := task(t, b, d.ID)
+		info := task(t, b, d.ID, d.EndpointID)
 		if info == nil || info.State != asynq.TaskStateScheduled || time.Until(info.NextProcessAt) < 30*time.Minute {
 			t.Fatalf("task %+v; want one scheduled for the retry an hour away", info)
 		}
@@ -180,7 +180,7 @@ func TestFanout(t *testing.T) {
 		if d.Status != ledger.StatusPending || d.Attempts != 0 || b.sent.Load() != 0 {
 			t.Errorf("delivery %s after %d attempts, %d requests; want pending, not attempted", d.Status, d.Attempts, b.sent.Load())
 		}
-		if info := task(t, b, d.ID); info == nil || info.State != asynq.TaskStatePending {
+		if info := task(t, b, d.ID, d.EndpointID); info == nil || info.State != asynq.TaskStatePending {
 			t.Errorf("task %+v; want one pending", info)
 		}
 	})
@@ -200,7 +200,7 @@ func TestFanout(t *testing.T) {
 		f, b := setup(t)
 		b.status.Store(http.StatusInternalServerError)
 		d := run(t, f, b)
-		info := task(t, b, d.ID)
+		info := task(t, b, d.ID, d.EndpointID)
 		if info == nil {
 			t.Fatal("no retry task after a failed first attempt")
 		}
@@ -208,7 +208,7 @@ func TestFanout(t *testing.T) {
 			t.Fatal(err)
 		}
 		run(t, f, b)
-		if info := task(t, b, d.ID); info == nil || info.State != asynq.TaskStatePending {
+		if info := task(t, b, d.ID, d.EndpointID); info == nil || info.State != asynq.TaskStatePending {
 			t.Errorf("task after the run again: %+v; want the lost one enqueued again", info)
 		}
 		if n := b.sent.Load(); n != 1 {

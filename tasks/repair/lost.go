@@ -24,7 +24,7 @@ type Finder struct {
 // NewFinder returns a Finder.
 func NewFinder(l *ledger.Store, q *tasks.Queue) *Finder { return &Finder{ledger: l, queue: q} }
 
-// Lost sorts the given pending deliveries: lost are those whose task
+// Lost sorts the given pending deliveries (refs): lost are those whose task
 // Redis holds in neither delivery queue and that are still pending;
 // archived maps those whose task asynq archived to the task's last error.
 //
@@ -35,8 +35,8 @@ func NewFinder(l *ledger.Store, q *tasks.Queue) *Finder { return &Finder{ledger:
 // before it finishes. Redis is asked that after the delivery's own task
 // and before Postgres, so a fan-out finishing in between has recorded
 // what Postgres then says.
-func (f *Finder) Lost(ctx context.Context, ids []string, events map[string]string) (lost []string, archived map[string]string, err error) {
-	infos, err := f.queue.DeliveryTasks(ctx, ids)
+func (f *Finder) Lost(ctx context.Context, refs []tasks.TaskRef, events map[string]string) (lost []string, archived map[string]string, err error) {
+	infos, err := f.queue.DeliveryTasks(ctx, refs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,9 +45,9 @@ func (f *Finder) Lost(ctx context.Context, ids []string, events map[string]strin
 	for i, info := range infos {
 		switch {
 		case info == nil:
-			gone = append(gone, ids[i])
+			gone = append(gone, refs[i].DeliveryID)
 		case info.State == asynq.TaskStateArchived:
-			archived[ids[i]] = info.LastErr
+			archived[refs[i].DeliveryID] = info.LastErr
 		}
 	}
 	if events != nil {

@@ -144,12 +144,12 @@ func (r *Reconciler) deliveries(ctx context.Context) (int, error) {
 		last := rows[len(rows)-1]
 		r.cursor = ledger.Cursor{UpdatedAt: last.UpdatedAt, ID: last.ID}
 	}
-	ids := make([]string, len(rows))
+	refs := make([]tasks.TaskRef, len(rows))
 	events := make(map[string]string, len(rows))
 	for i, row := range rows {
-		ids[i], events[row.ID] = row.ID, row.EventID
+		refs[i], events[row.ID] = tasks.TaskRef{DeliveryID: row.ID, EndpointID: row.EndpointID}, row.EventID
 	}
-	lost, archived, err := r.finder.Lost(ctx, ids, events)
+	lost, archived, err := r.finder.Lost(ctx, refs, events)
 	if err != nil {
 		return 0, err
 	}

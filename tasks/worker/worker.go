@@ -99,7 +99,7 @@ func New(rdb redis.UniversalClient, h Handlers, log *slog.Logger, cfg Config) *W
 		// Fan-outs are short and gate every delivery of an event: prefer them.
 		// Fan-outs first (they are cheap and feed the rest), then fresh
 		// deliveries, then the overflow of endpoints with a large backlog.
-		Queues:                   map[string]int{cfg.Queue.Events: 6, cfg.Queue.Deliveries: 3, cfg.Queue.Overflow: 1},
+		Queues:                   queues(cfg.Queue),
 		RetryDelayFunc:           cfg.Queue.Retry.RetryDelay,
 		IsFailure:                tasks.IsFailure,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
@@ -145,6 +145,18 @@ func New(rdb redis.UniversalClient, h Handlers, log *slog.Logger, cfg Config) *W
 		w.srvs = append(w.srvs, asynq.NewServerFromRedisClient(rdb, c))
 	}
 	return w
+}
+
+// queues weighs the queues the pollers serve: the fan-outs 6, each
+// shard's deliveries 3 and its overflow 1; the fan-outs' weight grows with
+// the shards, so that they keep their share of the dequeues.
+func queues(c tasks.QueueConfig) map[string]int {
+	qs := map[string]int{c.Events: 6 * c.Shards}
+	for i := range c.Shards {
+		qs[c.DeliveryQueue(i, false)] = 3
+		qs[c.DeliveryQueue(i, true)] = 1
+	}
+	return qs
 }
 
 // spareForwardInterval is how often the pollers but the first move due
