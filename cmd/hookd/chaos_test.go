@@ -130,21 +130,21 @@ type redisTopology interface {
 
 // chaosRun is one scenario's hookd processes and what it published.
 type chaosRun struct {
-	t       *testing.T
-	bin     string
-	opts    chaosOpts
-	dbURL   string
-	db      *bun.DB // the test's own connection, for the producer's rollbacks and the final count
-	env     []string
-	apiPort int
-	base    string // the api
-	probes  string // worker1's metrics address, which serves /readyz too
+	t        *testing.T
+	bin      string
+	opts     chaosOpts
+	dbURL    string
+	db       *bun.DB // the test's own connection, for the producer's rollbacks and the final count
+	env      []string
+	apiPort  int
+	base     string        // the api
+	probes   string        // worker1's metrics address, which serves /readyz too
 	redis    *privateRedis // the private redis-server, unless opts.redis is set
 	topology redisTopology
 	pg       *privatePostgres
-	procs   map[string]*hookdProcess
-	client  *http.Client
-	appID   string
+	procs    map[string]*hookdProcess
+	client   *http.Client
+	appID    string
 
 	mu         sync.Mutex
 	acked      []string // events the api answered 201 to
@@ -174,10 +174,10 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *
 	t.Cleanup(func() { _ = c.db.Close() })
 	c.env = append(c.topology.env(),
 		"HOOKD_DATABASE_URL="+c.dbURL,
-		"HOOKD_ADMIN_API_KEY=" + chaosKey,
+		"HOOKD_ADMIN_API_KEY="+chaosKey,
 		"HOOKD_ALLOW_PRIVATE_TARGETS=true",
 		"HOOKD_METRICS_ADDR=off",
-		"HOOKD_DATABASE_MAX_CONNS=" + strconv.Itoa(maxConns),
+		"HOOKD_DATABASE_MAX_CONNS="+strconv.Itoa(maxConns),
 		"HOOKD_RETRY_SCHEDULE=200ms,500ms,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
 		"HOOKD_DELIVERY_TIMEOUT=1s",
 		"HOOKD_SHUTDOWN_TIMEOUT=2s",
