@@ -8,7 +8,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -32,6 +34,12 @@ const DefaultURL = "redis://127.0.0.1:6379/0"
 
 // pingTimeout bounds the first PING of Open.
 const pingTimeout = 10 * time.Second
+
+// clusterReloadInterval is how old a Cluster client's map of slots to
+// masters may grow before it is read again, when nothing failed (go-redis'
+// default is a minute). A failed call reads it again at once
+// (reloadOnFailure).
+const clusterReloadInterval = 10 * time.Second
 
 // Config says where Redis is. URL is Single mode; SentinelAddrs with
 // SentinelMaster is Sentinel mode; ClusterAddrs is Cluster mode. Password,
@@ -150,12 +158,15 @@ func (c Config) NewClient(poolSize int) (redis.UniversalClient, error) {
 			TLSConfig:        tlsConfig,
 		}), nil
 	case Cluster:
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:     c.ClusterAddrs,
-			Password:  c.Password,
-			PoolSize:  poolSize,
-			TLSConfig: tlsConfig,
-		}), nil
+		cc := redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                      c.ClusterAddrs,
+			Password:                   c.Password,
+			PoolSize:                   poolSize,
+			TLSConfig:                  tlsConfig,
+			ClusterStateReloadInterval: clusterReloadInterval,
+		})
+		cc.AddHook(reloadOnFailure{cc})
+		return cc, nil
 	}
 	opt, err := redis.ParseURL(cmp.Or(c.URL, DefaultURL))
 	if err != nil {
@@ -208,4 +219,47 @@ func (o ConnOpt) MakeRedisClient() any {
 		panic(err)
 	}
 	return rdb
+}
+
+// reloadOnFailure reads a Cluster's slot map again after a call fails
+// for the network or because the cluster is down. go-redis reloads it on
+// MOVED and ASK answers only, and otherwise once it is a
+// clusterReloadInterval old: after a master dies, every call to its slots
+// would fail for that long although its replica took them over seconds
+// after. Reloads are coalesced by go-redis.
+type reloadOnFailure struct{ c *redis.ClusterClient }
+
+func (h reloadOnFailure) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnFailure) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnFailure) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnFailure) check(ctx context.Context, err error) {
+	if err != nil && clusterFailure(err) {
+		h.c.ReloadState(ctx)
+	}
+}
+
+// clusterFailure tells an error that a node is gone or the cluster is
+// failing over from an answer to the call itself.
+func clusterFailure(err error) bool {
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "CLUSTERDOWN") || strings.HasPrefix(msg, "TRYAGAIN")
 }

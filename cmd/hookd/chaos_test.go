@@ -76,14 +76,14 @@ func newChaosReceiver(t *testing.T, failShare, hangShare float64) *chaosReceiver
 // tally counts the pairs of committed events and endpoints never
 // received, the deliveries received more than once, those of events not
 // committed, and those of rolled-back events.
-func (r *chaosReceiver) tally(committed, rolledBack []string) chaosFigures {
+func (r *chaosReceiver) tally(committed, rolledBack, endpoints []string) chaosFigures {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f := chaosFigures{events: len(committed)}
 	want := map[string]bool{}
 	for _, ev := range committed {
-		for ep := range chaosEndpoints {
-			key := strconv.Itoa(ep) + " " + ev
+		for _, ep := range endpoints {
+			key := ep + " " + ev
 			want[key] = true
 			if r.seen[key] == 0 {
 				f.lost++
@@ -118,6 +118,11 @@ type chaosOpts struct {
 	// redis is the Redis the processes use; nil starts one private
 	// redis-server (c.redis).
 	redis redisTopology
+	// env is more settings of the hookd processes.
+	env []string
+	// endpoints subscribes the app's endpoints (c.addEndpoint); nil
+	// subscribes chaosEndpoints of them.
+	endpoints func(c *chaosRun)
 }
 
 // redisTopology is a Redis of the test's own, in one of hookd's modes.
@@ -130,21 +135,25 @@ type redisTopology interface {
 
 // chaosRun is one scenario's hookd processes and what it published.
 type chaosRun struct {
-	t        *testing.T
-	bin      string
-	opts     chaosOpts
-	dbURL    string
-	db       *bun.DB // the test's own connection, for the producer's rollbacks and the final count
-	env      []string
-	apiPort  int
-	base     string        // the api
-	probes   string        // worker1's metrics address, which serves /readyz too
-	redis    *privateRedis // the private redis-server, unless opts.redis is set
-	topology redisTopology
-	pg       *privatePostgres
-	procs    map[string]*hookdProcess
-	client   *http.Client
-	appID    string
+	t           *testing.T
+	bin         string
+	opts        chaosOpts
+	dbURL       string
+	db          *bun.DB // the test's own connection, for the producer's rollbacks and the final count
+	env         []string
+	apiPort     int
+	base        string        // the api
+	probes      string        // worker1's metrics address, which serves /readyz too
+	redis       *privateRedis // the private redis-server, unless opts.redis is set
+	topology    redisTopology
+	pg          *privatePostgres
+	procs       map[string]*hookdProcess
+	client      *http.Client
+	appID       string
+	recv        *chaosReceiver
+	made        int      // endpoints ever added
+	endpoints   []string // the receiver's names of the app's endpoints
+	endpointIDs []string
 
 	mu         sync.Mutex
 	acked      []string // events the api answered 201 to
@@ -185,6 +194,7 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *
 		"HOOKD_RECONCILE_INTERVAL=1s",
 		"HOOKD_RECONCILE_AFTER=3s",
 	)
+	c.env = append(c.env, opts.env...)
 	cmd := exec.Command(bin, "migrate")
 	cmd.Env = append(os.Environ(), c.env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -201,12 +211,47 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *
 		t.Fatal(err)
 	}
 	c.appID = app.ID
-	for ep := range chaosEndpoints {
-		if err := c.post("/v1/apps/"+c.appID+"/endpoints", fmt.Sprintf(`{"url":"%s/ep/%d","event_types":["order.paid"]}`, recv.URL, ep), nil); err != nil {
-			t.Fatal(err)
+	c.recv = recv
+	if opts.endpoints != nil {
+		opts.endpoints(c)
+	} else {
+		for range chaosEndpoints {
+			c.addEndpoint()
 		}
 	}
 	return c
+}
+
+// addEndpoint subscribes another endpoint of the receiver to the app's
+// events and returns its ID.
+func (c *chaosRun) addEndpoint() string {
+	c.t.Helper()
+	name := strconv.Itoa(c.made)
+	c.made++
+	var ep struct{ ID string }
+	if err := c.post("/v1/apps/"+c.appID+"/endpoints", fmt.Sprintf(`{"url":"%s/ep/%s","event_types":["order.paid"]}`, c.recv.URL, name), &ep); err != nil {
+		c.t.Fatal(err)
+	}
+	c.endpoints = append(c.endpoints, name)
+	c.endpointIDs = append(c.endpointIDs, ep.ID)
+	return ep.ID
+}
+
+// dropEndpoint deletes the i-th endpoint added, before any event.
+func (c *chaosRun) dropEndpoint(i int) {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, c.base+"/v1/apps/"+c.appID+"/endpoints/"+c.endpointIDs[i], nil)
+	req.Header.Set("Authorization", "Bearer "+chaosKey)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		c.t.Fatalf("delete endpoint %s: %s", c.endpointIDs[i], resp.Status)
+	}
+	c.endpoints = slices.Delete(c.endpoints, i, i+1)
+	c.endpointIDs = slices.Delete(c.endpointIDs, i, i+1)
 }
 
 const chaosKey = "chaos-admin-key"
@@ -437,13 +482,13 @@ func (c *chaosRun) await(recv *chaosReceiver, limit time.Duration) chaosFigures 
 	start := time.Now()
 	deadline := start.Add(limit)
 	for {
-		f := recv.tally(events, c.rolledBack)
+		f := recv.tally(events, c.rolledBack, c.endpoints)
 		if f.lost == 0 || time.Now().After(deadline) {
 			c.mu.Lock()
 			acked, refused, rolledBack := len(c.acked), c.refused, len(c.rolledBack)
 			c.mu.Unlock()
 			c.t.Logf("%d events committed (%d acknowledged, %d requests refused, %d rolled back) × %d endpoints: lost %d, duplicates %d (%.2f%%), unknown %d, settled %.1fs after the last event",
-				f.events, acked, refused, rolledBack, chaosEndpoints, f.lost, f.dups, 100*float64(f.dups)/float64(max(f.events*chaosEndpoints, 1)), f.unknown, time.Since(start).Seconds())
+				f.events, acked, refused, rolledBack, len(c.endpoints), f.lost, f.dups, 100*float64(f.dups)/float64(max(f.events*len(c.endpoints), 1)), f.unknown, time.Since(start).Seconds())
 			if f.lost > 0 {
 				c.t.Errorf("%d deliveries not made within %s (lost, or too slow); %s", f.lost, limit, c.diagnose())
 			}
