@@ -33,7 +33,7 @@ import (
 	"github.com/hookd/hookd/outbox/outboxtest"
 )
 
-const adminKey = "test-admin-key"
+const adminKey = "test-admin-key-0123456789"
 
 // redisDB is this package's own logical Redis database.
 const redisDB = 2

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -75,6 +76,11 @@ type Config struct {
 	Queue tasks.QueueConfig
 }
 
+// MinAdminAPIKeyLength is the shortest HOOKD_ADMIN_API_KEY hookd accepts,
+// in characters: the key opens every application's data and Asynqmon, and
+// is sent with every request, so it must withstand guessing.
+const MinAdminAPIKeyLength = 24
+
 // setting is one configuration entry: its environment variable, its flag,
 // its default and where it goes.
 type setting struct {
@@ -115,10 +121,10 @@ func settings() []setting {
 				return setAddr(&c.MetricsAddr, v)
 			}},
 		{"HOOKD_ADMIN_API_KEY", "admin-api-key", "",
-			"admin API key for /v1 (Authorization: Bearer ...); empty refuses every /v1 request",
+			fmt.Sprintf("admin API key for /v1 and Asynqmon (Authorization: Bearer ...), at least %d characters; empty refuses every /v1 request", MinAdminAPIKeyLength),
 			func(c *Config, v string) error {
-				if v != "" && len(v) < 8 {
-					return errors.New("want at least 8 characters")
+				if v != "" && utf8.RuneCountInString(v) < MinAdminAPIKeyLength {
+					return fmt.Errorf("want at least %d characters (openssl rand -hex 16 makes one of 32)", MinAdminAPIKeyLength)
 				}
 				c.AdminAPIKey = v
 				return nil

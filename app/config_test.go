@@ -115,3 +115,37 @@ func TestParseConfigNamesTheBadVariable(t *testing.T) {
 		t.Errorf("bad --roles: error %v does not name HOOKD_ROLES", err)
 	}
 }
+
+// TestParseConfigAdminKeyLength checks that an admin key shorter than 24
+// characters is refused, from the environment or a flag, with an error that
+// names the variable and the minimum but not the key; an empty key is
+// accepted (every /v1 request is then refused).
+func TestParseConfigAdminKeyLength(t *testing.T) {
+	t.Parallel()
+	const (
+		key23 = "8charkey-0123456789abcd"
+		key24 = "24charkey-0123456789abcd"
+	)
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{env: map[string]string{"HOOKD_ADMIN_API_KEY": "8charkey"}},
+		{env: map[string]string{"HOOKD_ADMIN_API_KEY": key23}},
+		{args: []string{"--admin-api-key=" + key23}},
+	} {
+		_, err := app.ParseConfig(env(tc.env), tc.args...)
+		if err == nil || !strings.Contains(err.Error(), "HOOKD_ADMIN_API_KEY") || !strings.Contains(err.Error(), "at least 24 characters") {
+			t.Errorf("%v %v: error %v, want one naming HOOKD_ADMIN_API_KEY and its minimum of 24 characters", tc.env, tc.args, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), key23) || strings.Contains(err.Error(), "8charkey")) {
+			t.Errorf("%v %v: error %v shows the key", tc.env, tc.args, err)
+		}
+	}
+	for _, key := range []string{key24, ""} {
+		cfg, err := app.ParseConfig(env(map[string]string{"HOOKD_ADMIN_API_KEY": key}))
+		if err != nil || cfg.AdminAPIKey != key {
+			t.Errorf("HOOKD_ADMIN_API_KEY of %d characters: %q, %v; want accepted", len(key), cfg.AdminAPIKey, err)
+		}
+	}
+}

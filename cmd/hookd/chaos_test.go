@@ -194,7 +194,7 @@ func startChaos(t *testing.T, bin string, recv *chaosReceiver, opts chaosOpts) *
 	return c
 }
 
-const chaosKey = "chaos-admin-key"
+const chaosKey = "chaos-admin-key-0123456789"
 
 // chaosProcesses are a scenario's processes; their roles follow from
 // their names.
