@@ -258,12 +258,14 @@ func (a *App) Run(ctx context.Context) error {
 	if a.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{Registry: a.metrics}))
-		// Profiles for `hookd bench --profile` and operators: the metrics
-		// address is internal, as /metrics already is.
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		if a.cfg.Pprof {
+			// Profiles for `hookd bench --profile` and operators, only
+			// when HOOKD_PPROF asks for them: they need no key.
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		}
 		// Probes for processes without the api: they wait out a Postgres or
 		// Redis outage, and /readyz says so meanwhile.
 		probes := api.ProbeHandler(checks, a.log)

@@ -71,6 +71,7 @@ type Config struct {
 	OverflowBacklog     int
 	MonitoringReadOnly  bool
 	PrometheusURL       string
+	Pprof               bool
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
@@ -80,6 +81,11 @@ type Config struct {
 // in characters: the key opens every application's data and Asynqmon, and
 // is sent with every request, so it must withstand guessing.
 const MinAdminAPIKeyLength = 24
+
+// defaultPprof leaves Go's profiles unserved unless HOOKD_PPROF asks for
+// them: /debug/pprof/ asks for no key, a heap profile shows what the
+// process holds, and a CPU profile or a trace costs CPU while it runs.
+const defaultPprof = false
 
 // setting is one configuration entry: its environment variable, its flag,
 // its default and where it goes.
@@ -225,6 +231,10 @@ func settings() []setting {
 				c.PrometheusURL = v
 				return nil
 			}},
+		{"HOOKD_PPROF", "pprof", strconv.FormatBool(defaultPprof),
+			"serve Go's profiles at /debug/pprof/ on HOOKD_METRICS_ADDR, which asks for no key: keep that address internal", func(c *Config, v string) error {
+				return setBool(&c.Pprof, v)
+			}},
 		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", strconv.Itoa(worker.DefaultConcurrency),
 			"tasks a worker processes at once", func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
@@ -323,7 +333,7 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 	// Secret settings may hold credentials: their values never appear in
 	// errors. Boolean ones may be given alone (--migrate means true).
 	secretSettings := []string{"HOOKD_DATABASE_URL", "HOOKD_REDIS_URL", "HOOKD_ADMIN_API_KEY"}
-	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE"}
+	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE", "HOOKD_PPROF"}
 	var c Config
 	type deferred struct {
 		s setting
@@ -371,6 +381,9 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 			return Config{}, nil, fmt.Errorf("invalid --%s (%s; value hidden): %w", d.s.flag, d.s.env, err)
 		}
 	}
+	if c.Pprof && c.MetricsAddr == "" {
+		return Config{}, nil, errors.New("invalid HOOKD_PPROF: profiles are served on HOOKD_METRICS_ADDR, which is off")
+	}
 	if c.ShutdownTimeout < c.DeliveryTimeout {
 		return Config{}, nil, fmt.Errorf("invalid HOOKD_SHUTDOWN_TIMEOUT: %s is shorter than HOOKD_DELIVERY_TIMEOUT (%s), so shutdown would cut deliveries short", c.ShutdownTimeout, c.DeliveryTimeout)
 	}
@@ -399,7 +412,7 @@ func (c Config) masked() []any {
 		"admin_api_key", mask(c.AdminAPIKey), "allow_private_targets", c.AllowPrivateTargets,
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
-		"max_endpoints_per_app", c.MaxEndpointsPerApp,
+		"max_endpoints_per_app", c.MaxEndpointsPerApp, "pprof", c.Pprof,
 	}
 }
 

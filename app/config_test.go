@@ -105,6 +105,7 @@ func TestParseConfigNamesTheBadVariable(t *testing.T) {
 		"HOOKD_DELIVERY_TIMEOUT":      "-1s",
 		"HOOKD_WORKER_CONCURRENCY":    "0",
 		"HOOKD_MAX_ENDPOINTS_PER_APP": "0",
+		"HOOKD_PPROF":                 "maybe",
 	} {
 		_, err := app.ParseConfig(env(map[string]string{name: value}))
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -147,5 +148,21 @@ func TestParseConfigAdminKeyLength(t *testing.T) {
 		if err != nil || cfg.AdminAPIKey != key {
 			t.Errorf("HOOKD_ADMIN_API_KEY of %d characters: %q, %v; want accepted", len(key), cfg.AdminAPIKey, err)
 		}
+	}
+}
+
+func TestParseConfigPprof(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.ParseConfig(env(nil))
+	if err != nil || cfg.Pprof {
+		t.Errorf("default HOOKD_PPROF: %v, %v; want off", cfg.Pprof, err)
+	}
+	cfg, err = app.ParseConfig(env(nil), "--pprof")
+	if err != nil || !cfg.Pprof {
+		t.Errorf("--pprof alone: %v, %v; want on", cfg.Pprof, err)
+	}
+	_, err = app.ParseConfig(env(map[string]string{"HOOKD_PPROF": "true", "HOOKD_METRICS_ADDR": "off"}))
+	if err == nil || !strings.Contains(err.Error(), "HOOKD_PPROF") {
+		t.Errorf("HOOKD_PPROF=true without a metrics address: %v, want an error naming HOOKD_PPROF", err)
 	}
 }
