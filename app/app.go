@@ -170,6 +170,38 @@ func (a *App) MetricsAddr() string {
 // HTTP attempt: the gate, the body and the record of the attempt.
 const deliverTimeoutMargin = 15 * time.Second
 
+// queueConfig returns the configuration of the task queue: the queue
+// names, the retry policy and the delivery task timeout. The workers serve
+// it, and every command that enqueues (serve, dlq retry) enqueues with it,
+// so that a task gets the same options whoever enqueues it.
+func (c Config) queueConfig() tasks.QueueConfig {
+	q := c.Queue
+	q.Retry.Schedule = c.RetrySchedule
+	// The task lease must outlast the HTTP timeout, or asynq could hand a
+	// slow delivery to a second worker while the first still waits.
+	q.DeliverTimeout = c.DeliveryTimeout + deliverTimeoutMargin
+	return q
+}
+
+// newQueue returns the task queue of cfg on rdb, and the gate that routes
+// its deliveries by backlog and admits their attempts.
+func newQueue(rdb redis.UniversalClient, cfg Config) (*tasks.Queue, *guard.Gate) {
+	q := cfg.queueConfig()
+	gate := guard.New(rdb, guard.Config{
+		PerEndpoint: cfg.EndpointConcurrency,
+		PerApp:      cfg.AppConcurrency,
+		Backlog:     cfg.OverflowBacklog,
+		// A slot, a probe and a step of the waiting rooms each last about
+		// as long as a delivery task may run.
+		SlotTTL:      2 * q.DeliverTimeout,
+		ProbeTimeout: q.DeliverTimeout,
+		ParkStep:     q.DeliverTimeout,
+		Threshold:    cfg.CircuitThreshold,
+		Cooldown:     cfg.CircuitCooldown,
+	})
+	return tasks.NewQueue(rdb, gate, q), gate
+}
+
 // Run runs the configured roles until ctx is done or one of them fails,
 // then shuts them down in order (intake first, workers drained) and closes
 // the connections.
@@ -177,24 +209,8 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.Close()
 	a.log.InfoContext(ctx, "hookd starting", a.cfg.masked()...)
 
-	queueCfg := a.cfg.Queue
-	queueCfg.Retry.Schedule = a.cfg.RetrySchedule
-	// The task lease must outlast the HTTP timeout, or asynq could hand a
-	// slow delivery to a second worker while the first still waits.
-	queueCfg.DeliverTimeout = a.cfg.DeliveryTimeout + deliverTimeoutMargin
-	gate := guard.New(a.rdb, guard.Config{
-		PerEndpoint: a.cfg.EndpointConcurrency,
-		PerApp:      a.cfg.AppConcurrency,
-		Backlog:     a.cfg.OverflowBacklog,
-		// A slot, a probe and a step of the waiting rooms each last about
-		// as long as a delivery task may run.
-		SlotTTL:      2 * queueCfg.DeliverTimeout,
-		ProbeTimeout: queueCfg.DeliverTimeout,
-		ParkStep:     queueCfg.DeliverTimeout,
-		Threshold:    a.cfg.CircuitThreshold,
-		Cooldown:     a.cfg.CircuitCooldown,
-	})
-	queue := tasks.NewQueue(a.rdb, gate, queueCfg)
+	queueCfg := a.cfg.queueConfig()
+	queue, gate := newQueue(a.rdb, a.cfg)
 	store := ledger.New(a.db)
 	// The inspector shares a.rdb, which Close closes.
 	inspector := asynq.NewInspectorFromRedisClient(a.rdb)
@@ -244,12 +260,14 @@ func (a *App) Run(ctx context.Context) error {
 	if a.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{Registry: a.metrics}))
-		// Profiles for `hookd bench --profile` and operators: the metrics
-		// address is internal, as /metrics already is.
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		if a.cfg.Pprof {
+			// Profiles for `hookd bench --profile` and operators, only
+			// when HOOKD_PPROF asks for them: they need no key.
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		}
 		// Probes for processes without the api: they wait out a Postgres or
 		// Redis outage, and /readyz says so meanwhile.
 		probes := api.ProbeHandler(checks, a.log)

@@ -33,7 +33,7 @@ import (
 	"github.com/hookd/hookd/outbox/outboxtest"
 )
 
-const adminKey = "test-admin-key"
+const adminKey = "test-admin-key-0123456789"
 
 // redisDB is this package's own logical Redis database.
 const redisDB = 2
@@ -63,6 +63,8 @@ type harness struct {
 	doc     *openapitest.Doc
 	// metrics gathers what hookd's /metrics serves.
 	metrics prometheus.Gatherer
+	// metricsBase is the base URL of the metrics listener.
+	metricsBase string
 	// logs holds what hookd logged (warnings and errors).
 	logs *logBuffer
 }
@@ -133,6 +135,7 @@ func start(t *testing.T, env map[string]string) *harness {
 		logs:   logs,
 	}
 	h.metrics = a.Gatherer()
+	h.metricsBase = "http://" + a.MetricsAddr()
 	h.doc = loadDoc(t, h.base)
 	h.client = &http.Client{Transport: h.doc.Transport(t, nil, nil)}
 	h.noRedir = &http.Client{

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -71,10 +72,21 @@ type Config struct {
 	OverflowBacklog     int
 	MonitoringReadOnly  bool
 	PrometheusURL       string
+	Pprof               bool
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
 }
+
+// MinAdminAPIKeyLength is the shortest HOOKD_ADMIN_API_KEY hookd accepts,
+// in characters: the key opens every application's data and Asynqmon, and
+// is sent with every request, so it must withstand guessing.
+const MinAdminAPIKeyLength = 24
+
+// defaultPprof leaves Go's profiles unserved unless HOOKD_PPROF asks for
+// them: /debug/pprof/ asks for no key, a heap profile shows what the
+// process holds, and a CPU profile or a trace costs CPU while it runs.
+const defaultPprof = false
 
 // setting is one configuration entry: its environment variable, its flag,
 // its default and where it goes.
@@ -152,10 +164,10 @@ func settings() []setting {
 				return setAddr(&c.MetricsAddr, v)
 			}},
 		{"HOOKD_ADMIN_API_KEY", "admin-api-key", "",
-			"admin API key for /v1 (Authorization: Bearer ...); empty refuses every /v1 request",
+			fmt.Sprintf("admin API key for /v1 and Asynqmon (Authorization: Bearer ...), at least %d characters; empty refuses every /v1 request", MinAdminAPIKeyLength),
 			func(c *Config, v string) error {
-				if v != "" && len(v) < 8 {
-					return errors.New("want at least 8 characters")
+				if v != "" && utf8.RuneCountInString(v) < MinAdminAPIKeyLength {
+					return fmt.Errorf("want at least %d characters (openssl rand -hex 16 makes one of 32)", MinAdminAPIKeyLength)
 				}
 				c.AdminAPIKey = v
 				return nil
@@ -266,6 +278,10 @@ func settings() []setting {
 				c.PrometheusURL = v
 				return nil
 			}},
+		{"HOOKD_PPROF", "pprof", strconv.FormatBool(defaultPprof),
+			"serve Go's profiles at /debug/pprof/ on HOOKD_METRICS_ADDR, which asks for no key: keep that address internal", func(c *Config, v string) error {
+				return setBool(&c.Pprof, v)
+			}},
 		{"HOOKD_WORKER_CONCURRENCY", "worker-concurrency", strconv.Itoa(worker.DefaultConcurrency),
 			"tasks a worker processes at once", func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
@@ -364,7 +380,7 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 	// Secret settings may hold credentials: their values never appear in
 	// errors. Boolean ones may be given alone (--migrate means true).
 	secretSettings := []string{"HOOKD_DATABASE_URL", redisconn.EnvURL, "HOOKD_ADMIN_API_KEY", redisconn.EnvSentinelPassword, redisconn.EnvPassword}
-	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE", redisconn.EnvTLS}
+	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE", "HOOKD_PPROF", redisconn.EnvTLS}
 	var c Config
 	type deferred struct {
 		s setting
@@ -417,6 +433,9 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 	if err := c.Redis.Check(urlSet); err != nil {
 		return Config{}, nil, fmt.Errorf("invalid Redis configuration: %w", err)
 	}
+	if c.Pprof && c.MetricsAddr == "" {
+		return Config{}, nil, errors.New("invalid HOOKD_PPROF: profiles are served on HOOKD_METRICS_ADDR, which is off")
+	}
 	if c.ShutdownTimeout < c.DeliveryTimeout {
 		return Config{}, nil, fmt.Errorf("invalid HOOKD_SHUTDOWN_TIMEOUT: %s is shorter than HOOKD_DELIVERY_TIMEOUT (%s), so shutdown would cut deliveries short", c.ShutdownTimeout, c.DeliveryTimeout)
 	}
@@ -454,7 +473,7 @@ func (c Config) masked() []any {
 		"admin_api_key", mask(c.AdminAPIKey), "allow_private_targets", c.AllowPrivateTargets,
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
-		"max_endpoints_per_app", c.MaxEndpointsPerApp,
+		"max_endpoints_per_app", c.MaxEndpointsPerApp, "pprof", c.Pprof,
 	}, redisAttrs...)
 }
 

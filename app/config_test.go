@@ -106,6 +106,7 @@ func TestParseConfigNamesTheBadVariable(t *testing.T) {
 		"HOOKD_DELIVERY_TIMEOUT":      "-1s",
 		"HOOKD_WORKER_CONCURRENCY":    "0",
 		"HOOKD_MAX_ENDPOINTS_PER_APP": "0",
+		"HOOKD_PPROF":                 "maybe",
 	} {
 		_, err := app.ParseConfig(env(map[string]string{name: value}))
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -182,5 +183,55 @@ func TestParseConfigRedisModes(t *testing.T) {
 	// Passwords never appear in errors.
 	if _, err := app.ParseConfig(env(map[string]string{"HOOKD_REDIS_PASSWORD": "hunter2-secret"})); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("password with the URL: %v", err)
+	}
+}
+
+// TestParseConfigAdminKeyLength checks that an admin key shorter than 24
+// characters is refused, from the environment or a flag, with an error that
+// names the variable and the minimum but not the key; an empty key is
+// accepted (every /v1 request is then refused).
+func TestParseConfigAdminKeyLength(t *testing.T) {
+	t.Parallel()
+	const (
+		key23 = "8charkey-0123456789abcd"
+		key24 = "24charkey-0123456789abcd"
+	)
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{env: map[string]string{"HOOKD_ADMIN_API_KEY": "8charkey"}},
+		{env: map[string]string{"HOOKD_ADMIN_API_KEY": key23}},
+		{args: []string{"--admin-api-key=" + key23}},
+	} {
+		_, err := app.ParseConfig(env(tc.env), tc.args...)
+		if err == nil || !strings.Contains(err.Error(), "HOOKD_ADMIN_API_KEY") || !strings.Contains(err.Error(), "at least 24 characters") {
+			t.Errorf("%v %v: error %v, want one naming HOOKD_ADMIN_API_KEY and its minimum of 24 characters", tc.env, tc.args, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), key23) || strings.Contains(err.Error(), "8charkey")) {
+			t.Errorf("%v %v: error %v shows the key", tc.env, tc.args, err)
+		}
+	}
+	for _, key := range []string{key24, ""} {
+		cfg, err := app.ParseConfig(env(map[string]string{"HOOKD_ADMIN_API_KEY": key}))
+		if err != nil || cfg.AdminAPIKey != key {
+			t.Errorf("HOOKD_ADMIN_API_KEY of %d characters: %q, %v; want accepted", len(key), cfg.AdminAPIKey, err)
+		}
+	}
+}
+
+func TestParseConfigPprof(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.ParseConfig(env(nil))
+	if err != nil || cfg.Pprof {
+		t.Errorf("default HOOKD_PPROF: %v, %v; want off", cfg.Pprof, err)
+	}
+	cfg, err = app.ParseConfig(env(nil), "--pprof")
+	if err != nil || !cfg.Pprof {
+		t.Errorf("--pprof alone: %v, %v; want on", cfg.Pprof, err)
+	}
+	_, err = app.ParseConfig(env(map[string]string{"HOOKD_PPROF": "true", "HOOKD_METRICS_ADDR": "off"}))
+	if err == nil || !strings.Contains(err.Error(), "HOOKD_PPROF") {
+		t.Errorf("HOOKD_PPROF=true without a metrics address: %v, want an error naming HOOKD_PPROF", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hookd/hookd/app"
 	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks"
 )
 
 type deadLetterItem struct {
@@ -287,5 +288,82 @@ func TestBulkRetryOfTenThousand(t *testing.T) {
 	}
 	if left := h.count(`SELECT count(*) FROM deliveries WHERE status = 'failed'`); left != 0 {
 		t.Errorf("%d dead letters left", left)
+	}
+}
+
+// TestDLQRetryEnqueuesAsServe runs `hookd dlq retry` with a retry schedule
+// and a delivery timeout other than the defaults. The task it enqueues must
+// be the one serve would enqueue: in the configured delivery queue, with the
+// schedule's retries and the task timeout that outlasts the delivery
+// timeout (a shorter one would let asynq run a slow delivery twice at
+// once); and the worker serving those queues delivers it.
+func TestDLQRetryEnqueuesAsServe(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"HOOKD_RETRY_SCHEDULE":    "10ms,10ms,10ms",
+		"HOOKD_DELIVERY_TIMEOUT":  "40s",
+		"HOOKD_SHUTDOWN_TIMEOUT":  "40s",
+		"HOOKD_CIRCUIT_THRESHOLD": "1000",
+	}
+	const (
+		wantMaxRetry = 3 + 1                           // the schedule's retries, and the deliverer's spare
+		wantTimeout  = 40*time.Second + 15*time.Second // the delivery timeout and serve's margin
+	)
+	h := start(t, env)
+	recv, ok := switchable(t)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
+	h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": 1}})
+	var id string
+	waitFor(t, "the delivery to fail", func() bool {
+		err := h.db.NewSelect().Table("deliveries").Column("id").
+			Where("app_id = ? AND status = 'failed'", appID).Scan(t.Context(), &id)
+		return err == nil
+	})
+	deliveries := h.queues[1]
+	ins := asynq.NewInspectorFromRedisClient(h.rdb)
+	waitFor(t, "its task to be archived", func() bool {
+		info, err := ins.GetTaskInfo(deliveries, id)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	if n := len(recv.got()); n != wantMaxRetry {
+		t.Fatalf("receiver got %d requests before the retry, want %d (the first attempt and 3 retries)", n, wantMaxRetry)
+	}
+	ok.Store(true)
+
+	// Hold the delivery queue, so that the task is read before a worker
+	// takes it.
+	if err := ins.PauseQueue(deliveries); err != nil {
+		t.Fatal(err)
+	}
+	env["HOOKD_DATABASE_URL"] = accDatabaseURL(t, h)
+	env["HOOKD_REDIS_URL"] = testRedisURL(t)
+	var out bytes.Buffer
+	queue := tasks.QueueConfig{Events: h.queues[0], Deliveries: deliveries}
+	if err := app.DLQ(t.Context(), []string{"retry", id}, func(k string) string { return env[k] }, &out, slog.New(slog.DiscardHandler), queue); err != nil {
+		t.Fatalf("dlq retry: %v", err)
+	}
+	if !strings.Contains(out.String(), "retried 1 of 1") {
+		t.Errorf("dlq retry printed %q", out.String())
+	}
+	info, err := ins.GetTaskInfo(deliveries, id)
+	if err != nil {
+		t.Fatalf("no task of %s in the delivery queue %s after dlq retry: %v", id, deliveries, err)
+	}
+	if info.State != asynq.TaskStatePending || info.MaxRetry != wantMaxRetry || info.Timeout != wantTimeout || !info.Deadline.IsZero() {
+		t.Errorf("dlq retry enqueued %s, max retry %d, timeout %s, deadline %v; want pending, %d, %s and none",
+			info.State, info.MaxRetry, info.Timeout, info.Deadline, wantMaxRetry, wantTimeout)
+	}
+
+	if err := ins.UnpauseQueue(deliveries); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delivery to succeed", func() bool { return h.deliveryStatus(id) == "succeeded" })
+	got := recv.got()
+	if len(got) != wantMaxRetry+1 {
+		t.Fatalf("receiver got %d requests, want %d (the retried dead letter last)", len(got), wantMaxRetry+1)
+	}
+	if first, last := got[0].header.Get("webhook-id"), got[len(got)-1].header.Get("webhook-id"); first == "" || last != first {
+		t.Errorf("retried delivery's webhook-id %q, want the first attempt's %q", last, first)
 	}
 }

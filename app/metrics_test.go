@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"io"
 	"net/http"
 	"testing"
 
@@ -130,4 +131,44 @@ func TestMetricsFollowRealDeliveries(t *testing.T) {
 	if n := h.metricValue("hookd_dead_letters_replayed_total", nil); n != 1 {
 		t.Errorf("hookd_dead_letters_replayed_total = %v, want 1", n)
 	}
+}
+
+// TestPprof checks that Go's profiles are served on the metrics listener
+// only with HOOKD_PPROF=true: they need no key.
+func TestPprof(t *testing.T) {
+	t.Parallel()
+
+	get := func(t *testing.T, h *harness, path string) int {
+		t.Helper()
+		resp, err := http.Get(h.metricsBase + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	paths := []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/symbol"}
+
+	t.Run("OffByDefault", func(t *testing.T) {
+		t.Parallel()
+		h := start(t, nil)
+		for _, p := range paths {
+			if code := get(t, h, p); code != http.StatusNotFound {
+				t.Errorf("GET %s without HOOKD_PPROF = %d, want 404", p, code)
+			}
+		}
+		if code := get(t, h, "/metrics"); code != http.StatusOK {
+			t.Errorf("GET /metrics = %d, want 200", code)
+		}
+	})
+	t.Run("OnRequest", func(t *testing.T) {
+		t.Parallel()
+		h := start(t, map[string]string{"HOOKD_PPROF": "true"})
+		for _, p := range paths {
+			if code := get(t, h, p); code != http.StatusOK {
+				t.Errorf("GET %s with HOOKD_PPROF=true = %d, want 200", p, code)
+			}
+		}
+	})
 }

@@ -116,6 +116,82 @@ func TestAsynqmonRunsADeadLetter(t *testing.T) {
 	}
 }
 
+// TestAsynqmonRefusesCrossSiteActions checks that Asynqmon's actions refuse
+// the requests another site's page can make a browser send, with the basic
+// credentials it keeps for hookd, and that nothing changes: a body-less
+// POST used to pause a queue. Asynqmon's own pages, and clients that are
+// not browsers (no Origin, no Sec-Fetch-Site), keep working.
+func TestAsynqmonRefusesCrossSiteActions(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	// A published event makes the fan-out queue known to asynq.
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	h.mustCreate("/v1/apps/"+appID+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": 1}})
+	queue := h.queues[0]
+	ins := asynq.NewInspectorFromRedisClient(h.rdb)
+	waitFor(t, "the fan-out queue to exist", func() bool {
+		_, err := ins.GetQueueInfo(queue)
+		return err == nil
+	})
+	paused := func() bool {
+		t.Helper()
+		info, err := ins.GetQueueInfo(queue)
+		if err != nil {
+			t.Fatalf("queue %s: %v", queue, err)
+		}
+		return info.Paused
+	}
+	pause := func(headers map[string]string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.base+"/monitoring/api/queues/"+queue+":pause", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth("operator", adminKey)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST pause: %v", err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Content-Type")
+	}
+
+	self := h.base // http://127.0.0.1:port, Asynqmon's own origin
+	for name, headers := range map[string]map[string]string{
+		"CrossSite":         {"Sec-Fetch-Site": "cross-site", "Origin": "https://attacker.example"},
+		"SameSite":          {"Sec-Fetch-Site": "same-site", "Origin": "http://other.127.0.0.1.example"},
+		"CrossSiteNoOrigin": {"Sec-Fetch-Site": "cross-site"},
+		"ForeignOrigin":     {"Origin": "https://attacker.example"}, // a browser without Sec-Fetch-Site
+		"NullOrigin":        {"Origin": "null"},                     // a sandboxed frame
+	} {
+		code, ctype := pause(headers)
+		if code != http.StatusForbidden || ctype != "application/problem+json" {
+			t.Errorf("%s: POST pause = %d %s, want 403 application/problem+json", name, code, ctype)
+		}
+		if paused() {
+			t.Fatalf("%s: the queue was paused by a cross-site request", name)
+		}
+	}
+	for name, headers := range map[string]map[string]string{
+		"SameOrigin":  {"Sec-Fetch-Site": "same-origin", "Origin": self},
+		"OwnOrigin":   {"Origin": self}, // a browser without Sec-Fetch-Site
+		"NotABrowser": nil,
+	} {
+		if code, _ := pause(headers); code != http.StatusNoContent {
+			t.Errorf("%s: POST pause = %d, want 204", name, code)
+		}
+		if !paused() {
+			t.Errorf("%s: the queue is not paused", name)
+		}
+		if err := ins.UnpauseQueue(queue); err != nil {
+			t.Fatalf("unpause %s: %v", queue, err)
+		}
+	}
+}
+
 // chromium returns the path of a Chromium, installed by deploy/chromium.sh
 // when missing. It skips the test where none can be installed.
 func chromium(t *testing.T) string {

@@ -17,7 +17,7 @@ import (
 	"github.com/hookd/hookd/outbox/outboxtest"
 )
 
-const fuzzKey = "fuzz-admin-key"
+const fuzzKey = "fuzz-admin-key-0123456789"
 
 // FuzzRequestDecoding sends arbitrary bodies to every operation that takes
 // one: whatever the bytes, the answer is a success or a 4xx problem, never

@@ -48,8 +48,21 @@ func (m *httpMetrics) observe(ctx huma.Context, next func(huma.Context)) {
 // monitoring guards Asynqmon: it needs an admin key, as the password of
 // HTTP basic auth (any user name, so that browsers prompt for it) or as a
 // bearer token. App-scoped keys are refused: Asynqmon shows every app.
+//
+// A browser sends the basic credentials it keeps for hookd with any request
+// to it, including one another site's page makes it send. So Asynqmon's
+// actions (every method but GET, HEAD and OPTIONS: run, delete, archive,
+// pause) are refused with a 403 when the browser says the request is not
+// from hookd's own pages: Sec-Fetch-Site other than same-origin or none (an
+// address typed or bookmarked), or, from a browser that does not send it,
+// an Origin whose host is not the request's Host. Requests with neither
+// header (curl, scripts) are not a browser's and pass.
 func (s *Server) monitoring(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, newProblem(http.StatusForbidden, "forbidden", "cross-origin request refused: Asynqmon's actions are taken from its own pages only"))
+	}))
+	return csrf.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
 			_, key, _ = r.BasicAuth()
@@ -60,7 +73,7 @@ func (s *Server) monitoring(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // isAdmin reports whether key is an admin key: HOOKD_ADMIN_API_KEY or a

@@ -63,7 +63,8 @@ type Config struct {
 	// too (default: 4 pollers, concurrency 50, 10ms check interval).
 	Worker WorkerLayout
 	// ProfileDir, when set, receives a CPU and a heap profile of hookd
-	// taken during the fanout10 scenario.
+	// taken during the fanout10 scenario (hookd then runs with
+	// HOOKD_PPROF=true).
 	ProfileDir string
 	// DeliveryTimeout is hookd's HOOKD_DELIVERY_TIMEOUT in the bench
 	// (default 3s, shorter than hookd's own default so that the noisy
@@ -208,11 +209,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		return nil, err
 	}
 	defer recv.Close()
-	h, err := startHookd(ctx, cfg.Binary, append([]string{
+	env := []string{
 		"HOOKD_DATABASE_URL=" + dbURL,
 		"HOOKD_REDIS_URL=" + cfg.RedisURL,
 		"HOOKD_DELIVERY_TIMEOUT=" + cfg.DeliveryTimeout.String(),
-	}, cfg.Env...), log)
+	}
+	if cfg.ProfileDir != "" {
+		// hookd serves /debug/pprof/ only when asked to.
+		env = append(env, "HOOKD_PPROF=true")
+	}
+	h, err := startHookd(ctx, cfg.Binary, append(env, cfg.Env...), log)
 	if err != nil {
 		return nil, err
 	}

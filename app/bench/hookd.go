@@ -22,7 +22,7 @@ import (
 )
 
 // adminKey is the throwaway admin API key of the bench's hookd.
-const adminKey = "bench-admin-key"
+const adminKey = "bench-admin-key-0123456789"
 
 // hookd is the hookd process under test.
 type hookd struct {

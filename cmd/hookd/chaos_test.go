@@ -254,7 +254,7 @@ func (c *chaosRun) dropEndpoint(i int) {
 	c.endpointIDs = slices.Delete(c.endpointIDs, i, i+1)
 }
 
-const chaosKey = "chaos-admin-key"
+const chaosKey = "chaos-admin-key-0123456789"
 
 // chaosProcesses are a scenario's processes; their roles follow from
 // their names.

@@ -59,6 +59,25 @@ func TestVersionAndBadConfig(t *testing.T) {
 	if !strings.Contains(stderr.String(), "HOOKD_ALLOW_PRIVATE_TARGETS") {
 		t.Errorf("error does not name the variable: %s", stderr.String())
 	}
+
+	// A short admin key is refused before anything starts. Should it not
+	// be, the unreachable database makes hookd exit all the same.
+	const shortKey = "8charkey"
+	cmd = exec.Command(bin, "serve", "--http-addr=127.0.0.1:0", "--metrics-addr=off")
+	cmd.Env = append(os.Environ(),
+		"HOOKD_ADMIN_API_KEY="+shortKey,
+		"HOOKD_DATABASE_URL=postgres://hookd@127.0.0.1:1/hookd?sslmode=disable",
+		"HOOKD_REDIS_URL=redis://127.0.0.1:1/0",
+	)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+		t.Errorf("serve with an 8-character admin key: %v, want exit status 1", err)
+	}
+	if got := stderr.String(); !strings.Contains(got, "HOOKD_ADMIN_API_KEY") || !strings.Contains(got, "at least 24 characters") || strings.Contains(got, shortKey) {
+		t.Errorf("serve with an 8-character admin key said %q, want an error naming HOOKD_ADMIN_API_KEY and its minimum, without the key", got)
+	}
 }
 
 // TestServe runs the real binary through the README walk-through: create an
@@ -90,7 +109,7 @@ func TestServe(t *testing.T) {
 	}))
 	defer recv.Close()
 
-	const key = "binary-test-key"
+	const key = "binary-test-key-0123456789"
 	cmd := exec.Command(bin, "serve", "--http-addr=127.0.0.1:0", "--metrics-addr=127.0.0.1:0")
 	cmd.Env = append(os.Environ(),
 		"HOOKD_DATABASE_URL="+dbURL,

@@ -477,7 +477,7 @@ func TestPrometheusEvaluatesDashboardAndAlerts(t *testing.T) {
 	defer gone.Close()
 
 	// hookd, every role, on ports of its choosing: the logs tell which.
-	const key = "observability-test-key"
+	const key = "observability-test-key-01"
 	addrs := make(chan [2]string, 4)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(),

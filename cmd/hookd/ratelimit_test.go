@@ -176,7 +176,7 @@ func TestRateLimitAcrossWorkerProcesses(t *testing.T) {
 	const (
 		events    = 120
 		perSecond = 20
-		key       = "rate-limit-test-key"
+		key       = "rate-limit-test-key-01234"
 	)
 	bin := build(t)
 	dbURL := outboxtest.SchemaURL(t) // one schema for both processes
