@@ -35,8 +35,10 @@ type Endpoint struct {
 	Description string   `bun:"description,notnull" json:"description"`
 	EventTypes  []string `bun:"event_types,array,notnull" json:"event_types"`
 	// Filter selects, by payload, the events the endpoint receives; null
-	// receives all of its event types.
-	Filter         json.RawMessage   `bun:"filter,type:json,nullzero" json:"filter"`
+	// receives all of its event types. It is stored as validated: without
+	// a type:json tag, which would make bun re-encode it (escaping HTML
+	// characters, rewriting \u0000).
+	Filter         json.RawMessage   `bun:"filter,nullzero" json:"filter"`
 	Headers        map[string]string `bun:"headers,type:jsonb,notnull" json:"headers"`
 	RateLimit      *int              `bun:"rate_limit" json:"rate_limit"`
 	Disabled       bool              `bun:"disabled,notnull" json:"disabled"`
