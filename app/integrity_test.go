@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -10,6 +11,104 @@ import (
 // The integrity tests check that payloads arrive exactly as published and
 // that inputs get a defined answer. Their helpers carry an itg prefix so
 // that they cannot clash with other tests of the package.
+
+// itgCompact returns the JSON text s without insignificant whitespace,
+// escapes and characters untouched (json.Compact escapes nothing).
+func itgCompact(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		t.Fatalf("compact %s: %v", s, err)
+	}
+	return b.String()
+}
+
+// itgData returns the data member of a webhook body, as its bytes.
+func itgData(t *testing.T, body []byte) string {
+	t.Helper()
+	var w struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &w); err != nil {
+		t.Fatalf("decode webhook %s: %v", body, err)
+	}
+	return string(w.Data)
+}
+
+// TestPayloadArrivesAsPublished publishes, through the API, a payload
+// holding a NUL, HTML characters, line separators, escapes and non-ASCII
+// text: the webhook's data and the API's event are that payload, less its
+// insignificant whitespace, on the first attempt and on the retry, and the
+// signature verifies. A click's link.clicked keeps the & and < of its URL
+// and user agent.
+func TestPayloadArrivesAsPublished(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	recv := newReceiver(t, func(n int) int {
+		if n == 0 {
+			return http.StatusInternalServerError // the retry must carry the same bytes
+		}
+		return http.StatusNoContent
+	})
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL + "/hook"})
+
+	payload := "{ \"nul\": \"a\\u0000b\", \"literal\": \"\\\\u0000\", \"html\": \"<a href=\\\"/x?a=1&b=2\\\">&amp;</a>\",\n" +
+		"  \"escaped\": \"\\u003c\\u0026\\/\", \"ls\": \"\u2028\u2029\", \"text\": \"żółw 🐢\" }"
+	want := itgCompact(t, payload)
+	code, b, _ := resDo(h, http.MethodPost, "/v1/apps/"+appID+"/events", `{"type":"order.paid","payload":`+payload+`}`)
+	if code != http.StatusCreated {
+		t.Fatalf("publish = %d %s, want 201", code, b)
+	}
+	var ev struct {
+		ID      string          `json:"id"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	resDecode(t, b, &ev)
+	if string(ev.Payload) != want {
+		t.Errorf("published event's payload = %s, want %s", ev.Payload, want)
+	}
+
+	waitFor(t, "the event's retry", func() bool { return len(recv.got()) == 2 })
+	got := recv.got()
+	for i, w := range got {
+		if data := itgData(t, w.body); data != want {
+			t.Errorf("webhook %d: data = %s, want %s", i, data, want)
+		}
+		if err := accVerify(t, ep.Secret, w); err != nil {
+			t.Errorf("webhook %d: signature: %v", i, err)
+		}
+	}
+	if !bytes.Equal(got[0].body, got[1].body) {
+		t.Errorf("the retry's body differs:\n%s\n%s", got[0].body, got[1].body)
+	}
+	resMust(h, http.MethodGet, "/v1/apps/"+appID+"/events/"+ev.ID, "", http.StatusOK, &ev)
+	if string(ev.Payload) != want {
+		t.Errorf("GET event: payload = %s, want %s", ev.Payload, want)
+	}
+
+	link := h.mustCreate("/v1/apps/"+appID+"/links", map[string]any{"url": "https://example.com/search?q=a&b=%3C"})
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, h.base+"/r/"+link.Code, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("User-Agent", "agent <1.0> & co")
+	resp, err := h.noRedir.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	waitFor(t, "the link.clicked webhook", func() bool { return len(recv.got()) == 3 })
+	click := recv.got()[2]
+	for _, s := range []string{`"url":"https://example.com/search?q=a&b=%3C"`, `"user_agent":"agent <1.0> & co"`} {
+		if !bytes.Contains(click.body, []byte(s)) {
+			t.Errorf("link.clicked body %s lacks %s", click.body, s)
+		}
+	}
+	if err := accVerify(t, ep.Secret, click); err != nil {
+		t.Errorf("link.clicked signature: %v", err)
+	}
+}
 
 // TestFilterKeepsItsEscapes: an endpoint filter on a string holding a NUL
 // matches the events whose payload holds that string: the filter is stored
