@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -141,5 +142,56 @@ func TestFilterKeepsItsEscapes(t *testing.T) {
 	})
 	if n := h.count(`SELECT count(*) FROM deliveries WHERE event_id = ?`, miss); n != 0 {
 		t.Errorf("the event whose string is a\\u0000b as text matched the filter (%d deliveries)", n)
+	}
+}
+
+// TestBodyLimitsAreInclusive: a body of exactly the limit is read (262,144
+// bytes for events, 131,072 for event types, 65,536 for the other routes),
+// one byte more is a 413 problem naming the limit.
+func TestBodyLimitsAreInclusive(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	// padded returns the JSON object head+tail with a string member of
+	// padding making it n bytes long.
+	padded := func(head, tail string, n int) string {
+		return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
+	}
+	for _, tc := range []struct {
+		name, path string
+		limit      int
+		body       func(n int) string
+		created    int
+	}{
+		{"Event", "/v1/apps/" + appID + "/events", 262144, func(n int) string {
+			return padded(`{"type":"order.paid","payload":{"pad":"`, `"}}`, n)
+		}, http.StatusCreated},
+		{"App", "/v1/apps", 65536, func(n int) string {
+			// Whitespace after the object: the body's size alone counts.
+			b := `{"name":"acme"}`
+			return b + strings.Repeat(" ", n-len(b))
+		}, http.StatusCreated},
+		{"EventType", "/v1/event-types", 131072, func(n int) string {
+			b := `{"name":"order.padded"}`
+			return b + strings.Repeat("\n", n-len(b))
+		}, http.StatusCreated},
+	} {
+		body := tc.body(tc.limit)
+		if len(body) != tc.limit {
+			t.Fatalf("%s: body of %d bytes, want %d", tc.name, len(body), tc.limit)
+		}
+		code, b, _ := resDo(h, http.MethodPost, tc.path, body)
+		if code == http.StatusRequestEntityTooLarge {
+			t.Errorf("%s: a body of exactly %d bytes = %d %s, want it read", tc.name, tc.limit, code, b)
+		} else if code != tc.created {
+			t.Errorf("%s: a body of exactly %d bytes = %d %s, want %d", tc.name, tc.limit, code, b, tc.created)
+		}
+		code, b, hdr := resDo(h, http.MethodPost, tc.path, tc.body(tc.limit+1))
+		resCheckProblem(t, tc.name+"OneByteOver", code, b, hdr, http.StatusRequestEntityTooLarge, "")
+		var p resProblem
+		_ = json.Unmarshal(b, &p)
+		if p.Type != "urn:hookd:problem:too-large" || !strings.Contains(p.Detail, strconv.Itoa(tc.limit)+" bytes") {
+			t.Errorf("%s: one byte over: problem %s, want too-large naming the limit of %d bytes", tc.name, b, tc.limit)
+		}
 	}
 }
