@@ -195,3 +195,56 @@ func TestBodyLimitsAreInclusive(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterParametersRefused: a list filter that Postgres cannot compare
+// (a NUL or invalid UTF-8 in a name or ID, a time before year 1 in UTC) is
+// a 422 problem on its parameter, in a query or in a bulk retry's body, and
+// logs no error.
+func TestFilterParametersRefused(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	events, deliveries := "/v1/apps/"+appID+"/events", "/v1/apps/"+appID+"/deliveries"
+	const year0 = "0000-01-01T00:00:00Z"
+	for _, tc := range []struct {
+		name, method, path, body, field string
+	}{
+		{"EventsTypeNUL", http.MethodGet, events + "?type=a%00b", "", "type"},
+		{"EventsTypeInvalidUTF8", http.MethodGet, events + "?type=%FF", "", "type"},
+		{"EventsSinceYear0", http.MethodGet, events + "?since=" + year0, "", "since"},
+		{"EventsUntilYear0", http.MethodGet, events + "?until=" + year0, "", "until"},
+		{"DeliveriesEndpointNUL", http.MethodGet, deliveries + "?endpoint_id=%00", "", "endpoint_id"},
+		{"DeliveriesEventNUL", http.MethodGet, deliveries + "?event_id=evt_%00", "", "event_id"},
+		{"DeliveriesEventTypeNUL", http.MethodGet, deliveries + "?event_type=%00", "", "event_type"},
+		{"DeliveriesEventTypeInvalidUTF8", http.MethodGet, deliveries + "?event_type=a%C3", "", "event_type"},
+		{"DeliveriesSinceYear0", http.MethodGet, deliveries + "?since=" + year0, "", "since"},
+		// Year 1 at +01:00 is year 0 in UTC.
+		{"DeliveriesUntilYear0InUTC", http.MethodGet, deliveries + "?until=0001-01-01T00:30:00%2B01:00", "", "until"},
+		{"DeadLettersEndpointNUL", http.MethodGet, "/v1/dead-letters?endpoint_id=%00", "", "endpoint_id"},
+		{"DeadLettersEventTypeNUL", http.MethodGet, "/v1/dead-letters?event_type=%00", "", "event_type"},
+		{"DeadLettersSinceYear0", http.MethodGet, "/v1/dead-letters?since=" + year0, "", "since"},
+		{"DeadLettersUntilYear0", http.MethodGet, "/v1/dead-letters?until=" + year0, "", "until"},
+		{"BulkRetryEndpointNUL", http.MethodPost, "/v1/dead-letters/retry", `{"endpoint_id":"a\u0000"}`, "endpoint_id"},
+		{"BulkRetryEventTypeNUL", http.MethodPost, "/v1/dead-letters/retry", `{"event_type":"\u0000"}`, "event_type"},
+		{"BulkRetrySinceYear0", http.MethodPost, "/v1/dead-letters/retry", `{"since":"` + year0 + `"}`, "since"},
+	} {
+		code, b, hdr := resDo(h, tc.method, tc.path, tc.body)
+		resCheckProblem(t, tc.name, code, b, hdr, http.StatusUnprocessableEntity, tc.field)
+	}
+	if n := h.count(`SELECT count(*) FROM dead_letter_retries`); n != 0 {
+		t.Errorf("refused bulk retries started %d jobs", n)
+	}
+	// The bounds themselves are fine.
+	for _, path := range []string{
+		events + "?since=0001-01-01T00:00:01Z&until=9999-12-31T23:59:59Z&type=order.paid",
+		deliveries + "?since=0001-01-01T00:00:00.5Z&endpoint_id=ep_x&event_type=é",
+		"/v1/dead-letters?since=0001-01-01T00:00:01Z",
+	} {
+		if code, b, _ := resDo(h, http.MethodGet, path, ""); code != http.StatusOK {
+			t.Errorf("GET %s = %d %s, want 200", path, code, b)
+		}
+	}
+	if h.logs.contains("level=ERROR") {
+		t.Errorf("refused filters logged an error")
+	}
+}

@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -245,10 +246,22 @@ type EventFilter struct {
 	Since, Until time.Time
 }
 
+// check refuses a filter Postgres cannot compare, naming its field.
+func (f EventFilter) check() error {
+	return cmp.Or(
+		resource.FilterText("type", f.Type),
+		resource.FilterTime("since", f.Since),
+		resource.FilterTime("until", f.Until),
+	)
+}
+
 // Events lists the events of app appID, newest first.
 func (s *Store) Events(ctx context.Context, appID string, f EventFilter, q resource.PageQuery) (resource.Page[Event], error) {
 	after, err := q.Key()
 	if err != nil {
+		return resource.Page[Event]{}, err
+	}
+	if err := f.check(); err != nil {
 		return resource.Page[Event]{}, err
 	}
 	if err := s.appExists(ctx, appID); err != nil {
