@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hookd/hookd/outbox"
+	"github.com/hookd/hookd/tasks/signature"
 )
 
 // The integrity tests check that payloads arrive exactly as published and
@@ -34,6 +37,31 @@ func itgData(t *testing.T, body []byte) string {
 		t.Fatalf("decode webhook %s: %v", body, err)
 	}
 	return string(w.Data)
+}
+
+// itgPlantEndpoint writes an endpoint of appID for url, with headers and a
+// signing secret, straight into Postgres, as an endpoint stored by an
+// earlier hookd or a changed DNS answer would leave it: no check of the
+// API applies. It returns the endpoint's ID.
+func itgPlantEndpoint(h *harness, appID, url string, headers map[string]string) string {
+	h.t.Helper()
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	hdrs, err := json.Marshal(headers)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	id := outbox.NewID("ep")
+	if _, err := h.db.NewRaw(`INSERT INTO endpoints (id, app_id, url, headers) VALUES (?, ?, ?, ?::jsonb)`,
+		id, appID, url, string(hdrs)).Exec(h.t.Context()); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.db.NewRaw(`INSERT INTO endpoint_secrets (endpoint_id, secret) VALUES (?, ?)`,
+		id, signature.NewSecret()).Exec(h.t.Context()); err != nil {
+		h.t.Fatal(err)
+	}
+	return id
 }
 
 // TestPayloadArrivesAsPublished publishes, through the API, a payload

@@ -325,10 +325,12 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 	case r.cfg.AllowPrivateTargets:
 		return nil
 	}
+	// A refusal names no address: what a host resolves to would map the
+	// operator's network for the tenant.
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if !delivery.IsPublic(addr) {
-			return resource.Invalid("url", "%s is not a public address (private targets are not allowed)", addr)
+			return resource.Invalid("url", "target not allowed: the host is not a public address (private targets are not allowed)")
 		}
 		return nil
 	}
@@ -340,7 +342,7 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 	}
 	for _, a := range addrs {
 		if !delivery.IsPublic(a) {
-			return resource.Invalid("url", "%s resolves to %s, not a public address (private targets are not allowed)", host, a.Unmap())
+			return resource.Invalid("url", "target not allowed: the host does not resolve to public addresses only (private targets are not allowed)")
 		}
 	}
 	return nil
