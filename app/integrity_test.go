@@ -276,3 +276,47 @@ func TestFilterParametersRefused(t *testing.T) {
 		t.Errorf("refused filters logged an error")
 	}
 }
+
+// TestEndpointHeadersAllowList: an endpoint's custom headers may be any
+// header but those the README refuses (the Content- prefix, hop-by-hop and
+// connection headers, request control, hookd's own), on creation and on
+// update; one stored before it was refused is not sent.
+func TestEndpointHeadersAllowList(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	recv := newReceiver(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	base := "/v1/apps/" + appID + "/endpoints"
+	ep := h.mustCreate(base, map[string]any{"url": recv.URL})
+	for _, name := range []string{
+		"Content-Range", "Content-Disposition", "Content-Language", "content-location", "Content-Type",
+		"Expect", "Http2-Settings", "HTTP2-Settings", "Max-Forwards", "Host",
+		"Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization",
+		"User-Agent", "webhook-id",
+	} {
+		headers := `{"headers":{"X-Fine":"1",` + strconv.Quote(name) + `:"v"}}`
+		code, b, hdr := resDo(h, http.MethodPost, base, `{"url":"`+recv.URL+`",`+headers[1:])
+		resCheckProblem(t, "Create"+name, code, b, hdr, http.StatusUnprocessableEntity, "headers")
+		code, b, hdr = resDo(h, http.MethodPatch, base+"/"+ep.ID, headers)
+		resCheckProblem(t, "Update"+name, code, b, hdr, http.StatusUnprocessableEntity, "headers")
+	}
+	if n := h.count(`SELECT count(*) FROM endpoints WHERE app_id = ?`, appID); n != 1 {
+		t.Errorf("%d endpoints after refused creations, want 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM endpoints WHERE headers <> '{}'`); n != 0 {
+		t.Errorf("refused updates wrote headers to %d endpoints", n)
+	}
+	allowed := `{"headers":{"Authorization":"Bearer t","X-Api-Key":"k","Idempotency-Key":"i","Accept":"application/json"}}`
+	if code, b, _ := resDo(h, http.MethodPatch, base+"/"+ep.ID, allowed); code != http.StatusOK {
+		t.Errorf("PATCH with allowed headers = %d %s, want 200", code, b)
+	}
+
+	// Stored before the rule: sent without the refused headers.
+	planted := newReceiver(t, nil)
+	itgPlantEndpoint(h, appID, planted.URL, map[string]string{"Content-Language": "fr", "Expect": "100-continue", "X-Kept": "yes"})
+	id := dlvPublish(h, appID, "order.paid")
+	w := accWebhook(t, planted, id)
+	if w.header.Get("X-Kept") != "yes" || w.header.Get("Content-Language") != "" || w.header.Get("Expect") != "" {
+		t.Errorf("planted endpoint got headers %v, want X-Kept and neither Content-Language nor Expect", w.header)
+	}
+}

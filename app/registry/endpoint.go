@@ -388,15 +388,9 @@ func validFilter(raw json.RawMessage) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
-// reservedHeaders may not be set per endpoint: hop-by-hop headers, those
-// that frame the body, and those that hookd sets itself.
-var reservedHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
-	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Host": true, "Content-Length": true, "Content-Type": true, "Content-Encoding": true, "User-Agent": true,
-}
-
-// validHeaders checks custom headers and returns them with canonical names.
+// validHeaders checks custom headers and returns them with canonical names:
+// valid names that delivery.CustomHeaderAllowed allows, with values free of
+// control characters.
 func validHeaders(in map[string]string) (map[string]string, error) {
 	if len(in) > maxHeaders {
 		return nil, resource.Invalid("headers", "must have at most %d headers", maxHeaders)
@@ -407,8 +401,9 @@ func validHeaders(in map[string]string) (map[string]string, error) {
 		switch {
 		case !validHeaderName(name):
 			return nil, resource.Invalid("headers", "%q is not a valid header name", name)
-		case reservedHeaders[canon] || strings.HasPrefix(canon, "Webhook-"):
-			return nil, resource.Invalid("headers", "%s is set by hookd or is hop-by-hop and cannot be overridden", canon)
+		case !delivery.CustomHeaderAllowed(canon):
+			return nil, resource.Invalid("headers", "%s is not allowed: Content-*, Proxy-*, Webhook-*, hop-by-hop headers, "+
+				"Host, Expect, Max-Forwards and User-Agent are refused", canon)
 		case len(value) > maxHeaderValue || strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
 			return nil, resource.Invalid("headers", "value of %s must be at most %d characters, without control characters", canon, maxHeaderValue)
 		}

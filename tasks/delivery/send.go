@@ -60,7 +60,9 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p tasks.DeliverPayloa
 		return a, nil
 	}
 	for name, value := range ep.Headers {
-		req.Header.Set(name, value)
+		if CustomHeaderAllowed(name) { // one stored before it was refused is left out
+			req.Header.Set(name, value)
+		}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
