@@ -525,17 +525,14 @@ func TestDialTimeGuardRefusesPrivateTargets(t *testing.T) {
 	h := start(t, map[string]string{"HOOKD_ALLOW_PRIVATE_TARGETS": "false"})
 	recv := newReceiver(t, nil)
 	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
-	epID := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": "https://93.184.215.14/hook"}).ID
-	if _, err := h.db.NewRaw(`UPDATE endpoints SET url = ? WHERE id = ?`, recv.URL, epID).Exec(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	itgPlantEndpoint(h, appID, recv.URL, nil)
 	link := h.mustCreate("/v1/apps/"+appID+"/links", map[string]any{"url": "https://example.com"})
 	h.click(link.Code)
 
 	waitFor(t, "the refused attempts to dead-letter", func() bool {
 		return h.count(`SELECT count(*) FROM deliveries WHERE status = 'failed'`) == 1
 	})
-	if n := h.count(`SELECT count(*) FROM delivery_attempts WHERE error LIKE '%forbidden target address%' AND status_code IS NULL`); n != 3 {
+	if n := h.count(`SELECT count(*) FROM delivery_attempts WHERE error LIKE 'target not allowed%' AND status_code IS NULL`); n != 3 {
 		t.Errorf("%d attempts record the refusal, want 3", n)
 	}
 	if n := len(recv.got()); n != 0 {

@@ -475,7 +475,8 @@ func dlvHeapAlloc() uint64 {
 // TestHostnameResolvingToLoopbackRefused: with private targets refused, a
 // URL whose host name resolves to loopback is refused when set through the
 // API, and, planted in the database as a changed DNS answer would, refused
-// again when hookd connects.
+// again when hookd connects. Neither refusal tells the app what the host
+// resolves to; the worker's log tells the operator.
 func TestHostnameResolvingToLoopbackRefused(t *testing.T) {
 	t.Parallel()
 	h := start(t, map[string]string{"HOOKD_ALLOW_PRIVATE_TARGETS": "false"})
@@ -486,36 +487,62 @@ func TestHostnameResolvingToLoopbackRefused(t *testing.T) {
 	}
 	local := "http://localhost:" + port + "/hook"
 	appID := dlvApp(h)
+	addresses := []string{"127.0.0.1", "::1", "[::1]"}
+	namesAddress := func(s string) bool {
+		return slices.ContainsFunc(addresses, func(a string) bool { return strings.Contains(s, a) })
+	}
 
-	checkRefused := func(name string, code int, body []byte) {
+	checkRefused := func(name, url string, code int, body []byte) {
 		t.Helper()
 		var p struct {
 			Field  string `json:"field"`
 			Detail string `json:"detail"`
 		}
 		_ = json.Unmarshal(body, &p)
-		if code != http.StatusUnprocessableEntity || p.Field != "url" || !strings.Contains(p.Detail, "localhost") {
-			t.Errorf("%s with %s = %d %s, want 422 on url", name, local, code, body)
+		if code != http.StatusUnprocessableEntity || p.Field != "url" || !strings.Contains(p.Detail, "target not allowed") {
+			t.Errorf("%s with %s = %d %s, want 422 on url, target not allowed", name, url, code, body)
+		}
+		if namesAddress(p.Detail) {
+			t.Errorf("%s with %s: detail %q names the address", name, url, p.Detail)
 		}
 	}
-	code, body := dlvDo(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"`+local+`"}`)
-	checkRefused("create", code, body)
-	epID := dlvAddEndpoint(h, appID, "https://93.184.215.14/hook")
-	code, body = dlvDo(h, http.MethodPatch, "/v1/apps/"+appID+"/endpoints/"+epID, `{"url":"`+local+`"}`)
-	checkRefused("update", code, body)
+	for _, u := range []string{local, recv.URL + "/hook"} {
+		code, body := dlvDo(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"`+u+`"}`)
+		checkRefused("create", u, code, body)
+	}
+	epID := itgPlantEndpoint(h, appID, "http://127.0.0.1:"+port+"/planted", nil)
+	code, body := dlvDo(h, http.MethodPatch, "/v1/apps/"+appID+"/endpoints/"+epID, `{"url":"`+local+`"}`)
+	checkRefused("update", local, code, body)
 
 	if _, err := h.db.NewRaw(`UPDATE endpoints SET url = ? WHERE id = ?`, local, epID).Exec(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	ev := dlvPublish(h, appID, "order.created")
-	d := dlvWaitStatus(h, appID, dlvDeliveryID(h, ev, epID), "failed")
+	dlvID := dlvDeliveryID(h, ev, epID)
+	d := dlvWaitStatus(h, appID, dlvID, "failed")
 	if d.AttemptCount != 3 || len(d.Attempts) != 3 {
 		t.Errorf("delivery = %+v, want failed after 3 attempts", d)
 	}
 	for i, a := range d.Attempts {
-		if a.ErrorClass != "ssrf_blocked" || a.StatusCode != nil || a.Error == nil || !strings.Contains(*a.Error, "forbidden target address") {
+		if a.ErrorClass != "ssrf_blocked" || a.StatusCode != nil || a.Error == nil || !strings.Contains(*a.Error, "target not allowed") {
 			t.Errorf("attempt %d = %+v, want refused as ssrf_blocked", i, a)
 		}
+		if a.Error != nil && namesAddress(*a.Error) {
+			t.Errorf("attempt %d: error %q names the address", i, *a.Error)
+		}
+	}
+	if d.LastError == nil || namesAddress(*d.LastError) {
+		t.Errorf("delivery last_error = %v, want one naming no address", d.LastError)
+	}
+	_, dl, _ := resDo(h, http.MethodGet, "/v1/dead-letters?app_id="+appID, "")
+	if !strings.Contains(string(dl), dlvID) || namesAddress(string(dl)) {
+		t.Errorf("dead letters = %s, want the delivery, naming no address", dl)
+	}
+	if ep := dlvGetEndpoint(h, appID, epID); ep.DisabledReason != nil && namesAddress(*ep.DisabledReason) {
+		t.Errorf("endpoint disabled_reason %q names the address", *ep.DisabledReason)
+	}
+	if !h.logs.contains("delivery target refused") || !h.logs.contains("forbidden target address: 127.0.0.1") && !h.logs.contains("forbidden target address: ::1") {
+		t.Errorf("the worker's log does not name the refused address")
 	}
 	if n := recv.count(); n != 0 {
 		t.Errorf("the loopback receiver got %d requests", n)

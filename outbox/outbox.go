@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 )
@@ -34,8 +35,11 @@ type Message struct {
 	Tenant string `bun:"tenant,notnull"`
 	// Topic is the event type, such as "link.clicked".
 	Topic string `bun:"topic,notnull"`
-	// Payload is the event's JSON data.
-	Payload json.RawMessage `bun:"payload,type:json,notnull"`
+	// Payload is the event's JSON data, stored and read back byte for byte.
+	// (No type:json tag: bun would re-encode it on the way in, escaping
+	// HTML characters and rewriting \u0000 for jsonb. A RawMessage goes in
+	// as a text literal, which Postgres' json type keeps as it is.)
+	Payload json.RawMessage `bun:"payload,notnull"`
 	// CreatedAt is set by Postgres when the row is inserted.
 	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()"`
 	// Seq is the outbox's order, set by Postgres; relays read it.
@@ -43,7 +47,7 @@ type Message struct {
 }
 
 // ErrInvalidMessage is returned by Publish for a message missing a tenant,
-// a topic or a valid JSON payload.
+// a topic or a valid JSON payload in UTF-8.
 var ErrInvalidMessage = errors.New("invalid outbox message")
 
 // Publish writes msgs to the outbox inside tx, so that they become visible to
@@ -66,8 +70,9 @@ func insert(ctx context.Context, db bun.IDB, msgs []*Message) error {
 	return nil
 }
 
-// check refuses messages missing a tenant, a topic or a JSON payload, and
-// assigns IDs to those that have none.
+// check refuses messages missing a tenant, a topic or a JSON payload in
+// UTF-8 (Postgres would refuse other bytes), and assigns IDs to those that
+// have none.
 func check(msgs []*Message) error {
 	for _, m := range msgs {
 		switch {
@@ -77,6 +82,8 @@ func check(msgs []*Message) error {
 			return fmt.Errorf("publish: %w: empty topic", ErrInvalidMessage)
 		case !json.Valid(m.Payload):
 			return fmt.Errorf("publish %s: %w: payload is not JSON", m.Topic, ErrInvalidMessage)
+		case !utf8.Valid(m.Payload):
+			return fmt.Errorf("publish %s: %w: payload is not UTF-8", m.Topic, ErrInvalidMessage)
 		}
 		if m.ID == "" {
 			m.ID = NewID("evt")

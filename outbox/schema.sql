@@ -5,7 +5,7 @@ CREATE TABLE outbox_events (
     id           text        PRIMARY KEY,
     tenant       text        NOT NULL,
     topic        text        NOT NULL,
-    payload      json        NOT NULL, -- json, not jsonb: keeps the producer's key order
+    payload      json        NOT NULL, -- json, not jsonb: keeps the producer's text (key order, \u0000)
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     published_at timestamptz
 );

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -162,18 +163,24 @@ func (q *Queue) Publish(ctx context.Context, batch []outbox.Message) error {
 	return err
 }
 
+// encodeFanout returns the payload of m's fan-out task. json.Marshal
+// would escape the HTML characters of m's payload (< as \u003c): the
+// fan-out encodes the webhook body from this copy, which must say what the
+// outbox holds.
+func encodeFanout(m outbox.Message) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(FanoutPayload{EventID: m.ID, AppID: m.Tenant, Type: m.Topic, Data: m.Payload, CreatedAt: m.CreatedAt})
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
+}
+
 // EnqueueFanouts enqueues one fan-out task per event and returns how many
 // were new (not already held by Redis).
 func (q *Queue) EnqueueFanouts(ctx context.Context, batch []outbox.Message) (int, error) {
 	ts := make([]idTask, len(batch))
 	for i, m := range batch {
-		payload, err := json.Marshal(FanoutPayload{
-			EventID:   m.ID,
-			AppID:     m.Tenant,
-			Type:      m.Topic,
-			Data:      m.Payload,
-			CreatedAt: m.CreatedAt,
-		})
+		payload, err := encodeFanout(m)
 		if err != nil {
 			return 0, fmt.Errorf("encode event %s: %w", m.ID, err)
 		}

@@ -124,6 +124,9 @@ func (s *Server) registerDeadLetters(api huma.API) {
 	}), func(ctx context.Context, in *bulkRetryInput) (*acceptedOutput[ledger.RetryJob], error) {
 		b := in.Body
 		f, err := scopedFilter(ctx, ledger.DeadLetterFilter{AppID: b.AppID, EndpointID: b.EndpointID, EventType: b.EventType, Since: b.Since, Until: b.Until})
+		if err == nil {
+			err = events.CheckDeadLetterFilter(f)
+		}
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}

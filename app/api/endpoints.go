@@ -18,7 +18,7 @@ type createEndpointInput struct {
 		Description string            `json:"description,omitempty" maxLength:"1000"`
 		EventTypes  []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; empty receives all."`
 		Filter      json.RawMessage   `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
-		Headers     map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Hop-by-hop headers, Host, Content-*, User-Agent and webhook-* are refused."`
+		Headers     map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Any header but these, which are refused: Content-*, Proxy-*, Webhook-*, the hop-by-hop Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and HTTP2-Settings, Host, Expect, Max-Forwards and User-Agent."`
 		RateLimit   *int              `json:"rate_limit,omitempty" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null for no limit."`
 		Disabled    bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
 		Metadata    map[string]string `json:"metadata,omitempty"`

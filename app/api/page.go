@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"strconv"
@@ -67,8 +68,12 @@ type EndpointPath struct {
 // withErrors documents the problems op can answer with: those of
 // authentication and authorization on secured operations, of request
 // decoding on operations with a body, and not-found on every operation with
-// a path parameter.
+// a path parameter. It also bounds op's body, at maxBodyBytes unless op
+// says otherwise, inclusively.
 func withErrors(op huma.Operation) huma.Operation {
+	// huma refuses a body once it has read MaxBodyBytes bytes of it: one
+	// more lets a body of exactly the limit through.
+	op.MaxBodyBytes = cmp.Or(op.MaxBodyBytes, maxBodyBytes) + 1
 	add := func(codes ...int) {
 		for _, c := range codes {
 			if !slices.Contains(op.Errors, c) {

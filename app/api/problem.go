@@ -73,7 +73,7 @@ func newProblem(status int, kind, detail string) *Problem {
 // problemTransformer turns the errors huma writes itself (request
 // validation, body limits) into Problems, so that every error has the same
 // shape and a stable type.
-func (s *Server) problemTransformer(_ huma.Context, _ string, v any) (any, error) {
+func (s *Server) problemTransformer(ctx huma.Context, _ string, v any) (any, error) {
 	em, ok := v.(*huma.ErrorModel)
 	if !ok {
 		return v, nil
@@ -90,6 +90,11 @@ func (s *Server) problemTransformer(_ huma.Context, _ string, v any) (any, error
 	switch {
 	case em.Status == http.StatusRequestEntityTooLarge:
 		p.Detail = em.Detail
+		if op := ctx.Operation(); op != nil && op.MaxBodyBytes > 0 {
+			// huma names the limit it was given, one more than the
+			// largest body read (withErrors).
+			p.Detail = fmt.Sprintf("request body is too large: at most %d bytes", op.MaxBodyBytes-1)
+		}
 	case em.Status == http.StatusUnprocessableEntity && strings.Contains(em.Detail, "unmarshal"):
 		// A body that parses as JSON but not into the request type.
 		p.Type, p.Status, p.Title = "urn:hookd:problem:malformed", http.StatusBadRequest, http.StatusText(http.StatusBadRequest)

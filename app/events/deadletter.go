@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -21,10 +22,25 @@ type DeadLetter struct {
 	AttemptCount int       `json:"attempt_count"`
 }
 
+// CheckDeadLetterFilter refuses a filter of dead letters (a list, or a
+// bulk retry) that Postgres cannot compare, naming its field.
+func CheckDeadLetterFilter(f ledger.DeadLetterFilter) error {
+	return cmp.Or(
+		resource.FilterText("app_id", f.AppID),
+		resource.FilterText("endpoint_id", f.EndpointID),
+		resource.FilterText("event_type", f.EventType),
+		resource.FilterTime("since", f.Since),
+		resource.FilterTime("until", f.Until),
+	)
+}
+
 // DeadLetters lists the dead letters f selects, newest delivery first.
 func (s *Store) DeadLetters(ctx context.Context, f ledger.DeadLetterFilter, q resource.PageQuery) (resource.Page[DeadLetter], error) {
 	after, err := q.Key()
 	if err != nil {
+		return resource.Page[DeadLetter]{}, err
+	}
+	if err := CheckDeadLetterFilter(f); err != nil {
 		return resource.Page[DeadLetter]{}, err
 	}
 	rows, err := s.ledger.DeadLetters(ctx, f, after, int(q.Fetch()))

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,17 @@ type DeliveryFilter struct {
 	Since, Until time.Time
 }
 
+// check refuses a filter Postgres cannot compare, naming its field.
+func (f DeliveryFilter) check() error {
+	return cmp.Or(
+		resource.FilterText("endpoint_id", f.EndpointID),
+		resource.FilterText("event_id", f.EventID),
+		resource.FilterText("event_type", f.EventType),
+		resource.FilterTime("since", f.Since),
+		resource.FilterTime("until", f.Until),
+	)
+}
+
 // Deliveries lists the deliveries of app appID, newest first.
 func (s *Store) Deliveries(ctx context.Context, appID string, f DeliveryFilter, q resource.PageQuery) (resource.Page[Delivery], error) {
 	after, err := q.Key()
@@ -64,6 +76,9 @@ func (s *Store) Deliveries(ctx context.Context, appID string, f DeliveryFilter, 
 	case "", ledger.StatusPending, ledger.StatusSucceeded, ledger.StatusFailed:
 	default:
 		return resource.Page[Delivery]{}, resource.Invalid("status", "must be pending, succeeded or failed")
+	}
+	if err := f.check(); err != nil {
+		return resource.Page[Delivery]{}, err
 	}
 	if err := s.appExists(ctx, appID); err != nil {
 		return resource.Page[Delivery]{}, err

@@ -4,6 +4,7 @@
 package links
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -123,7 +124,7 @@ func (s *Service) Click(ctx context.Context, code string, v Visit) (string, erro
 		if _, err := tx.NewInsert().Model(&c).Exec(ctx); err != nil {
 			return fmt.Errorf("insert click: %w", err)
 		}
-		data, err := json.Marshal(Clicked{
+		data, err := encodeClicked(Clicked{
 			LinkID: l.ID, Code: l.Code, URL: l.URL,
 			ClickedAt: c.ClickedAt, UserAgent: c.UserAgent, Referer: c.Referer,
 		})
@@ -137,6 +138,18 @@ func (s *Service) Click(ctx context.Context, code string, v Visit) (string, erro
 		return "", fmt.Errorf("click %q: %w", code, err)
 	}
 	return target, nil
+}
+
+// encodeClicked returns the JSON of c with its characters as they are:
+// json.Marshal would escape the & of a query string as \u0026.
+func encodeClicked(c Clicked) (json.RawMessage, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encode click: %w", err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // truncate makes s valid UTF-8 and cuts it to at most n bytes without

@@ -35,8 +35,10 @@ type Endpoint struct {
 	Description string   `bun:"description,notnull" json:"description"`
 	EventTypes  []string `bun:"event_types,array,notnull" json:"event_types"`
 	// Filter selects, by payload, the events the endpoint receives; null
-	// receives all of its event types.
-	Filter         json.RawMessage   `bun:"filter,type:json,nullzero" json:"filter"`
+	// receives all of its event types. It is stored as validated: without
+	// a type:json tag, which would make bun re-encode it (escaping HTML
+	// characters, rewriting \u0000).
+	Filter         json.RawMessage   `bun:"filter,nullzero" json:"filter"`
 	Headers        map[string]string `bun:"headers,type:jsonb,notnull" json:"headers"`
 	RateLimit      *int              `bun:"rate_limit" json:"rate_limit"`
 	Disabled       bool              `bun:"disabled,notnull" json:"disabled"`
@@ -323,10 +325,12 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 	case r.cfg.AllowPrivateTargets:
 		return nil
 	}
+	// A refusal names no address: what a host resolves to would map the
+	// operator's network for the tenant.
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if !delivery.IsPublic(addr) {
-			return resource.Invalid("url", "%s is not a public address (private targets are not allowed)", addr)
+			return resource.Invalid("url", "target not allowed: the host is not a public address (private targets are not allowed)")
 		}
 		return nil
 	}
@@ -338,7 +342,7 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 	}
 	for _, a := range addrs {
 		if !delivery.IsPublic(a) {
-			return resource.Invalid("url", "%s resolves to %s, not a public address (private targets are not allowed)", host, a.Unmap())
+			return resource.Invalid("url", "target not allowed: the host does not resolve to public addresses only (private targets are not allowed)")
 		}
 	}
 	return nil
@@ -384,15 +388,9 @@ func validFilter(raw json.RawMessage) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
-// reservedHeaders may not be set per endpoint: hop-by-hop headers, those
-// that frame the body, and those that hookd sets itself.
-var reservedHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
-	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Host": true, "Content-Length": true, "Content-Type": true, "Content-Encoding": true, "User-Agent": true,
-}
-
-// validHeaders checks custom headers and returns them with canonical names.
+// validHeaders checks custom headers and returns them with canonical names:
+// valid names that delivery.CustomHeaderAllowed allows, with values free of
+// control characters.
 func validHeaders(in map[string]string) (map[string]string, error) {
 	if len(in) > maxHeaders {
 		return nil, resource.Invalid("headers", "must have at most %d headers", maxHeaders)
@@ -403,8 +401,9 @@ func validHeaders(in map[string]string) (map[string]string, error) {
 		switch {
 		case !validHeaderName(name):
 			return nil, resource.Invalid("headers", "%q is not a valid header name", name)
-		case reservedHeaders[canon] || strings.HasPrefix(canon, "Webhook-"):
-			return nil, resource.Invalid("headers", "%s is set by hookd or is hop-by-hop and cannot be overridden", canon)
+		case !delivery.CustomHeaderAllowed(canon):
+			return nil, resource.Invalid("headers", "%s is not allowed: Content-*, Proxy-*, Webhook-*, hop-by-hop headers, "+
+				"Host, Expect, Max-Forwards and User-Agent are refused", canon)
 		case len(value) > maxHeaderValue || strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
 			return nil, resource.Invalid("headers", "value of %s must be at most %d characters, without control characters", canon, maxHeaderValue)
 		}

@@ -9,6 +9,7 @@
 package body
 
 import (
+	"bytes"
 	"cmp"
 	"container/list"
 	"context"
@@ -33,13 +34,17 @@ type Webhook struct {
 
 // Encode returns the body every delivery of an event carries. Every worker
 // encodes it from the same stored event, so it comes out byte for byte the
-// same wherever and whenever a delivery is made.
+// same wherever and whenever a delivery is made. data goes in as published,
+// less its insignificant whitespace: its characters are not escaped (no
+// \u003c for <, as json.Marshal would write) and its escapes are kept.
 func Encode(eventType string, createdAt time.Time, data json.RawMessage) ([]byte, error) {
-	b, err := json.Marshal(Webhook{Type: eventType, Timestamp: createdAt.UTC(), Data: data})
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(Webhook{Type: eventType, Timestamp: createdAt.UTC(), Data: data}); err != nil {
 		return nil, fmt.Errorf("encode webhook: %w", err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // ErrEventGone is returned for an event the outbox no longer holds.

@@ -103,3 +103,51 @@ func TestCache(t *testing.T) {
 		}
 	})
 }
+
+// TestEncodeKeepsPayloadCharacters: a webhook body carries the payload's
+// characters as published: HTML characters, line separators and escapes
+// (a NUL among them) are neither escaped nor unescaped, and the body read
+// from the outbox is the body encoded from the event at hand.
+func TestEncodeKeepsPayloadCharacters(t *testing.T) {
+	t.Parallel()
+	data := "{\"html\":\"<a href=\\\"x\\\">&amp;</a>\",\"ls\":\"\u2028\u2029\",\"nul\":\"a\\u0000b\",\"esc\":\"\\u003c\\/\"}"
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123_000_000, time.UTC)
+	want := `{"type":"order.paid","timestamp":"2026-12-01T10:00:00.123Z","data":` + data + `}`
+	got, err := body.Encode("order.paid", at, []byte(data))
+	if err != nil || string(got) != want {
+		t.Errorf("Encode = %s, %v\nwant %s", got, err, want)
+	}
+	// Insignificant whitespace goes; nothing else changes.
+	if got, err := body.Encode("order.paid", at, []byte("{ \"a\" : \"<\" }")); err != nil || string(got) != `{"type":"order.paid","timestamp":"2026-12-01T10:00:00.123Z","data":{"a":"<"}}` {
+		t.Errorf("Encode of a spaced payload = %s, %v", got, err)
+	}
+
+	if testing.Short() {
+		return
+	}
+	db := outboxtest.DB(t)
+	ids := make([]string, 0, 1)
+	err = db.RunInTx(t.Context(), nil, func(ctx context.Context, tx bun.Tx) error {
+		m := &outbox.Message{Tenant: "app_1", Topic: "order.paid", Payload: []byte(data)}
+		if err := outbox.Publish(ctx, tx, m); err != nil {
+			return err
+		}
+		ids = append(ids, m.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := outbox.Get(t.Context(), db, ids)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("get: %v, %d rows", err, len(msgs))
+	}
+	loaded, err := body.NewCache(db, 0).Get(t.Context(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = `{"type":"order.paid","timestamp":"` + msgs[0].CreatedAt.UTC().Format(time.RFC3339Nano) + `","data":` + data + `}`
+	if string(loaded) != want {
+		t.Errorf("body loaded from the outbox = %s\nwant %s", loaded, want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -60,6 +61,46 @@ func classify(status int, err error) string {
 		return OutcomeConnectError
 	}
 	return OutcomeError
+}
+
+// targetNotAllowed is what an attempt records of a refused target.
+const targetNotAllowed = "target not allowed: the host's address is not public (private targets are not allowed)"
+
+// attemptError is what an attempt records of a failed request. The app
+// reads it (attempts, last_error, disabled_reason), so it names no address
+// hookd resolved: a refused target says only that it is not allowed (what
+// its host resolved to would map the operator's network), and a DNS error
+// leaves out the resolver's address. The *url.Error wrapper goes too: the
+// endpoint URL can itself be a credential (chat webhooks), so it stays out
+// of logs and attempts.
+func attemptError(err error) string {
+	var (
+		dnsErr *net.DNSError
+		opErr  *net.OpError
+	)
+	err = withoutURL(err)
+	switch {
+	case errors.Is(err, ErrForbiddenTarget):
+		return targetNotAllowed
+	case errors.As(err, &dnsErr) && dnsErr.Server != "":
+		bare := *dnsErr
+		bare.Server = ""
+		if errors.As(err, &opErr) {
+			return (&net.OpError{Op: opErr.Op, Net: opErr.Net, Err: &bare}).Error()
+		}
+		return bare.Error()
+	}
+	return err.Error()
+}
+
+// withoutURL drops the *url.Error wrapper of a request's error, which
+// names the endpoint URL.
+func withoutURL(err error) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return urlErr.Err
+	}
+	return err
 }
 
 func isTimeout(err error) bool {

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -162,9 +163,21 @@ func TestClassifyNetwork(t *testing.T) {
 		var hits atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 		t.Cleanup(srv.Close)
-		check(t, send(t, Config{Timeout: 5 * time.Second}, srv.URL+"/secret-path"), OutcomeSSRFBlocked)
+		var logs bytes.Buffer
+		d := New(Deps{}, slog.New(slog.NewTextHandler(&logs, nil)), Config{Timeout: 5 * time.Second})
+		ep := Endpoint{ID: "ep_test", URL: srv.URL + "/secret-path", Keys: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}}
+		a, _ := d.send(t.Context(), ep, tasks.DeliverPayload{DeliveryID: "dlv_test", EventID: "evt_test"}, []byte(`{}`))
+		check(t, a, OutcomeSSRFBlocked)
 		if n := hits.Load(); n != 0 {
 			t.Errorf("the private server got %d requests", n)
+		}
+		// The app reads the attempt: it says the target is not allowed,
+		// not what the host resolved to; the operator's log says it.
+		if a.Error == nil || !strings.Contains(*a.Error, "target not allowed") || strings.Contains(*a.Error, "127.0.0.1") {
+			t.Errorf("attempt error = %q, want the target refused without its address", outcomeDeref(a.Error))
+		}
+		if !strings.Contains(logs.String(), "127.0.0.1") || !strings.Contains(logs.String(), "ep_test") || strings.Contains(logs.String(), "secret-path") {
+			t.Errorf("log = %q, want the refused address and the endpoint, without the URL", logs.String())
 		}
 	})
 

@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -61,7 +60,9 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p tasks.DeliverPayloa
 		return a, nil
 	}
 	for name, value := range ep.Headers {
-		req.Header.Set(name, value)
+		if CustomHeaderAllowed(name) { // one stored before it was refused is left out
+			req.Header.Set(name, value)
+		}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
@@ -72,13 +73,12 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p tasks.DeliverPayloa
 	resp, err := d.client.Do(req)
 	if err != nil {
 		a.ErrorClass = classify(0, err)
-		// Drop the *url.Error wrapper: the endpoint URL can itself be a
-		// credential (chat webhooks), so it stays out of logs and attempts.
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
+		a.Error = ptr(attemptError(err))
+		if a.ErrorClass == OutcomeSSRFBlocked {
+			// The attempt leaves the address out; the operator sees it.
+			d.log.WarnContext(ctx, "delivery target refused", slog.String("endpoint_id", ep.ID),
+				slog.String("delivery_id", p.DeliveryID), slog.Any("err", withoutURL(err)))
 		}
-		a.Error = ptr(err.Error())
 		return a, nil
 	}
 	defer resp.Body.Close()

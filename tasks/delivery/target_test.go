@@ -3,10 +3,14 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -67,4 +71,41 @@ func TestGuardedDialerRefusesAfterResolution(t *testing.T) {
 		t.Fatalf("dial with private targets allowed: %v", err)
 	}
 	_ = conn.Close()
+}
+
+// TestAttemptErrorNamesNoAddress: what an attempt records of a failed
+// request, which its app reads, names neither the address a refused
+// target resolved to nor the resolver's.
+func TestAttemptErrorNamesNoAddress(t *testing.T) {
+	t.Parallel()
+	asURLError := func(err error) error {
+		return &url.Error{Op: "Post", URL: "https://hooks.example/secret-token", Err: err}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"ForbiddenTarget", asURLError(&net.OpError{Op: "dial", Net: "tcp",
+			Addr: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 443},
+			Err:  fmt.Errorf("%w: 10.1.2.3", ErrForbiddenTarget)}),
+			"target not allowed: the host's address is not public (private targets are not allowed)"},
+		{"ForbiddenTargetIPv6", &net.OpError{Op: "dial", Net: "tcp6",
+			Addr: &net.TCPAddr{IP: net.ParseIP("fd00:ec2::254"), Port: 80},
+			Err:  fmt.Errorf("%w: fd00:ec2::254", ErrForbiddenTarget)},
+			"target not allowed: the host's address is not public (private targets are not allowed)"},
+		{"DNSServer", asURLError(&net.OpError{Op: "dial", Net: "tcp",
+			Err: &net.DNSError{Err: "no such host", Name: "hooks.internal", Server: "10.255.255.53:53", IsNotFound: true}}),
+			"dial tcp: lookup hooks.internal: no such host"},
+		{"DNSServerAlone", &net.DNSError{Err: "server misbehaving", Name: "hooks.example", Server: "[fd00::53]:53", IsTemporary: true},
+			"lookup hooks.example: server misbehaving"},
+		{"Refused", asURLError(&net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 443},
+			Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}),
+			"dial tcp 203.0.113.7:443: connect: connection refused"},
+		{"Generic", asURLError(errors.New("EOF")), "EOF"},
+	} {
+		if got := attemptError(tc.err); got != tc.want {
+			t.Errorf("%s: attemptError(%v) = %q, want %q", tc.name, tc.err, got, tc.want)
+		}
+	}
 }
