@@ -57,7 +57,8 @@ func (s *Server) registerAPIKeys(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-api-key", Method: http.MethodGet, Path: "/v1/api-keys/{key_id}", Tags: tags,
-		Summary: "Get an API key", Security: bearer(), Metadata: admin,
+		Summary: "Get an API key", Description: "The key's name, scope, prefix and use; never the key itself.",
+		Security: bearer(), Metadata: admin,
 	}), func(ctx context.Context, in *keyPath) (*bodyOutput[registry.APIKey], error) {
 		k, err := s.registry.APIKey(ctx, in.KeyID)
 		if err != nil {

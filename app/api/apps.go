@@ -55,7 +55,7 @@ func (s *Server) registerApps(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-app", Method: http.MethodGet, Path: "/v1/apps/{app_id}", Tags: tags,
-		Summary: "Get an application", Security: bearer(),
+		Summary: "Get an application", Description: "An app-scoped key may read only its own application.", Security: bearer(),
 	}), func(ctx context.Context, in *AppPath) (*bodyOutput[registry.App], error) {
 		a, err := s.registry.App(ctx, in.AppID)
 		if err != nil {

@@ -100,7 +100,7 @@ func (s *Server) registerEndpoints(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-endpoint", Method: http.MethodGet, Path: base + "/{endpoint_id}", Tags: tags,
-		Summary: "Get an endpoint", Security: bearer(),
+		Summary: "Get an endpoint", Description: "The endpoint without its signing secret (see GET .../secret).", Security: bearer(),
 	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Endpoint], error) {
 		ep, err := s.registry.Endpoint(ctx, in.AppID, in.EndpointID)
 		if err != nil {
@@ -151,7 +151,9 @@ func (s *Server) registerEndpoints(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "enable-endpoint", Method: http.MethodPost, Path: base + "/{endpoint_id}/enable", Tags: tags,
-		Summary: "Enable an endpoint", Security: bearer(),
+		Summary: "Enable an endpoint", Description: "The endpoint receives new events again; its failing streak starts over. " +
+			"Deliveries that failed while it was disabled stay dead letters, to be retried.",
+		Security: bearer(),
 	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Endpoint], error) {
 		ep, err := s.registry.SetEndpointDisabled(ctx, in.AppID, in.EndpointID, false, "")
 		if err != nil {

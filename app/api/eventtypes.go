@@ -43,8 +43,8 @@ func (s *Server) registerEventTypes(api huma.API) {
 	admin := map[string]any{metaAdminOnly: true}
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "create-event-type", Method: http.MethodPost, Path: "/v1/event-types", Tags: tags,
-		Summary: "Register an event type", DefaultStatus: http.StatusCreated,
-		Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
+		Summary: "Register an event type", Description: "With an optional JSON Schema that every event of the type must match when published.",
+		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
 	}), func(ctx context.Context, in *createEventTypeInput) (*bodyOutput[events.EventType], error) {
 		et, err := s.events.CreateEventType(ctx, events.EventTypeInput{Name: in.Body.Name, Description: in.Body.Description, Schema: in.Body.Schema})
 		if err != nil {
@@ -68,7 +68,7 @@ func (s *Server) registerEventTypes(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-event-type", Method: http.MethodGet, Path: "/v1/event-types/{name}", Tags: tags,
-		Summary: "Get an event type", Security: bearer(),
+		Summary: "Get an event type", Description: "Archived types too.", Security: bearer(),
 	}), func(ctx context.Context, in *EventTypePath) (*bodyOutput[events.EventType], error) {
 		et, err := s.events.EventType(ctx, in.Name)
 		if err != nil {
@@ -78,7 +78,8 @@ func (s *Server) registerEventTypes(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "update-event-type", Method: http.MethodPatch, Path: "/v1/event-types/{name}", Tags: tags,
-		Summary: "Update an event type", Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
+		Summary: "Update an event type", Description: "Sets the fields given; leaves the others. A new schema applies to the next publish.",
+		Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
 	}), func(ctx context.Context, in *updateEventTypeInput) (*bodyOutput[events.EventType], error) {
 		et, err := s.events.UpdateEventType(ctx, in.Name, events.EventTypePatch{
 			Description: in.Body.Description, Schema: in.Body.Schema, Archived: in.Body.Archived,
