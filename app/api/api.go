@@ -88,6 +88,8 @@ func (s *Server) Handler() http.Handler {
 	s.registerAPIKeys(api)
 	s.registerLinks(api)
 	documentProblem(api.OpenAPI())
+	documentStoredJSON(api.OpenAPI())
+	dropPatternDescriptions(api.OpenAPI())
 
 	if s.cfg.Monitoring != nil {
 		mux.Handle("/monitoring/", s.monitoring(s.cfg.Monitoring))

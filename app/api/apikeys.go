@@ -11,7 +11,7 @@ import (
 
 type createAPIKeyInput struct {
 	Body struct {
-		Name  string `json:"name" maxLength:"200" doc:"What the key is for."`
+		Name  string `json:"name" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"What the key is for: 1 to 200 characters, not blank, without control characters."`
 		AppID string `json:"app_id,omitempty" pattern:"^app_[0-9a-z]{26}$" doc:"Scope the key to this application; omit for an admin key."`
 	}
 }

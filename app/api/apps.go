@@ -11,7 +11,7 @@ import (
 
 type createAppInput struct {
 	Body struct {
-		Name     string            `json:"name" maxLength:"200" doc:"A name for people."`
+		Name     string            `json:"name" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"A name for people: 1 to 200 characters, not blank, without control characters."`
 		Metadata map[string]string `json:"metadata,omitempty" doc:"Free-form string pairs for your own use (at most 50)."`
 	}
 }
@@ -19,7 +19,7 @@ type createAppInput struct {
 type updateAppInput struct {
 	AppPath
 	Body struct {
-		Name     *string            `json:"name,omitempty" maxLength:"200"`
+		Name     *string            `json:"name,omitempty" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"1 to 200 characters, not blank, without control characters."`
 		Metadata *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`
 	}
 }

@@ -18,18 +18,18 @@ type EventTypePath struct {
 
 type createEventTypeInput struct {
 	Body struct {
-		Name        string          `json:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Letters, digits, '.', '_' and '-', e.g. invoice.paid."`
-		Description string          `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match; self-contained (no external $ref). At most 64 KiB and 64 levels of nesting, without $dynamicRef or $recursiveRef, and at most 256 subschema evaluations per payload value; past a bound, a 422 on schema."`
+		Name        string     `json:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Letters, digits, '.', '_' and '-', e.g. invoice.paid."`
+		Description string     `json:"description,omitempty" maxLength:"1000"`
+		Schema      jsonSchema `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match: an object, or a boolean (true accepts every payload, false none); null or left out for none. Self-contained (no external $ref). At most 64 KiB and 64 levels of nesting, without $dynamicRef or $recursiveRef, and at most 256 subschema evaluations per payload value; past a bound, a 422 on schema."`
 	}
 }
 
 type updateEventTypeInput struct {
 	EventTypePath
 	Body struct {
-		Description *string         `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"Replaces the schema; null removes it. The bounds of create-event-type apply."`
-		Archived    *bool           `json:"archived,omitempty" doc:"false restores an archived type."`
+		Description *string    `json:"description,omitempty" maxLength:"1000"`
+		Schema      jsonSchema `json:"schema,omitempty" doc:"Replaces the schema; null removes it. The bounds of create-event-type apply."`
+		Archived    *bool      `json:"archived,omitempty" doc:"false restores an archived type."`
 	}
 }
 
@@ -46,7 +46,7 @@ func (s *Server) registerEventTypes(api huma.API) {
 		Summary: "Register an event type", Description: "With an optional JSON Schema that every event of the type must match when published.",
 		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
 	}), func(ctx context.Context, in *createEventTypeInput) (*bodyOutput[events.EventType], error) {
-		et, err := s.events.CreateEventType(ctx, events.EventTypeInput{Name: in.Body.Name, Description: in.Body.Description, Schema: in.Body.Schema})
+		et, err := s.events.CreateEventType(ctx, events.EventTypeInput{Name: in.Body.Name, Description: in.Body.Description, Schema: json.RawMessage(in.Body.Schema)})
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -82,7 +82,7 @@ func (s *Server) registerEventTypes(api huma.API) {
 		Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
 	}), func(ctx context.Context, in *updateEventTypeInput) (*bodyOutput[events.EventType], error) {
 		et, err := s.events.UpdateEventType(ctx, in.Name, events.EventTypePatch{
-			Description: in.Body.Description, Schema: in.Body.Schema, Archived: in.Body.Archived,
+			Description: in.Body.Description, Schema: json.RawMessage(in.Body.Schema), Archived: in.Body.Archived,
 		})
 		if err != nil {
 			return nil, s.fail(ctx, err)

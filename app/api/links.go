@@ -14,8 +14,8 @@ import (
 type createLinkInput struct {
 	AppPath
 	Body struct {
-		URL  string `json:"url" maxLength:"2048" doc:"Where the link redirects: an absolute http(s) URL."`
-		Code string `json:"code,omitempty" maxLength:"64" doc:"The short code; random when omitted."`
+		URL  string `json:"url" format:"uri" maxLength:"2048" doc:"Where the link redirects: an absolute http(s) URL."`
+		Code string `json:"code,omitempty" pattern:"^[A-Za-z0-9_-]{0,64}$" patternDescription:"at most 64 letters, digits, '-' or '_'" doc:"The short code: 1 to 64 letters, digits, '-' or '_'; random when empty or left out."`
 	}
 }
 

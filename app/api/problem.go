@@ -164,6 +164,7 @@ func documentProblem(oapi *huma.OpenAPI) {
 	em.Description = "An RFC 9457 problem. type is a stable URN per kind of problem (urn:hookd:problem:validation, " +
 		"urn:hookd:problem:quota-exceeded, ...); field names the offending request field of a validation problem."
 	em.Properties["field"] = &huma.Schema{Type: huma.TypeString, Description: "The offending request field, e.g. url or payload/amount."}
+	em.Properties["errors"].Nullable = false
 	em.Properties["type"].Default = nil
 	em.Properties["type"].Format = ""
 	em.Properties["type"].Examples = []any{"urn:hookd:problem:validation"}

@@ -85,8 +85,8 @@ func compileSchema(raw json.RawMessage) (*jsonschema.Schema, error) {
 	return sch, nil
 }
 
-// normalizeSchema validates a schema given through the API and returns it
-// compacted, or nil for none (absent or null).
+// normalizeSchema validates a schema given through the API (an object or a
+// boolean) and returns it compacted, or nil for none (absent or null).
 func normalizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return nil, nil
@@ -97,8 +97,10 @@ func normalizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 	if !utf8.Valid(raw) {
 		return nil, resource.Invalid("schema", "must be valid UTF-8")
 	}
-	if t := bytes.TrimSpace(raw); t[0] != '{' {
-		return nil, resource.Invalid("schema", "must be a JSON Schema object")
+	// Draft 2020-12 schemas are objects or booleans: true accepts every
+	// payload, false none.
+	if t := bytes.TrimSpace(raw); t[0] != '{' && string(t) != "true" && string(t) != "false" {
+		return nil, resource.Invalid("schema", "must be a JSON Schema: an object or a boolean")
 	}
 	if !json.Valid(raw) {
 		return nil, resource.Invalid("schema", "is not valid JSON")
