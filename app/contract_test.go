@@ -265,6 +265,45 @@ func TestBooleanSchemas(t *testing.T) {
 	resCheckProblem(t, "PublishUnderFalseCreated", code, b, hdr, http.StatusUnprocessableEntity, "payload")
 }
 
+// TestPayloadSchemaErrors: a payload refused by its event type's schema
+// answers a problem whose errors list each violation with its location,
+// as for the errors of any other request field.
+func TestPayloadSchemaErrors(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	resMust(h, http.MethodPost, "/v1/event-types", `{"name":"invoice.paid","schema":{"type":"object",`+
+		`"required":["amount","currency"],"properties":{"amount":{"type":"integer","minimum":0},"currency":{"type":"string"},`+
+		`"lines":{"type":"array","items":{"type":"string"}}}}}`, http.StatusCreated, nil)
+
+	code, b, hdr := resDo(h, http.MethodPost, "/v1/apps/"+appID+"/events",
+		`{"type":"invoice.paid","payload":{"amount":-1,"lines":["a",2,"c",4]}}`)
+	resCheckProblem(t, "Publish", code, b, hdr, http.StatusUnprocessableEntity, "payload")
+	var p struct {
+		Field  string `json:"field"`
+		Errors []struct {
+			Location string `json:"location"`
+			Message  string `json:"message"`
+		} `json:"errors"`
+	}
+	resDecode(t, b, &p)
+	var got []string
+	for _, e := range p.Errors {
+		if e.Message == "" {
+			t.Errorf("error at %s has no message", e.Location)
+		}
+		got = append(got, e.Location)
+	}
+	slices.Sort(got)
+	want := []string{"body.payload", "body.payload/amount", "body.payload/lines/1", "body.payload/lines/3"}
+	if !slices.Equal(got, want) {
+		t.Errorf("errors located at %v, want %v (%s)", got, want, b)
+	}
+	if len(p.Errors) > 0 && p.Errors[0].Location != "body."+p.Field {
+		t.Errorf("the first error is at %s, the field is %s", p.Errors[0].Location, p.Field)
+	}
+}
+
 func conJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)

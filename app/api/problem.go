@@ -132,6 +132,10 @@ func (s *Server) fail(ctx context.Context, err error) error {
 	case errors.As(err, &invalid):
 		p := newProblem(http.StatusUnprocessableEntity, "validation", invalid.Error())
 		p.Field = invalid.Field
+		for _, v := range invalid.Violations {
+			// Located as huma locates the fields of a request body.
+			p.Errors = append(p.Errors, &huma.ErrorDetail{Location: "body." + v.Field, Message: v.Reason})
+		}
 		return p
 	case errors.As(err, &quota):
 		return newProblem(http.StatusUnprocessableEntity, "quota-exceeded", quota.Detail)
