@@ -88,6 +88,8 @@ func (s *Server) Handler() http.Handler {
 	s.registerAPIKeys(api)
 	s.registerLinks(api)
 	documentProblem(api.OpenAPI())
+	documentStoredJSON(api.OpenAPI())
+	dropPatternDescriptions(api.OpenAPI())
 
 	if s.cfg.Monitoring != nil {
 		mux.Handle("/monitoring/", s.monitoring(s.cfg.Monitoring))
@@ -109,6 +111,21 @@ func (s *Server) humaConfig() huma.Config {
 	cfg.CreateHooks = nil // no $schema fields or Link headers in responses
 	cfg.Transformers = []huma.Transformer{s.problemTransformer}
 	cfg.RejectUnknownQueryParameters = true
+	cfg.Info.Contact = &huma.Contact{Name: "hookd", URL: "https://github.com/hookd/hookd"}
+	// Relative: the API is served at the root of the listener that serves
+	// this document, wherever that is.
+	cfg.Servers = []*huma.Server{{URL: "/", Description: "The hookd API listener that serves this document (HOOKD_HTTP_ADDR)."}}
+	cfg.Tags = []*huma.Tag{
+		{Name: "Applications", Description: "Tenants: each owns its endpoints, events, links and scoped API keys."},
+		{Name: "Endpoints", Description: "Where an application's events are delivered, with their subscriptions, filters and signing secrets."},
+		{Name: "Event types", Description: "The catalog of event types, with the JSON Schema each type's payloads must match."},
+		{Name: "Events", Description: "Publishing events to an application's endpoints, and what became of them."},
+		{Name: "Deliveries", Description: "One delivery per event and endpoint, with its attempts."},
+		{Name: "Dead letters", Description: "Deliveries that failed for good, and retrying them."},
+		{Name: "API keys", Description: "Keys for the /v1 API: admin keys, or keys scoped to one application."},
+		{Name: "Links", Description: "The example business module: short links whose clicks publish link.clicked."},
+		{Name: "Health", Description: "Liveness and readiness probes, without authentication."},
+	}
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {
 			Type: "http", Scheme: "bearer",
@@ -166,6 +183,11 @@ const (
 
 // bearer is the security requirement of authenticated operations.
 func bearer() []map[string][]string { return []map[string][]string{{"bearer": {}}} }
+
+// public is the security requirement of operations anyone may call: none,
+// stated (an empty list) rather than left out, so that the document says
+// so.
+func public() []map[string][]string { return []map[string][]string{} }
 
 // authenticate lets through operations without security, and the others
 // when they bear the admin key or a live API key. An app-scoped key gets 404

@@ -11,7 +11,7 @@ import (
 
 type createAPIKeyInput struct {
 	Body struct {
-		Name  string `json:"name" maxLength:"200" doc:"What the key is for."`
+		Name  string `json:"name" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"What the key is for: 1 to 200 characters, not blank, without control characters."`
 		AppID string `json:"app_id,omitempty" pattern:"^app_[0-9a-z]{26}$" doc:"Scope the key to this application; omit for an admin key."`
 	}
 }
@@ -57,7 +57,8 @@ func (s *Server) registerAPIKeys(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-api-key", Method: http.MethodGet, Path: "/v1/api-keys/{key_id}", Tags: tags,
-		Summary: "Get an API key", Security: bearer(), Metadata: admin,
+		Summary: "Get an API key", Description: "The key's name, scope, prefix and use; never the key itself.",
+		Security: bearer(), Metadata: admin,
 	}), func(ctx context.Context, in *keyPath) (*bodyOutput[registry.APIKey], error) {
 		k, err := s.registry.APIKey(ctx, in.KeyID)
 		if err != nil {

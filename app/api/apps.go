@@ -11,7 +11,7 @@ import (
 
 type createAppInput struct {
 	Body struct {
-		Name     string            `json:"name" maxLength:"200" doc:"A name for people."`
+		Name     string            `json:"name" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"A name for people: 1 to 200 characters, not blank, without control characters."`
 		Metadata map[string]string `json:"metadata,omitempty" doc:"Free-form string pairs for your own use (at most 50)."`
 	}
 }
@@ -19,7 +19,7 @@ type createAppInput struct {
 type updateAppInput struct {
 	AppPath
 	Body struct {
-		Name     *string            `json:"name,omitempty" maxLength:"200"`
+		Name     *string            `json:"name,omitempty" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"1 to 200 characters, not blank, without control characters."`
 		Metadata *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`
 	}
 }
@@ -55,7 +55,7 @@ func (s *Server) registerApps(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-app", Method: http.MethodGet, Path: "/v1/apps/{app_id}", Tags: tags,
-		Summary: "Get an application", Security: bearer(),
+		Summary: "Get an application", Description: "An app-scoped key may read only its own application.", Security: bearer(),
 	}), func(ctx context.Context, in *AppPath) (*bodyOutput[registry.App], error) {
 		a, err := s.registry.App(ctx, in.AppID)
 		if err != nil {

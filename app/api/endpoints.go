@@ -14,12 +14,12 @@ import (
 type createEndpointInput struct {
 	AppPath
 	Body struct {
-		URL         string            `json:"url" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
+		URL         string            `json:"url" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
 		Description string            `json:"description,omitempty" maxLength:"1000"`
-		EventTypes  []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; empty receives all."`
-		Filter      json.RawMessage   `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
+		EventTypes  []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; null or empty receives all."`
+		Filter      jsonFilter        `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
 		Headers     map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Any header but these, which are refused: Content-*, Proxy-*, Webhook-*, the hop-by-hop Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and HTTP2-Settings, Host, Expect, Max-Forwards and User-Agent."`
-		RateLimit   *int              `json:"rate_limit,omitempty" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null for no limit."`
+		RateLimit   *int              `json:"rate_limit,omitempty" nullable:"true" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null or left out for no limit."`
 		Disabled    bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
 		Metadata    map[string]string `json:"metadata,omitempty"`
 	}
@@ -28,12 +28,12 @@ type createEndpointInput struct {
 type updateEndpointInput struct {
 	EndpointPath
 	Body struct {
-		URL         *string            `json:"url,omitempty" maxLength:"2048"`
+		URL         *string            `json:"url,omitempty" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
 		Description *string            `json:"description,omitempty" maxLength:"1000"`
-		EventTypes  *[]string          `json:"event_types,omitempty" maxItems:"100"`
-		Filter      json.RawMessage    `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it. The limits of create-endpoint apply."`
+		EventTypes  nullable[[]string] `json:"event_types,omitempty" maxItems:"100" doc:"Replaces the event types the endpoint receives; null or empty receives all."`
+		Filter      jsonFilter         `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it. The limits of create-endpoint apply."`
 		Headers     *map[string]string `json:"headers,omitempty" doc:"Replaces the custom headers."`
-		RateLimit   *int               `json:"rate_limit,omitempty" minimum:"0" maximum:"100000" doc:"Replaces the limit; 0 removes it."`
+		RateLimit   nullable[int]      `json:"rate_limit,omitempty" minimum:"0" maximum:"100000" doc:"Replaces the limit; null or 0 removes it."`
 		Metadata    *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`
 	}
 }
@@ -54,7 +54,7 @@ type rotateSecretInput struct {
 	EndpointPath
 	Body *struct {
 		GracePeriodSeconds *int   `json:"grace_period_seconds,omitempty" minimum:"0" maximum:"604800" doc:"How long the current secret keeps signing next to the new one (default 86400, one day). Secrets retired earlier keep their own."`
-		Secret             string `json:"secret,omitempty" doc:"The new secret (whsec_ and the base64 of 24 to 64 bytes); random when omitted."`
+		Secret             string `json:"secret,omitempty" pattern:"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{3}=)$" patternDescription:"whsec_ and the padded standard base64 of 24 to 64 bytes" doc:"The new secret: whsec_ and the padded standard base64 of 24 to 64 bytes; random when omitted."`
 	}
 }
 
@@ -77,7 +77,7 @@ func (s *Server) registerEndpoints(api huma.API) {
 	}), func(ctx context.Context, in *createEndpointInput) (*bodyOutput[endpointWithSecret], error) {
 		b := in.Body
 		ep, secret, err := s.registry.CreateEndpoint(ctx, in.AppID, registry.EndpointInput{
-			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: b.Filter,
+			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: json.RawMessage(b.Filter),
 			Headers: b.Headers, RateLimit: b.RateLimit, Disabled: b.Disabled, Metadata: b.Metadata,
 		})
 		if err != nil {
@@ -100,7 +100,7 @@ func (s *Server) registerEndpoints(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-endpoint", Method: http.MethodGet, Path: base + "/{endpoint_id}", Tags: tags,
-		Summary: "Get an endpoint", Security: bearer(),
+		Summary: "Get an endpoint", Description: "The endpoint without its signing secret (see GET .../secret).", Security: bearer(),
 	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Endpoint], error) {
 		ep, err := s.registry.Endpoint(ctx, in.AppID, in.EndpointID)
 		if err != nil {
@@ -115,8 +115,8 @@ func (s *Server) registerEndpoints(api huma.API) {
 	}), func(ctx context.Context, in *updateEndpointInput) (*bodyOutput[registry.Endpoint], error) {
 		b := in.Body
 		ep, err := s.registry.UpdateEndpoint(ctx, in.AppID, in.EndpointID, registry.EndpointPatch{
-			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: b.Filter,
-			Headers: b.Headers, RateLimit: b.RateLimit, Metadata: b.Metadata,
+			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes.or([]string{}), Filter: json.RawMessage(b.Filter),
+			Headers: b.Headers, RateLimit: b.RateLimit.or(0), Metadata: b.Metadata,
 		})
 		if err != nil {
 			return nil, s.fail(ctx, err)
@@ -151,7 +151,9 @@ func (s *Server) registerEndpoints(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "enable-endpoint", Method: http.MethodPost, Path: base + "/{endpoint_id}/enable", Tags: tags,
-		Summary: "Enable an endpoint", Security: bearer(),
+		Summary: "Enable an endpoint", Description: "The endpoint receives new events again; its failing streak starts over. " +
+			"Deliveries that failed while it was disabled stay dead letters, to be retried.",
+		Security: bearer(),
 	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Endpoint], error) {
 		ep, err := s.registry.SetEndpointDisabled(ctx, in.AppID, in.EndpointID, false, "")
 		if err != nil {

@@ -15,11 +15,11 @@ import (
 
 type publishEventInput struct {
 	AppPath
-	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"Repeating a request with the same key within 24 hours returns the original event (200) instead of publishing another."`
+	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" pattern:"^[ -~]*$" patternDescription:"printable ASCII" doc:"At most 255 printable ASCII characters. Repeating a request with the same key within 24 hours returns the original event (200) instead of publishing another."`
 	Body           struct {
-		Type    string          `json:"type" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"The event type, e.g. invoice.paid."`
-		Payload json.RawMessage `json:"payload" doc:"A JSON object: the webhook's data, nesting objects and arrays at most 64 levels deep (the payload object is level 1). Validated against the type's schema, if any, within a budget of 16,384 steps plus 4 per payload byte. Past either bound: a 422 on payload."`
-		ID      string          `json:"id,omitempty" maxLength:"255" doc:"Your ID for the event; acts as the idempotency key when no Idempotency-Key header is sent."`
+		Type    string     `json:"type" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"The event type, e.g. invoice.paid."`
+		Payload jsonObject `json:"payload" doc:"A JSON object: the webhook's data, nesting objects and arrays at most 64 levels deep (the payload object is level 1). Validated against the type's schema, if any, within a budget of 16,384 steps plus 4 per payload byte. Past either bound: a 422 on payload."`
+		ID      string     `json:"id,omitempty" maxLength:"255" pattern:"^[ -~]*$" patternDescription:"printable ASCII" doc:"Your ID for the event, at most 255 printable ASCII characters; acts as the idempotency key when no Idempotency-Key header is sent."`
 	}
 }
 
@@ -68,7 +68,7 @@ func (s *Server) registerEvents(api huma.API) {
 		} else if in.Body.ID != "" && in.Body.ID != key {
 			return nil, s.fail(ctx, resource.Invalid("id", "differs from the Idempotency-Key header"))
 		}
-		ev, replayed, err := s.events.Publish(ctx, in.AppID, events.PublishInput{Type: in.Body.Type, Payload: in.Body.Payload, IdempotencyKey: key})
+		ev, replayed, err := s.events.Publish(ctx, in.AppID, events.PublishInput{Type: in.Body.Type, Payload: json.RawMessage(in.Body.Payload), IdempotencyKey: key})
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}

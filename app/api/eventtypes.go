@@ -18,18 +18,18 @@ type EventTypePath struct {
 
 type createEventTypeInput struct {
 	Body struct {
-		Name        string          `json:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Letters, digits, '.', '_' and '-', e.g. invoice.paid."`
-		Description string          `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match; self-contained (no external $ref). At most 64 KiB and 64 levels of nesting, without $dynamicRef or $recursiveRef, and at most 256 subschema evaluations per payload value; past a bound, a 422 on schema."`
+		Name        string     `json:"name" pattern:"^[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}$" doc:"Letters, digits, '.', '_' and '-', e.g. invoice.paid."`
+		Description string     `json:"description,omitempty" maxLength:"1000"`
+		Schema      jsonSchema `json:"schema,omitempty" doc:"A JSON Schema (draft 2020-12 unless $schema says otherwise) that payloads of this type must match: an object, or a boolean (true accepts every payload, false none); null or left out for none. Self-contained (no external $ref). At most 64 KiB and 64 levels of nesting, without $dynamicRef or $recursiveRef, and at most 256 subschema evaluations per payload value; past a bound, a 422 on schema."`
 	}
 }
 
 type updateEventTypeInput struct {
 	EventTypePath
 	Body struct {
-		Description *string         `json:"description,omitempty" maxLength:"1000"`
-		Schema      json.RawMessage `json:"schema,omitempty" doc:"Replaces the schema; null removes it. The bounds of create-event-type apply."`
-		Archived    *bool           `json:"archived,omitempty" doc:"false restores an archived type."`
+		Description *string    `json:"description,omitempty" maxLength:"1000"`
+		Schema      jsonSchema `json:"schema,omitempty" doc:"Replaces the schema; null removes it. The bounds of create-event-type apply."`
+		Archived    *bool      `json:"archived,omitempty" doc:"false restores an archived type."`
 	}
 }
 
@@ -43,10 +43,10 @@ func (s *Server) registerEventTypes(api huma.API) {
 	admin := map[string]any{metaAdminOnly: true}
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "create-event-type", Method: http.MethodPost, Path: "/v1/event-types", Tags: tags,
-		Summary: "Register an event type", DefaultStatus: http.StatusCreated,
-		Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
+		Summary: "Register an event type", Description: "With an optional JSON Schema that every event of the type must match when published.",
+		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
 	}), func(ctx context.Context, in *createEventTypeInput) (*bodyOutput[events.EventType], error) {
-		et, err := s.events.CreateEventType(ctx, events.EventTypeInput{Name: in.Body.Name, Description: in.Body.Description, Schema: in.Body.Schema})
+		et, err := s.events.CreateEventType(ctx, events.EventTypeInput{Name: in.Body.Name, Description: in.Body.Description, Schema: json.RawMessage(in.Body.Schema)})
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -68,7 +68,7 @@ func (s *Server) registerEventTypes(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-event-type", Method: http.MethodGet, Path: "/v1/event-types/{name}", Tags: tags,
-		Summary: "Get an event type", Security: bearer(),
+		Summary: "Get an event type", Description: "Archived types too.", Security: bearer(),
 	}), func(ctx context.Context, in *EventTypePath) (*bodyOutput[events.EventType], error) {
 		et, err := s.events.EventType(ctx, in.Name)
 		if err != nil {
@@ -78,10 +78,11 @@ func (s *Server) registerEventTypes(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "update-event-type", Method: http.MethodPatch, Path: "/v1/event-types/{name}", Tags: tags,
-		Summary: "Update an event type", Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
+		Summary: "Update an event type", Description: "Sets the fields given; leaves the others. A new schema applies to the next publish.",
+		Security: bearer(), MaxBodyBytes: maxBodyBytes + 64<<10, Metadata: admin,
 	}), func(ctx context.Context, in *updateEventTypeInput) (*bodyOutput[events.EventType], error) {
 		et, err := s.events.UpdateEventType(ctx, in.Name, events.EventTypePatch{
-			Description: in.Body.Description, Schema: in.Body.Schema, Archived: in.Body.Archived,
+			Description: in.Body.Description, Schema: json.RawMessage(in.Body.Schema), Archived: in.Body.Archived,
 		})
 		if err != nil {
 			return nil, s.fail(ctx, err)

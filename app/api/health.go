@@ -25,13 +25,13 @@ func (s *Server) registerHealth(api huma.API) {
 	tags := []string{"Health"}
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "healthz", Method: http.MethodGet, Path: "/healthz", Tags: tags,
-		Summary: "Liveness", Description: "200 while the process serves HTTP.",
+		Summary: "Liveness", Description: "200 while the process serves HTTP.", Security: public(),
 	}), func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
 		return &healthOutput{Status: http.StatusOK, Body: healthBody{Status: "ok"}}, nil
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Tags: tags,
-		Summary: "Readiness", Description: "200 when Postgres and Redis answer, else 503.",
+		Summary: "Readiness", Description: "200 when Postgres and Redis answer, else 503.", Security: public(),
 		Responses: map[string]*huma.Response{"503": {
 			Description: "A dependency is unavailable.",
 			Content: map[string]*huma.MediaType{"application/json": {

@@ -25,7 +25,7 @@ func (p PageParams) query() resource.PageQuery {
 
 // listBody is one page of a list.
 type listBody[T any] struct {
-	Data []T `json:"data"`
+	Data []T `json:"data" nullable:"false"`
 	// NextCursor fetches the next page; null on the last page.
 	NextCursor *string `json:"next_cursor" doc:"Pass as cursor to fetch the next page; null on the last page."`
 }

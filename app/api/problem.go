@@ -137,6 +137,10 @@ func (s *Server) fail(ctx context.Context, err error) error {
 	case errors.As(err, &invalid):
 		p := newProblem(http.StatusUnprocessableEntity, "validation", invalid.Error())
 		p.Field = invalid.Field
+		for _, v := range invalid.Violations {
+			// Located as huma locates the fields of a request body.
+			p.Errors = append(p.Errors, &huma.ErrorDetail{Location: "body." + v.Field, Message: v.Reason})
+		}
 		return p
 	case errors.As(err, &quota):
 		return newProblem(http.StatusUnprocessableEntity, "quota-exceeded", quota.Detail)
@@ -169,6 +173,7 @@ func documentProblem(oapi *huma.OpenAPI) {
 	em.Description = "An RFC 9457 problem. type is a stable URN per kind of problem (urn:hookd:problem:validation, " +
 		"urn:hookd:problem:quota-exceeded, ...); field names the offending request field of a validation problem."
 	em.Properties["field"] = &huma.Schema{Type: huma.TypeString, Description: "The offending request field, e.g. url or payload/amount."}
+	em.Properties["errors"].Nullable = false
 	em.Properties["type"].Default = nil
 	em.Properties["type"].Format = ""
 	em.Properties["type"].Examples = []any{"urn:hookd:problem:validation"}

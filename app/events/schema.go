@@ -85,8 +85,8 @@ func compileSchema(raw json.RawMessage) (*jsonschema.Schema, error) {
 	return sch, nil
 }
 
-// normalizeSchema validates a schema given through the API and returns it
-// compacted, or nil for none (absent or null).
+// normalizeSchema validates a schema given through the API (an object or a
+// boolean) and returns it compacted, or nil for none (absent or null).
 func normalizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return nil, nil
@@ -97,8 +97,10 @@ func normalizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 	if !utf8.Valid(raw) {
 		return nil, resource.Invalid("schema", "must be valid UTF-8")
 	}
-	if t := bytes.TrimSpace(raw); t[0] != '{' {
-		return nil, resource.Invalid("schema", "must be a JSON Schema object")
+	// Draft 2020-12 schemas are objects or booleans: true accepts every
+	// payload, false none.
+	if t := bytes.TrimSpace(raw); t[0] != '{' && string(t) != "true" && string(t) != "false" {
+		return nil, resource.Invalid("schema", "must be a JSON Schema: an object or a boolean")
 	}
 	if !json.Valid(raw) {
 		return nil, resource.Invalid("schema", "is not valid JSON")
@@ -170,10 +172,33 @@ func (s *Store) validatePayload(name string, c *compiledSchema, payload json.Raw
 	if !errors.As(err, &verr) {
 		return err
 	}
-	for len(verr.Causes) > 0 {
-		verr = verr.Causes[0]
+	var vs []resource.Violation
+	for _, leaf := range violations(verr, maxViolations) {
+		vs = append(vs, resource.Violation{Field: pointerField(leaf.InstanceLocation), Reason: leaf.ErrorKind.LocalizedString(s.printer)})
 	}
-	return resource.Invalid(pointerField(verr.InstanceLocation), "does not match the event type's schema: %s", verr.ErrorKind.LocalizedString(s.printer))
+	return &resource.InvalidError{
+		Field: vs[0].Field, Reason: "does not match the event type's schema: " + vs[0].Reason, Violations: vs,
+	}
+}
+
+// maxViolations bounds the schema violations a refused payload reports.
+const maxViolations = 20
+
+// violations returns the first n errors of a validation that have no
+// causes, depth first: the rules the payload breaks, each at its location,
+// without the subschemas that failed because of them.
+func violations(verr *jsonschema.ValidationError, n int) []*jsonschema.ValidationError {
+	if len(verr.Causes) == 0 {
+		return []*jsonschema.ValidationError{verr}
+	}
+	var out []*jsonschema.ValidationError
+	for _, c := range verr.Causes {
+		out = append(out, violations(c, n-len(out))...)
+		if len(out) >= n {
+			return out[:n]
+		}
+	}
+	return out
 }
 
 // pointerField names the payload location of tokens: "payload" or

@@ -49,6 +49,18 @@ type InvalidError struct {
 	Field string
 	// Reason says what is wrong with it.
 	Reason string
+	// Violations lists each rule the field's value breaks, when it can
+	// break several at once (a payload and its event type's JSON Schema);
+	// Field and Reason tell the first. Nil otherwise.
+	Violations []Violation
+}
+
+// Violation is one rule a request body's field breaks.
+type Violation struct {
+	// Field is the JSON name of the offending field, e.g. payload/amount.
+	Field string
+	// Reason says which rule it breaks.
+	Reason string
 }
 
 func (e *InvalidError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
