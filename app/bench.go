@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hookd/hookd/app/bench"
+	"github.com/hookd/hookd/app/redisconn"
 )
 
 // benchCommand runs "hookd bench": the load generator.
@@ -29,8 +30,9 @@ each delivery cost hookd, Postgres and Redis: Redis commands, Postgres
 transactions and WAL bytes, CPU time.
 
 It works in a schema of its own (dropped afterwards) and FLUSHES the Redis
-database it is given, before and after: give it a Redis nothing else uses
-(its command counts and memory are measured too). hookd inherits the
+database it is given (or every master of the Redis Cluster), before and
+after: give it a Redis nothing else uses (its command counts, CPU and
+memory are measured too). hookd inherits the
 environment, so HOOKD_* settings can be tried; its delivery timeout is
 --delivery-timeout.
 
@@ -43,6 +45,11 @@ Flags:
 	var cfg bench.Config
 	fs.StringVar(&cfg.DatabaseURL, "database-url", envOr(getenv, "HOOKD_DATABASE_URL"), "Postgres URL to create the bench schema in (HOOKD_DATABASE_URL)")
 	fs.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/15", "Redis URL of a database the bench may flush")
+	fs.Func("redis-cluster-addrs", "comma-separated host:port of a Redis Cluster the bench may flush (every master), instead of --redis-url; set HOOKD_QUEUE_SHARDS to spread the deliveries", func(v string) error {
+		addrs, err := redisconn.ParseAddrs(v)
+		cfg.RedisClusterAddrs = addrs
+		return err
+	})
 	scenarios := fs.String("scenarios", strings.Join(bench.Standard(), ","), "comma-separated scenarios to run, in order")
 	fs.IntVar(&cfg.Events, "events", 10000, "events of the burst scenario (clicks: half, fanout10: a fifth)")
 	fs.Float64Var(&cfg.Rate, "rate", 500, "offered events/s of the steady and soak scenarios (failing: a fifth)")

@@ -41,7 +41,7 @@ type WorkerLayout struct {
 
 const baselineWriters = 16
 
-func measureBaseline(ctx context.Context, rdb *redis.Client, dbURL string, n int, w WorkerLayout) (Baseline, error) {
+func measureBaseline(ctx context.Context, rdb redis.UniversalClient, dbURL string, n int, w WorkerLayout) (Baseline, error) {
 	b := Baseline{Tasks: n, Worker: w}
 	var err error
 	if b.AsynqTasksPerSec, err = rawAsynq(ctx, rdb, n, w); err != nil {
@@ -56,7 +56,7 @@ func measureBaseline(ctx context.Context, rdb *redis.Client, dbURL string, n int
 // rawAsynq enqueues n no-op tasks from baselineWriters goroutines into a
 // queue that asynq servers laid out as w drain at the same time, and
 // returns tasks/s from the first enqueue to the last task done.
-func rawAsynq(ctx context.Context, rdb *redis.Client, n int, w WorkerLayout) (float64, error) {
+func rawAsynq(ctx context.Context, rdb redis.UniversalClient, n int, w WorkerLayout) (float64, error) {
 	const queue = "bench_baseline"
 	var done atomic.Int64
 	finished := make(chan struct{})

@@ -44,6 +44,10 @@ type Config struct {
 	DatabaseURL string
 	// RedisURL names the Redis database the run flushes and uses.
 	RedisURL string
+	// RedisClusterAddrs, when set, runs hookd and the baselines against a
+	// Redis Cluster instead (its every master is flushed); RedisURL is
+	// then not used.
+	RedisClusterAddrs []string
 	// Scenarios to run, in order (default Standard()).
 	Scenarios []string
 	// Events is the event count of the throughput scenarios (default 10000).
@@ -174,15 +178,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	}
 	rep := &Report{Started: time.Now().UTC(), Machine: describeMachine()}
 
-	rdb, err := openRedis(ctx, cfg.RedisURL)
+	rdb, err := openRedis(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer rdb.Close()
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("flush redis: %w", err)
+	if err := flush(ctx, rdb); err != nil {
+		return nil, err
 	}
-	defer rdb.FlushDB(context.WithoutCancel(ctx))
+	defer flush(context.WithoutCancel(ctx), rdb)
 
 	schema := "bench_" + strings.ToLower(rand.Text()[:12])
 	dbURL, drop, err := createSchema(ctx, cfg.DatabaseURL, schema)
@@ -211,8 +215,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	defer recv.Close()
 	env := []string{
 		"HOOKD_DATABASE_URL=" + dbURL,
-		"HOOKD_REDIS_URL=" + cfg.RedisURL,
 		"HOOKD_DELIVERY_TIMEOUT=" + cfg.DeliveryTimeout.String(),
+	}
+	if len(cfg.RedisClusterAddrs) > 0 {
+		env = append(env, "HOOKD_REDIS_CLUSTER_ADDRS="+strings.Join(cfg.RedisClusterAddrs, ","))
+	} else {
+		env = append(env, "HOOKD_REDIS_URL="+cfg.RedisURL)
 	}
 	if cfg.ProfileDir != "" {
 		// hookd serves /debug/pprof/ only when asked to.
@@ -256,18 +264,54 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	}{r, r.Targets()})
 }
 
-func openRedis(ctx context.Context, rawURL string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
+// redisPoolSize is the pool of the bench's own Redis client (per node of
+// a Cluster): the baseline's asynq servers share it.
+const redisPoolSize = 64
+
+// openRedis connects to the bench's Redis: cfg.RedisURL's database, or
+// cfg.RedisClusterAddrs' Cluster.
+func openRedis(ctx context.Context, cfg Config) (redis.UniversalClient, error) {
+	var rdb redis.UniversalClient
+	if len(cfg.RedisClusterAddrs) > 0 {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.RedisClusterAddrs, PoolSize: redisPoolSize})
+	} else {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis url: %w", err)
+		}
+		opt.PoolSize = redisPoolSize
+		rdb = redis.NewClient(opt)
 	}
-	opt.PoolSize = 64
-	rdb := redis.NewClient(opt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()
-		return nil, fmt.Errorf("redis unreachable at %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("redis unreachable: %w", err)
 	}
 	return rdb, nil
+}
+
+// eachNode calls fn with a client of each Redis server the bench uses:
+// the one server, or every master of a Cluster (and, with replicas, every
+// node: replicas spend CPU on what they replicate).
+func eachNode(ctx context.Context, rdb redis.UniversalClient, replicas bool, fn func(ctx context.Context, c *redis.Client) error) error {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		if replicas {
+			return c.ForEachShard(ctx, fn)
+		}
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("unsupported redis client %T", rdb)
+}
+
+// flush empties the bench's Redis database, or every master of its Cluster.
+func flush(ctx context.Context, rdb redis.UniversalClient) error {
+	err := eachNode(ctx, rdb, false, func(ctx context.Context, c *redis.Client) error { return c.FlushDB(ctx).Err() })
+	if err != nil {
+		return fmt.Errorf("flush redis: %w", err)
+	}
+	return nil
 }
 
 // createSchema creates schema in the database and returns a URL whose

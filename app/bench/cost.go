@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -106,23 +107,30 @@ type procKey struct {
 
 // meter reads the counters.
 type meter struct {
-	rdb      *redis.Client
-	db       *bun.DB
-	hookdPID int
-	redisPID int // 0: not known
+	rdb       redis.UniversalClient
+	db        *bun.DB
+	hookdPID  int
+	redisPIDs []int // redis-server processes on this machine (a Cluster's every node)
 }
 
-// newMeter finds redis-server's process through INFO server.
-func newMeter(ctx context.Context, rdb *redis.Client, db *bun.DB, hookdPID int) (*meter, error) {
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return nil, fmt.Errorf("redis info server: %w", err)
-	}
+// newMeter finds the redis-server processes through INFO server.
+func newMeter(ctx context.Context, rdb redis.UniversalClient, db *bun.DB, hookdPID int) (*meter, error) {
 	m := &meter{rdb: rdb, db: db, hookdPID: hookdPID}
-	if v, ok := infoField(info, "process_id"); ok {
-		m.redisPID, _ = strconv.Atoi(v)
-	}
-	return m, nil
+	var mu sync.Mutex
+	err := eachNode(ctx, rdb, true, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return fmt.Errorf("redis info server: %w", err)
+		}
+		if v, ok := infoField(info, "process_id"); ok {
+			pid, _ := strconv.Atoi(v)
+			mu.Lock()
+			m.redisPIDs = append(m.redisPIDs, pid)
+			mu.Unlock()
+		}
+		return nil
+	})
+	return m, err
 }
 
 // read takes a reading of every counter. The transaction count is read
@@ -143,9 +151,9 @@ func (m *meter) read(ctx context.Context) (counters, error) {
 	if u, err := procUsage(m.hookdPID); err == nil {
 		c.hookdCPU = u.CPU
 	}
-	if m.redisPID > 0 {
-		if u, err := procUsage(m.redisPID); err == nil {
-			c.redisCPU = u.CPU
+	for _, pid := range m.redisPIDs {
+		if u, err := procUsage(pid); err == nil {
+			c.redisCPU += u.CPU
 		}
 	}
 	var others []int
@@ -167,13 +175,26 @@ func (m *meter) xacts(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// commandStats returns the calls of each Redis command so far.
+// commandStats returns the calls of each Redis command so far, summed
+// over a Cluster's masters (what hookd asked; replicas repeat it).
 func (m *meter) commandStats(ctx context.Context) (map[string]int64, error) {
-	info, err := m.rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return nil, fmt.Errorf("redis info commandstats: %w", err)
-	}
 	calls := map[string]int64{}
+	var mu sync.Mutex
+	err := eachNode(ctx, m.rdb, false, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "commandstats").Result()
+		if err != nil {
+			return fmt.Errorf("redis info commandstats: %w", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		addCommandStats(calls, info)
+		return nil
+	})
+	return calls, err
+}
+
+// addCommandStats adds the calls of INFO commandstats' info to calls.
+func addCommandStats(calls map[string]int64, info string) {
 	for line := range strings.Lines(info) {
 		// cmdstat_evalsha:calls=12,usec=345,usec_per_call=28.75,...
 		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
@@ -183,11 +204,11 @@ func (m *meter) commandStats(ctx context.Context) (map[string]int64, error) {
 		}
 		for kv := range strings.SplitSeq(stats, ",") {
 			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				calls[name], _ = strconv.ParseInt(v, 10, 64)
+				n, _ := strconv.ParseInt(v, 10, 64)
+				calls[name] += n
 			}
 		}
 	}
-	return calls, nil
 }
 
 // cost is what was spent between two readings, over deliveries; xacts is

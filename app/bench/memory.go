@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // LargeEvent is what the memory scenario measured: the memory that one
@@ -194,19 +197,24 @@ func (r *runner) sampleUsedMemory(ctx context.Context, from int64) func() int64 
 	}
 }
 
-// usedMemory reads Redis' used_memory.
+// usedMemory reads Redis' used_memory, summed over a Cluster's masters.
 func (r *runner) usedMemory(ctx context.Context) (int64, error) {
-	info, err := r.rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, fmt.Errorf("redis info memory: %w", err)
-	}
-	v, ok := infoField(info, "used_memory")
-	if !ok {
-		return 0, fmt.Errorf("redis info memory: no used_memory")
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("redis used_memory %q: %w", v, err)
-	}
-	return n, nil
+	var total atomic.Int64
+	err := eachNode(ctx, r.rdb, false, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return fmt.Errorf("redis info memory: %w", err)
+		}
+		v, ok := infoField(info, "used_memory")
+		if !ok {
+			return fmt.Errorf("redis info memory: no used_memory")
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("redis used_memory %q: %w", v, err)
+		}
+		total.Add(n)
+		return nil
+	})
+	return total.Load(), err
 }

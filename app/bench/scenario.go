@@ -94,7 +94,7 @@ type shape struct {
 type runner struct {
 	cfg      Config
 	db       *bun.DB // the bench schema
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	meter    *meter
 	hookd    *hookd
 	recv     *receiver
