@@ -3,7 +3,9 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -365,5 +367,52 @@ func TestRedisCluster(t *testing.T) {
 	}
 	t.Logf("a replica took over %.1fs after the master died", time.Since(killedAt).Seconds())
 	c.await(recv, failoverSettle(events, rate))
+	// Asynqmon and the queue metrics see the sharded queues through the
+	// Cluster too.
+	var shardQueues []string
+	for _, id := range c.endpointIDs {
+		if i := queues.Shard(id); i > 0 {
+			shardQueues = append(shardQueues, queues.DeliveryQueue(i, false))
+		}
+	}
+	if len(shardQueues) == 0 {
+		t.Fatal("no endpoint in a shard past the first")
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.base+"/monitoring/api/queues", nil)
+	req.SetBasicAuth("admin", chaosKey)
+	monitor := fetch(t, req)
+	metrics := fetch(t, mustRequest(t, "http://"+c.probes+"/metrics"))
+	for _, q := range append(shardQueues, tasks.QueueEvents) {
+		if !strings.Contains(monitor, `"queue":"`+q+`"`) {
+			t.Errorf("Asynqmon's queues do not list %s: %.500s", q, monitor)
+		}
+		if !strings.Contains(metrics, `queue="`+q+`"`) {
+			t.Errorf("/metrics has no series of queue %s", q)
+		}
+	}
 	c.finish()
+}
+
+func mustRequest(t *testing.T, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// fetch returns the body of req's 200 answer.
+func fetch(t *testing.T, req *http.Request) string {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: %s %.300s", req.Method, req.URL, resp.Status, body)
+	}
+	return string(body)
 }
