@@ -393,7 +393,7 @@ func TestApplicationsCRUD(t *testing.T) {
 
 	// Delete: the app goes with its endpoints and their secrets.
 	victim := ids[2]
-	ep := h.mustCreate("/v1/apps/"+victim+"/endpoints", map[string]any{"url": "https://example.com/hook"})
+	ep := h.mustCreate("/v1/apps/"+victim+"/endpoints", map[string]any{"url": "http://127.0.0.1:9/hook"})
 	resMust(h, http.MethodDelete, "/v1/apps/"+victim, "", http.StatusNoContent, nil)
 	code, b, hdr := resDo(h, http.MethodGet, "/v1/apps/"+victim, "")
 	resCheckProblem(t, "GetDeleted", code, b, hdr, http.StatusNotFound, "")
@@ -422,7 +422,7 @@ func TestEndpointsCRUD(t *testing.T) {
 	// Create with every field and read them back.
 	var full resEndpoint
 	resMust(h, http.MethodPost, base, `{
-		"url": "https://example.com/hooks/full",
+		"url": "http://127.0.0.1:9/hooks/full",
 		"description": "primary",
 		"event_types": ["invoice.paid", "link.clicked"],
 		"filter": {"amount": {"$gte": 100}, "currency": "EUR"},
@@ -432,7 +432,7 @@ func TestEndpointsCRUD(t *testing.T) {
 		"metadata": {"env": "prod", "owner": "billing"}
 	}`, http.StatusCreated, &full)
 	wantFull := resEndpoint{
-		AppID: appID, URL: "https://example.com/hooks/full", Description: "primary",
+		AppID: appID, URL: "http://127.0.0.1:9/hooks/full", Description: "primary",
 		EventTypes: []string{"invoice.paid", "link.clicked"},
 		Filter:     resJSONValue(t, `{"amount":{"$gte":100},"currency":"EUR"}`),
 		Headers:    map[string]string{"X-Api-Key": "k1", "X-Team": "ops", "Authorization": "Bearer t0ken"},
@@ -461,9 +461,9 @@ func TestEndpointsCRUD(t *testing.T) {
 	// The defaults of a minimal endpoint.
 	resNextMilli()
 	var minimal resEndpoint
-	resMust(h, http.MethodPost, base, `{"url":"https://example.com/hooks/min"}`, http.StatusCreated, &minimal)
+	resMust(h, http.MethodPost, base, `{"url":"http://127.0.0.1:9/hooks/min"}`, http.StatusCreated, &minimal)
 	wantMin := resEndpoint{
-		AppID: appID, URL: "https://example.com/hooks/min", EventTypes: []string{},
+		AppID: appID, URL: "http://127.0.0.1:9/hooks/min", EventTypes: []string{},
 		Headers: map[string]string{}, Metadata: map[string]string{},
 	}
 	if d := cmp.Diff(wantMin, minimal, ignore); d != "" || minimal.DisabledAt != nil {
@@ -472,7 +472,7 @@ func TestEndpointsCRUD(t *testing.T) {
 
 	// List, newest first, with pagination.
 	resNextMilli()
-	third := h.mustCreate(base, map[string]any{"url": "https://example.com/hooks/third"}).ID
+	third := h.mustCreate(base, map[string]any{"url": "http://127.0.0.1:9/hooks/third"}).ID
 	if pages, want := resAllPages(h, base+"?limit=2"), [][]string{{third, minimal.ID}, {full.ID}}; !cmp.Equal(pages, want) {
 		t.Errorf("pages of 2 = %v, want %v", pages, want)
 	}
@@ -495,7 +495,7 @@ func TestEndpointsCRUD(t *testing.T) {
 		name, body string
 		apply      func(*resEndpoint)
 	}{
-		{"URL", `{"url":"https://example.org/v2"}`, func(e *resEndpoint) { e.URL = "https://example.org/v2" }},
+		{"URL", `{"url":"http://[::1]:9/v2"}`, func(e *resEndpoint) { e.URL = "http://[::1]:9/v2" }},
 		{"Description", `{"description":"secondary"}`, func(e *resEndpoint) { e.Description = "secondary" }},
 		{"EventTypes", `{"event_types":["order.created"]}`, func(e *resEndpoint) { e.EventTypes = []string{"order.created"} }},
 		{"Filter", `{"filter":{"country":"NL"}}`, func(e *resEndpoint) { e.Filter = map[string]any{"country": "NL"} }},
@@ -543,7 +543,7 @@ func TestEndpointsCRUD(t *testing.T) {
 		{"NegativeRateLimit", `{"rate_limit":-1}`, "rate_limit"},
 		{"RateLimitOverMax", `{"rate_limit":100001}`, "rate_limit"},
 		{"BadFilter", `{"filter":{"a":{"$bogus":1}}}`, "filter"},
-		{"Credentials", `{"url":"https://u:p@example.com/"}`, "url"},
+		{"Credentials", `{"url":"http://u:p@127.0.0.1:9/"}`, "url"},
 		{"UnknownField", `{"disabled":true}`, "disabled"},
 	} {
 		code, b, hdr := resDo(h, http.MethodPatch, base+"/"+full.ID, tc.body)
@@ -596,7 +596,7 @@ func TestEndpointsCRUD(t *testing.T) {
 	// Validation: each request is refused and writes nothing.
 	strict := h.mustCreate("/v1/apps", map[string]any{"name": "strict"}).ID
 	sbase := "/v1/apps/" + strict + "/endpoints"
-	withHeaders := func(headers string) string { return `{"url":"https://example.com/","headers":` + headers + `}` }
+	withHeaders := func(headers string) string { return `{"url":"http://127.0.0.1:9/","headers":` + headers + `}` }
 	for _, tc := range []struct {
 		name, path, body string
 		status           int
@@ -615,18 +615,18 @@ func TestEndpointsCRUD(t *testing.T) {
 		{"HeaderValueNUL", sbase, withHeaders(`{"X-Injected":"a\u0000b"}`), 422, "headers"},
 		{"HeaderTwice", sbase, withHeaders(`{"x-dup":"1","X-Dup":"2"}`), 422, "headers"},
 		{"TooManyHeaders", sbase, withHeaders(resManyKeys("X-H", 21)), 422, "headers"},
-		{"ZeroRateLimit", sbase, `{"url":"https://example.com/","rate_limit":0}`, 422, "rate_limit"},
-		{"RateLimitOverMax", sbase, `{"url":"https://example.com/","rate_limit":100001}`, 422, "rate_limit"},
-		{"UnknownFilterOperator", sbase, `{"url":"https://example.com/","filter":{"amount":{"$bogus":1}}}`, 422, "filter"},
-		{"ArrayFilter", sbase, `{"url":"https://example.com/","filter":[1,2]}`, 422, "filter"},
-		{"StringFilter", sbase, `{"url":"https://example.com/","filter":"amount > 1"}`, 422, "filter"},
-		{"TooManyMetadataKeys", sbase, `{"url":"https://example.com/","metadata":` + resManyKeys("k", 51) + `}`, 422, "metadata"},
-		{"UnknownField", sbase, `{"url":"https://example.com/","secret":"whsec_x"}`, 422, "secret"},
-		{"URLWithCredentials", sbase, `{"url":"https://user:pass@example.com/"}`, 422, "url"},
-		{"URLWithUser", sbase, `{"url":"https://user@example.com/"}`, 422, "url"},
+		{"ZeroRateLimit", sbase, `{"url":"http://127.0.0.1:9/","rate_limit":0}`, 422, "rate_limit"},
+		{"RateLimitOverMax", sbase, `{"url":"http://127.0.0.1:9/","rate_limit":100001}`, 422, "rate_limit"},
+		{"UnknownFilterOperator", sbase, `{"url":"http://127.0.0.1:9/","filter":{"amount":{"$bogus":1}}}`, 422, "filter"},
+		{"ArrayFilter", sbase, `{"url":"http://127.0.0.1:9/","filter":[1,2]}`, 422, "filter"},
+		{"StringFilter", sbase, `{"url":"http://127.0.0.1:9/","filter":"amount > 1"}`, 422, "filter"},
+		{"TooManyMetadataKeys", sbase, `{"url":"http://127.0.0.1:9/","metadata":` + resManyKeys("k", 51) + `}`, 422, "metadata"},
+		{"UnknownField", sbase, `{"url":"http://127.0.0.1:9/","secret":"whsec_x"}`, 422, "secret"},
+		{"URLWithCredentials", sbase, `{"url":"http://user:pass@127.0.0.1:9/"}`, 422, "url"},
+		{"URLWithUser", sbase, `{"url":"http://user@127.0.0.1:9/"}`, 422, "url"},
 		// huma reports a missing property at "body", which names no field.
 		{"MissingURL", sbase, `{"description":"no url"}`, 422, "url"},
-		{"MissingApp", "/v1/apps/" + missingApp + "/endpoints", `{"url":"https://example.com/"}`, 404, ""},
+		{"MissingApp", "/v1/apps/" + missingApp + "/endpoints", `{"url":"http://127.0.0.1:9/"}`, 404, ""},
 	} {
 		code, b, hdr := resDo(h, http.MethodPost, tc.path, tc.body)
 		resCheckProblem(t, tc.name, code, b, hdr, tc.status, tc.field)
@@ -638,7 +638,7 @@ func TestEndpointsCRUD(t *testing.T) {
 		t.Errorf("refused endpoints left %d secrets", n)
 	}
 	// Twenty headers are fine.
-	h.mustCreate(sbase, map[string]any{"url": "https://example.com/", "headers": resJSONValue(t, resManyKeys("X-H", 20))})
+	h.mustCreate(sbase, map[string]any{"url": "http://127.0.0.1:9/", "headers": resJSONValue(t, resManyKeys("X-H", 20))})
 
 	// Delete removes the endpoint, its secrets, its deliveries and their
 	// attempts.

@@ -331,7 +331,7 @@ func TestEndpointQuota(t *testing.T) {
 	const wantDetail = "an app may have at most 3 endpoints (HOOKD_MAX_ENDPOINTS_PER_APP)"
 	newApp := func() string { return h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID }
 	create := func(appID string) (int, []byte, http.Header) {
-		return resDo(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"https://example.com/hook"}`)
+		return resDo(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"http://127.0.0.1:9/hook"}`)
 	}
 	checkQuota := func(name string, code int, b []byte, hdr http.Header) {
 		t.Helper()
@@ -350,7 +350,7 @@ func TestEndpointQuota(t *testing.T) {
 		var ep struct {
 			ID string `json:"id"`
 		}
-		resMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"https://example.com/hook"}`, http.StatusCreated, &ep)
+		resMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"http://127.0.0.1:9/hook"}`, http.StatusCreated, &ep)
 		if i == 0 {
 			first = ep.ID
 		}
@@ -384,12 +384,12 @@ func TestEndpointQuota(t *testing.T) {
 	for round := range 5 {
 		appID := newApp()
 		for range limit - 1 {
-			resMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"https://example.com/hook"}`, http.StatusCreated, nil)
+			resMust(h, http.MethodPost, "/v1/apps/"+appID+"/endpoints", `{"url":"http://127.0.0.1:9/hook"}`, http.StatusCreated, nil)
 		}
 		codes := make(chan int, racers)
 		for range racers {
 			go func() {
-				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.base+"/v1/apps/"+appID+"/endpoints", strings.NewReader(`{"url":"https://example.com/hook"}`))
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.base+"/v1/apps/"+appID+"/endpoints", strings.NewReader(`{"url":"http://127.0.0.1:9/hook"}`))
 				if err != nil {
 					codes <- 0
 					return

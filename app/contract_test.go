@@ -116,7 +116,9 @@ func TestOpenAPIStatesWhatIsEnforced(t *testing.T) {
 	h := start(t, nil)
 	doc := conLoad(t, h)
 	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
-	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": "https://example.com/hook"})
+	// The events published below go to the endpoints created here.
+	recv := newReceiver(t, nil)
+	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL + "/hook"})
 	apps := "/v1/apps"
 	endpoints := "/v1/apps/" + appID + "/endpoints"
 	endpoint := endpoints + "/" + ep.ID
@@ -135,21 +137,21 @@ func TestOpenAPIStatesWhatIsEnforced(t *testing.T) {
 		{"EmptyAppNamePatch", http.MethodPatch, "/v1/apps/{app_id}", apps + "/" + appID, `{"name":""}`, nil, "name"},
 		{"EmptyKeyName", http.MethodPost, "/v1/api-keys", "/v1/api-keys", `{"name":""}`, nil, "name"},
 
-		{"EndpointURL", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"https://example.com/a"}`, nil, ""},
+		{"EndpointURL", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/a"}`, nil, ""},
 		{"RelativeEndpointURL", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"/hook"}`, nil, "url"},
-		{"NotAURL", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"example.com"}`, nil, "url"},
+		{"NotAURL", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"localhost"}`, nil, "url"},
 		{"RelativeEndpointURLPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"url":"hook"}`, nil, "url"},
 		{"RelativeLinkURL", http.MethodPost, "/v1/apps/{app_id}/links", links, `{"url":"/landing"}`, nil, "url"},
 		{"EmptyLinkCode", http.MethodPost, "/v1/apps/{app_id}/links", links, `{"url":"https://example.com/","code":""}`, nil, ""},
 		{"LinkCode", http.MethodPost, "/v1/apps/{app_id}/links", links, `{"url":"https://example.com/","code":"c-1_x"}`, nil, ""},
 		{"LinkCodeSlash", http.MethodPost, "/v1/apps/{app_id}/links", links, `{"url":"https://example.com/","code":"a/b"}`, nil, "code"},
 
-		{"ObjectFilter", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"https://example.com/","filter":{"a":1}}`, nil, ""},
-		{"NullFilter", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"https://example.com/","filter":null}`, nil, ""},
-		{"ArrayFilter", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"https://example.com/","filter":[1]}`, nil, "filter"},
+		{"ObjectFilter", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","filter":{"a":1}}`, nil, ""},
+		{"NullFilter", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","filter":null}`, nil, ""},
+		{"ArrayFilter", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","filter":[1]}`, nil, "filter"},
 		{"StringFilterPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"filter":"a"}`, nil, "filter"},
-		{"NullRateLimit", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"https://example.com/","rate_limit":null}`, nil, ""},
-		{"NullEventTypes", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"https://example.com/","event_types":null}`, nil, ""},
+		{"NullRateLimit", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","rate_limit":null}`, nil, ""},
+		{"NullEventTypes", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","event_types":null}`, nil, ""},
 		{"NullRateLimitPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"rate_limit":null}`, nil, ""},
 		{"NullEventTypesPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"event_types":null}`, nil, ""},
 
@@ -214,7 +216,7 @@ func TestPatchNull(t *testing.T) {
 	h := start(t, nil)
 	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
 	path := "/v1/apps/" + appID + "/endpoints/" + h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{
-		"url": "https://example.com/hook", "rate_limit": 5, "event_types": []string{"order.paid"},
+		"url": "http://127.0.0.1:9/hook", "rate_limit": 5, "event_types": []string{"order.paid"},
 	}).ID
 
 	var ep resEndpoint
