@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -262,4 +263,17 @@ func clusterFailure(err error) bool {
 	}
 	msg := err.Error()
 	return strings.HasPrefix(msg, "CLUSTERDOWN") || strings.HasPrefix(msg, "TRYAGAIN")
+}
+
+// SetLogger sends go-redis' own messages (a pool that cannot dial during a
+// failover, a Sentinel switching masters) to log, as warnings, instead of
+// unstructured lines on stderr. go-redis has one logger per process: call
+// it once, from main.
+func SetLogger(log *slog.Logger) { redis.SetLogger(redisLog{log}) }
+
+// redisLog is go-redis' logger interface over slog.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", slog.String("detail", fmt.Sprintf(format, v...)))
 }

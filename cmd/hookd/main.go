@@ -10,11 +10,13 @@ import (
 	"syscall"
 
 	"github.com/hookd/hookd/app"
+	"github.com/hookd/hookd/app/redisconn"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	redisconn.SetLogger(log)
 	err := app.Main(ctx, os.Args[1:], os.Getenv, os.Stdout, log)
 	stop()
 	if err != nil {
