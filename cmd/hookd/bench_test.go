@@ -238,3 +238,61 @@ func checkCost(t *testing.T, scenario string, c *benchCost, delivered int) {
 		t.Errorf("%s: %g CPU ms per delivery (hookd %g), want positive and at least hookd's", scenario, c.PerDelivery.CPUMs, c.PerDelivery.HookdCPUMs)
 	}
 }
+
+// TestBenchCluster runs `hookd bench --redis-cluster-addrs` on a small load
+// against a Redis Cluster of the test's own, its deliveries sharded: every
+// delivery arrives, and the cost figures count the Cluster's commands.
+func TestBenchCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and a Redis Cluster; skipped with -short")
+	}
+	t.Parallel()
+	bin := build(t)
+	topo := startClusterRedis(t)
+	jsonFile := filepath.Join(t.TempDir(), "bench.json")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "bench",
+		"--scenarios", "baseline,burst,fanout10",
+		"--events", "200", "--baseline", "500", "--stats-settle", "1s",
+		"--json", jsonFile,
+		"--redis-cluster-addrs", strings.Join(topo.addrs(), ","),
+		"--database-url", outboxtest.DatabaseURL(),
+	)
+	cmd.Env = append(os.Environ(), "HOOKD_QUEUE_SHARDS=6")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	cmd.Stderr = t.Output()
+	if out, err := cmd.Output(); err != nil {
+		t.Fatalf("hookd bench: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Baseline struct {
+			AsynqTasksPerSec float64 `json:"asynq_tasks_per_sec"`
+		} `json:"baseline"`
+		Results []struct {
+			Scenario  string     `json:"scenario"`
+			Expected  int        `json:"expected_deliveries"`
+			Delivered int        `json:"delivered"`
+			Cost      *benchCost `json:"cost"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Baseline.AsynqTasksPerSec <= 0 || len(rep.Results) != 2 {
+		t.Fatalf("report: %s", b)
+	}
+	for _, r := range rep.Results {
+		if r.Expected == 0 || r.Delivered != r.Expected {
+			t.Errorf("%s: delivered %d of %d", r.Scenario, r.Delivered, r.Expected)
+		}
+		if r.Cost == nil || r.Cost.PerDelivery.RedisCommands <= 0 {
+			t.Errorf("%s: no Redis commands counted: %+v", r.Scenario, r.Cost)
+		}
+	}
+}
