@@ -1,8 +1,18 @@
 package redisconn_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,4 +188,137 @@ func TestClusterFollowsFailover(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("replica promoted %.1fs after the kill; the client followed %.2fs later", promoted.Sub(killed).Seconds(), time.Since(promoted).Seconds())
+}
+
+// writeTLSFiles writes a CA, and a server certificate for 127.0.0.1 it
+// signed, to dir: ca.pem, server.pem, server.key.
+func writeTLSFiles(t *testing.T, dir string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hookd test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{
+		"ca.pem":     {Type: "CERTIFICATE", Bytes: caDER},
+		"server.pem": {Type: "CERTIFICATE", Bytes: leafDER},
+		"server.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestClusterTLS runs a Redis Cluster that speaks only TLS, with a CA of
+// the test's own: HOOKD_REDIS_TLS=true reaches it, the CA trusted the way
+// an operator makes Go trust one (SSL_CERT_FILE), and without TLS nothing
+// does. The client runs in a child process of the test binary, since Go
+// reads SSL_CERT_FILE once per process.
+func TestClusterTLS(t *testing.T) {
+	if addrs := os.Getenv("HOOKD_TEST_TLS_CLUSTER"); addrs != "" {
+		clusterTLSClient(t, strings.Split(addrs, ","))
+		return
+	}
+	if testing.Short() {
+		t.Skip("runs a Redis Cluster of three redis-server processes")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	tlsArgs := []string{"--tls-cert-file", filepath.Join(dir, "server.pem"), "--tls-key-file", filepath.Join(dir, "server.key"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no"}
+	var addrs []string
+	for range 3 {
+		port := freePort(t)
+		cmd := exec.Command("redis-server", append([]string{"--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--tls-cluster", "yes"}, tlsArgs...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start redis-server: %v", err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		})
+		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	}
+	cli := func(args ...string) (string, error) {
+		out, err := exec.Command("redis-cli", append([]string{"--tls", "--cacert", filepath.Join(dir, "ca.pem")}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if out, _ := cli("-h", host, "-p", port, "PING"); out == "PONG" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("TLS redis-server on %s did not answer", a)
+			}
+		}
+	}
+	if out, err := cli(append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	host, port, _ := net.SplitHostPort(addrs[0])
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, _ := cli("-h", host, "-p", port, "CLUSTER", "INFO"); strings.Contains(out, "cluster_state:ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the TLS cluster never became ok")
+		}
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestClusterTLS$", "-test.v")
+	child.Env = append(os.Environ(), "HOOKD_TEST_TLS_CLUSTER="+strings.Join(addrs, ","), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"))
+	out, err := child.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	t.Logf("client: %s", out)
+}
+
+// clusterTLSClient is TestClusterTLS' client side, in the child process.
+func clusterTLSClient(t *testing.T, addrs []string) {
+	ctx := t.Context()
+	plain, err := redisconn.Config{ClusterAddrs: addrs}.Open(ctx, 2)
+	if err == nil {
+		_ = plain.Close()
+		t.Fatal("a client without TLS reached the TLS cluster")
+	}
+	rdb, err := redisconn.Config{ClusterAddrs: addrs, TLS: true}.Open(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	// Keys on every master: each node's certificate is checked.
+	for i := range 30 {
+		k := fmt.Sprintf("hookd:{tls-%d}:k", i)
+		if err := rdb.Set(ctx, k, "v", 0).Err(); err != nil {
+			t.Fatalf("SET %s over TLS: %v", k, err)
+		}
+	}
 }
