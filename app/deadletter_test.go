@@ -367,3 +367,22 @@ func TestDLQRetryEnqueuesAsServe(t *testing.T) {
 		t.Errorf("retried delivery's webhook-id %q, want the first attempt's %q", last, first)
 	}
 }
+
+// TestDLQRefusesFiltersPostgresCannotCompare: `hookd dlq` checks its
+// filters as the API does, before it opens the database.
+func TestDLQRefusesFiltersPostgresCannotCompare(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"HOOKD_DATABASE_URL": "postgres://hookd@127.0.0.1:1/none?sslmode=disable"}
+	for _, args := range [][]string{
+		{"dlq", "retry", "--all", "--since", "0000-01-01T00:00:00Z"},
+		{"dlq", "list", "--until", "0000-01-01T00:00:00Z"},
+		{"dlq", "list", "--endpoint", "ep_\x00"},
+		{"dlq", "list", "--event-type", "a\x01b"},
+	} {
+		var out strings.Builder
+		err := app.Main(t.Context(), args, func(k string) string { return env[k] }, &out, slog.New(slog.DiscardHandler))
+		if err == nil || !strings.Contains(err.Error(), args[len(args)-2]) || strings.Contains(err.Error(), "connect") {
+			t.Errorf("%q: error %v, want one naming %s before any connection", args, err, args[len(args)-2])
+		}
+	}
+}

@@ -65,17 +65,27 @@ func parseDLQ(args []string, getenv func(string) string, stdout io.Writer) (dlqC
 	}
 	c.cfg, c.ids = cfg, rest
 	for _, t := range []struct {
-		s   string
-		dst *time.Time
-	}{{*since, &c.filter.Since}, {*until, &c.filter.Until}} {
+		flag, s string
+		dst     *time.Time
+	}{{"since", *since, &c.filter.Since}, {"until", *until, &c.filter.Until}} {
 		if t.s == "" {
 			continue
 		}
 		v, err := time.Parse(time.RFC3339, t.s)
 		if err != nil {
-			return dlqCommand{}, fmt.Errorf("dlq: %q is not an RFC 3339 time", t.s)
+			return dlqCommand{}, fmt.Errorf("dlq: --%s: %q is not an RFC 3339 time", t.flag, t.s)
+		}
+		// As the API refuses it: Postgres cannot compare a time outside
+		// its years.
+		if err := resource.FilterTime("--"+t.flag, v); err != nil {
+			return dlqCommand{}, fmt.Errorf("dlq: %w", err)
 		}
 		*t.dst = v
+	}
+	for flag, v := range map[string]string{"app": c.filter.AppID, "endpoint": c.filter.EndpointID, "event-type": c.filter.EventType} {
+		if err := resource.FilterText("--"+flag, v); err != nil {
+			return dlqCommand{}, fmt.Errorf("dlq: %w", err)
+		}
 	}
 	switch {
 	case c.sub == "list" && len(c.ids) > 0:
