@@ -13,6 +13,9 @@
 #   bash deploy/oaslint.sh      # HOOKD_OASLINT_DIR overrides where they go
 set -euo pipefail
 
+# shellcheck source=npmtool.sh
+source "$(dirname "$0")/npmtool.sh"
+
 readonly REDOCLY_VERSION=2.77.0
 readonly SPECTRAL_VERSION=6.16.3
 
@@ -34,51 +37,11 @@ node_ok() {
 			process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)'
 }
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-	if ! command -v apt-get >/dev/null 2>&1; then
-		log "no node and npm, and apt-get is not available; install Node.js 20.19 or later"
-		exit 3
-	fi
-	SUDO=()
-	if [[ $(id -u) -ne 0 ]]; then
-		if ! command -v sudo >/dev/null 2>&1; then
-			log "no node and npm; installing them needs root or sudo"
-			exit 3
-		fi
-		SUDO=(sudo -n)
-	fi
-	apt=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq)
-	install() { "${apt[@]}" install -y --no-install-recommends nodejs npm >/dev/null; }
-	log "installing Debian's nodejs and npm"
-	if ! install; then
-		log "apt-get update"
-		"${apt[@]}" update || { log "apt-get update failed"; exit 1; }
-		install || { log "apt-get install nodejs npm failed"; exit 1; }
-	fi
-fi
+ensure_node "Node.js 20.19 or later"
 if ! node_ok; then
 	log "Node.js $(node --version 2>/dev/null || echo '(none)') is too old for Redocly CLI $REDOCLY_VERSION; install Node.js 20.19 or later"
 	exit 3
 fi
 
-# Install next to the final directory, then move it into place: a failed or
-# concurrent install never leaves a half-filled one behind.
-mkdir -p "$(dirname "$dir")"
-if [[ -d $dir && ! -f $dir/.installed ]]; then
-	rm -rf "$dir" # without the marker: not a complete install
-fi
-tmp=$(mktemp -d "$dir.tmp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-log "npm install @redocly/cli@$REDOCLY_VERSION @stoplight/spectral-cli@$SPECTRAL_VERSION into $dir"
-printf '{"private": true}\n' >"$tmp/package.json"
-if ! npm install --prefix "$tmp" --no-audit --no-fund --no-update-notifier --loglevel=error --save-exact \
-	"@redocly/cli@$REDOCLY_VERSION" "@stoplight/spectral-cli@$SPECTRAL_VERSION" >&2; then
-	log "npm install failed"
-	exit 1
-fi
-touch "$tmp/.installed"
-if ! mv -T "$tmp" "$dir" 2>/dev/null; then
-	# Another run finished first: use its install.
-	[[ -f $dir/.installed ]] || { log "could not move the install into $dir"; exit 1; }
-fi
+npm_install_into "$dir" "@redocly/cli@$REDOCLY_VERSION" "@stoplight/spectral-cli@$SPECTRAL_VERSION"
 printf '%s\n' "$bin"
