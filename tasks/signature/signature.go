@@ -1,7 +1,9 @@
 // Package signature signs webhook messages as the Standard Webhooks
 // specification describes: an HMAC-SHA256 over "id.timestamp.body", sent as
 // "v1,<base64>" in the webhook-signature header, with secrets written as
-// "whsec_<base64>". A receiver checks them with a Verifier.
+// "whsec_<base64>"; or, in the asymmetric scheme, an ed25519 signature of
+// the same content, sent as "v1a,<base64>", with "whsk_" private and
+// "whpk_" public keys. A receiver checks them with a Verifier.
 package signature
 
 import (

@@ -2,6 +2,7 @@ package signature
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -26,6 +27,10 @@ const (
 
 // encodedMACSize is the length of a base64-encoded HMAC-SHA256 (44).
 const encodedMACSize = (sha256.Size + 2) / 3 * 4
+
+// encodedEd25519Size is the length of a base64-encoded ed25519 signature
+// (88).
+const encodedEd25519Size = (ed25519.SignatureSize + 2) / 3 * 4
 
 // Errors returned by ParseHeader and Verifier. They are wrapped with
 // details; test for them with errors.Is.
@@ -93,6 +98,7 @@ type VerifierConfig struct {
 // one of its keys and recently. It is safe for concurrent use.
 type Verifier struct {
 	keys [][]byte
+	pubs []ed25519.PublicKey
 	cfg  VerifierConfig
 }
 
@@ -106,9 +112,19 @@ func NewVerifier(keys [][]byte, cfg VerifierConfig) *Verifier {
 	return &Verifier{keys: append([][]byte(nil), keys...), cfg: cfg}
 }
 
+// NewPublicKeyVerifier returns a Verifier accepting a v1a (ed25519)
+// signature under any of pubs (more than one while rotating keys; see
+// ParsePublicKey). Its v1 signatures are ignored.
+func NewPublicKeyVerifier(pubs []ed25519.PublicKey, cfg VerifierConfig) *Verifier {
+	v := NewVerifier(nil, cfg)
+	v.pubs = append([]ed25519.PublicKey(nil), pubs...)
+	return v
+}
+
 // Verify checks a message from its webhook-id, webhook-timestamp and
 // webhook-signature header values and its raw body. It returns nil when
-// any v1 signature matches any key, and otherwise an error wrapping
+// any v1 signature matches any key (for a NewPublicKeyVerifier: any v1a
+// signature verifies under any public key), and otherwise an error wrapping
 // ErrMalformed, ErrTimestamp, ErrNoSignature or ErrMismatch.
 //
 // The timestamp must be canonical decimal unix seconds (no sign, no leading
@@ -128,6 +144,9 @@ func (v *Verifier) Verify(id, timestamp, signatures string, body []byte) error {
 	if d := ts.Sub(now); d > v.cfg.Tolerance {
 		return fmt.Errorf("%w: message is %s ahead", ErrTimestamp, d.Truncate(time.Second))
 	}
+	if v.pubs != nil {
+		return v.verifyEd25519(id, unix, signatures, body)
+	}
 	macs, err := ParseHeader(signatures)
 	if err != nil {
 		return err
@@ -139,6 +158,39 @@ func (v *Verifier) Verify(id, timestamp, signatures string, body []byte) error {
 				return nil
 			}
 		}
+	}
+	return ErrMismatch
+}
+
+// verifyEd25519 checks the v1a signatures of a header value against the
+// Verifier's public keys. Like ParseHeader, it skips entries of other
+// versions and malformed ones, and bounds the work a hostile header costs.
+func (v *Verifier) verifyEd25519(id string, unix int64, signatures string, body []byte) error {
+	if len(signatures) > maxHeaderSize {
+		return fmt.Errorf("%w: signature header is %d bytes, limit %d", ErrMalformed, len(signatures), maxHeaderSize)
+	}
+	msg := content(id, unix, body)
+	n := 0
+	for entry := range strings.SplitSeq(signatures, " ") {
+		version, sig, ok := strings.Cut(entry, ",")
+		if !ok || version != "v1a" || len(sig) != encodedEd25519Size || strings.ContainsAny(sig, "\r\n") {
+			continue
+		}
+		raw, err := base64.StdEncoding.Strict().DecodeString(sig)
+		if err != nil || len(raw) != ed25519.SignatureSize {
+			continue
+		}
+		if n++; n > maxSignatures {
+			return fmt.Errorf("%w: more than %d v1a signatures", ErrMalformed, maxSignatures)
+		}
+		for _, pub := range v.pubs {
+			if ed25519.Verify(pub, msg, raw) {
+				return nil
+			}
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: no v1a signature", ErrNoSignature)
 	}
 	return ErrMismatch
 }
