@@ -14,14 +14,15 @@ import (
 type createEndpointInput struct {
 	AppPath
 	Body struct {
-		URL         string            `json:"url" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
-		Description string            `json:"description,omitempty" maxLength:"1000"`
-		EventTypes  []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; null or empty receives all."`
-		Filter      jsonFilter        `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
-		Headers     map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Any header but these, which are refused: Content-*, Proxy-*, Webhook-*, the hop-by-hop Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and HTTP2-Settings, Host, Expect, Max-Forwards and User-Agent."`
-		RateLimit   *int              `json:"rate_limit,omitempty" nullable:"true" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null or left out for no limit."`
-		Disabled    bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
-		Metadata    map[string]string `json:"metadata,omitempty"`
+		URL             string            `json:"url" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
+		Description     string            `json:"description,omitempty" maxLength:"1000"`
+		EventTypes      []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; null or empty receives all."`
+		Filter          jsonFilter        `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
+		Headers         map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Any header but these, which are refused: Content-*, Proxy-*, Webhook-*, the hop-by-hop Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and HTTP2-Settings, Host, Expect, Max-Forwards and User-Agent."`
+		RateLimit       *int              `json:"rate_limit,omitempty" nullable:"true" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null or left out for no limit."`
+		Disabled        bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
+		Metadata        map[string]string `json:"metadata,omitempty"`
+		SignatureScheme string            `json:"signature_scheme,omitempty" enum:"hmac-sha256,ed25519" doc:"How deliveries are signed: hmac-sha256 (the default; v1 signatures under a whsec_ secret) or ed25519 (v1a signatures; receivers verify with the whpk_ public_key)."`
 	}
 }
 
@@ -54,15 +55,17 @@ type rotateSecretInput struct {
 	EndpointPath
 	Body *struct {
 		GracePeriodSeconds *int   `json:"grace_period_seconds,omitempty" minimum:"0" maximum:"604800" doc:"How long the current secret keeps signing next to the new one (default 86400, one day). Secrets retired earlier keep their own."`
-		Secret             string `json:"secret,omitempty" pattern:"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{3}=)$" patternDescription:"whsec_ and the padded standard base64 of 24 to 64 bytes" doc:"The new secret: whsec_ and the padded standard base64 of 24 to 64 bytes; random when omitted."`
+		Secret             string `json:"secret,omitempty" pattern:"^(?:whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{3}=)|whsk_(?:(?:[A-Za-z0-9+/]{4}){10}[A-Za-z0-9+/]{3}=|(?:[A-Za-z0-9+/]{4}){21}[A-Za-z0-9+/]{2}==))$" patternDescription:"whsec_ and the padded standard base64 of 24 to 64 bytes, or whsk_ and that of a 32-byte ed25519 seed or 64-byte private key" doc:"The new key, random when omitted: for hmac-sha256 whsec_ and the padded standard base64 of 24 to 64 bytes; for ed25519 whsk_ and that of a 32-byte seed or of a 64-byte private key (seed, then public key)."`
+		SignatureScheme    string `json:"signature_scheme,omitempty" enum:"hmac-sha256,ed25519" doc:"The scheme of the new key: hmac-sha256 or ed25519. By default that of the secret given, or else the endpoint's current one. The keys this rotation retires keep signing in their own scheme during the grace period."`
 	}
 }
 
 // endpointWithSecret is an endpoint as creation returns it: the one
-// response besides GET .../secret that carries the signing secret.
+// response besides GET .../secret that carries an HMAC signing secret, and
+// the one besides its rotation's that carries an ed25519 private key.
 type endpointWithSecret struct {
 	registry.Endpoint
-	Secret string `json:"secret" doc:"The signing secret (whsec_...). Read it again with GET .../secret."`
+	Secret string `json:"secret" doc:"The signing key: for hmac-sha256 the secret (whsec_...), which GET .../secret reads again; for ed25519 the private key (whsk_...), shown only here: hookd signs with it, receivers need only the public_key."`
 }
 
 func (s *Server) registerEndpoints(api huma.API) {
@@ -79,6 +82,7 @@ func (s *Server) registerEndpoints(api huma.API) {
 		ep, secret, err := s.registry.CreateEndpoint(ctx, in.AppID, registry.EndpointInput{
 			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: json.RawMessage(b.Filter),
 			Headers: b.Headers, RateLimit: b.RateLimit, Disabled: b.Disabled, Metadata: b.Metadata,
+			SignatureScheme: b.SignatureScheme,
 		})
 		if err != nil {
 			return nil, s.fail(ctx, err)
@@ -163,7 +167,9 @@ func (s *Server) registerEndpoints(api huma.API) {
 	})
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "get-endpoint-secret", Method: http.MethodGet, Path: base + "/{endpoint_id}/secret", Tags: tags,
-		Summary: "Read an endpoint's signing secret", Description: "The newest live secret.", Security: bearer(),
+		Summary:     "Read an endpoint's signing secret",
+		Description: "The newest live key: an hmac-sha256 secret (whsec_...), or for ed25519 the public key (whpk_...) only, never the private key.",
+		Security:    bearer(),
 	}), func(ctx context.Context, in *EndpointPath) (*bodyOutput[registry.Secret], error) {
 		sec, err := s.registry.Secret(ctx, in.AppID, in.EndpointID)
 		if err != nil {
@@ -174,19 +180,21 @@ func (s *Server) registerEndpoints(api huma.API) {
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "rotate-endpoint-secret", Method: http.MethodPost, Path: base + "/{endpoint_id}/secret/rotate", Tags: tags,
 		Summary: "Rotate an endpoint's signing secret",
-		Description: "Creates a new secret. During the grace period every delivery is signed with both the old and the new secret " +
-			"(two space-separated v1, signatures); then the old one expires. Secrets retired by earlier rotations keep their own grace period, " +
-			"but at most 3 secrets sign: a rotation that would leave more ends the grace of the oldest at once.",
+		Description: "Creates a new key, of the scheme asked for (hmac-sha256 or ed25519; by default the endpoint's). During the grace period " +
+			"every delivery is signed with both the old and the new key (two space-separated signatures: v1, for hmac-sha256, v1a, for ed25519, " +
+			"mixed when the rotation switches scheme); then the old one expires. Secrets retired by earlier rotations keep their own grace period, " +
+			"but at most 3 secrets sign: a rotation that would leave more ends the grace of the oldest at once. The response carries the new key; " +
+			"an ed25519 private key (whsk_...) is shown only here, with its public_key.",
 		Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *rotateSecretInput) (*bodyOutput[registry.Secret], error) {
-		grace, secret := registry.DefaultGracePeriod, ""
+		grace, secret, scheme := registry.DefaultGracePeriod, "", ""
 		if in.Body != nil {
 			if in.Body.GracePeriodSeconds != nil {
 				grace = time.Duration(*in.Body.GracePeriodSeconds) * time.Second
 			}
-			secret = in.Body.Secret
+			secret, scheme = in.Body.Secret, in.Body.SignatureScheme
 		}
-		sec, err := s.registry.RotateSecret(ctx, in.AppID, in.EndpointID, grace, secret)
+		sec, err := s.registry.RotateSecret(ctx, in.AppID, in.EndpointID, grace, secret, scheme)
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}

@@ -22,7 +22,6 @@ import (
 	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/tasks/delivery"
 	"github.com/hookd/hookd/tasks/ledger"
-	"github.com/hookd/hookd/tasks/signature"
 )
 
 // Endpoint is a URL that receives an app's events.
@@ -47,8 +46,14 @@ type Endpoint struct {
 	// FailingSince starts the endpoint's current run of failed attempts.
 	FailingSince *time.Time        `bun:"failing_since" json:"failing_since"`
 	Metadata     map[string]string `bun:"metadata,type:jsonb,notnull" json:"metadata"`
-	CreatedAt    time.Time         `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
-	UpdatedAt    time.Time         `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
+	// SignatureScheme is how the endpoint's newest key signs: SchemeHMAC
+	// or SchemeEd25519.
+	SignatureScheme string `bun:"signature_scheme,notnull" json:"signature_scheme" enum:"hmac-sha256,ed25519" doc:"How the endpoint's newest key signs: hmac-sha256 (v1 signatures, whsec_ secret) or ed25519 (v1a signatures, whsk_ private key held by hookd)."`
+	// PublicKey is the "whpk_" public key of an ed25519 endpoint's newest
+	// key; nil for HMAC.
+	PublicKey *string   `bun:"public_key" json:"public_key" doc:"For ed25519: the public key (whpk_...) that verifies the v1a signatures of the newest key; null for hmac-sha256."`
+	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
+	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
 }
 
 // EndpointInput is what a caller sets on a new endpoint.
@@ -64,6 +69,9 @@ type EndpointInput struct {
 	RateLimit *int
 	Disabled  bool
 	Metadata  map[string]string
+	// SignatureScheme is SchemeHMAC (the default when empty) or
+	// SchemeEd25519.
+	SignatureScheme string
 }
 
 // EndpointPatch changes the fields that are not nil. A Filter of `null` or
@@ -88,7 +96,8 @@ const (
 )
 
 // CreateEndpoint validates in and creates an endpoint of app appID with a new
-// signing secret, which it returns in its "whsec_" form. An app that has
+// signing key, which it returns in its text form: a "whsec_" secret or, for
+// SchemeEd25519, a "whsk_" private key (the endpoint holds its public key). An app that has
 // Config.MaxEndpointsPerApp endpoints gets a *resource.QuotaError; creations
 // in one app queue on the app's row, so that concurrent ones cannot pass the
 // limit together.
@@ -122,7 +131,11 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 	if in.Disabled {
 		ep.Disabled, ep.DisabledReason = true, ptr("disabled on creation")
 	}
-	secret := signature.NewSecret()
+	if ep.SignatureScheme, err = validScheme(in.SignatureScheme); err != nil {
+		return Endpoint{}, "", err
+	}
+	secret, pub := newKey(ep.SignatureScheme)
+	ep.PublicKey = pub
 	err = r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := r.reserveEndpoint(ctx, tx, appID); err != nil {
 			return err

@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -23,10 +25,75 @@ type endpointSecret struct {
 	ExpiresAt  *time.Time `bun:"expires_at"`
 }
 
-// Secret is an endpoint's current signing secret.
+// Secret is an endpoint's current signing key. For SchemeEd25519 it shows
+// only the public key, but when the key has just been made.
 type Secret struct {
-	Secret    string    `json:"secret"`
-	CreatedAt time.Time `json:"created_at"`
+	Secret          string    `json:"secret,omitempty" doc:"The signing key: for hmac-sha256 the whsec_ secret; for ed25519 the whsk_ private key, only in the response of the rotation that made it, never again."`
+	SignatureScheme string    `json:"signature_scheme" enum:"hmac-sha256,ed25519" doc:"How the key signs: hmac-sha256 (v1) or ed25519 (v1a)."`
+	PublicKey       string    `json:"public_key,omitempty" doc:"For ed25519: the public key (whpk_...) that verifies the key's v1a signatures."`
+	CreatedAt       time.Time `json:"created_at"`
+}
+
+// Signature schemes of an endpoint.
+const (
+	// SchemeHMAC signs with HMAC-SHA256 ("v1," signatures) under a
+	// "whsec_" secret shared with the receiver.
+	SchemeHMAC = "hmac-sha256"
+	// SchemeEd25519 signs with ed25519 ("v1a," signatures) under a "whsk_"
+	// private key; the receiver verifies with its "whpk_" public key.
+	SchemeEd25519 = "ed25519"
+)
+
+// validScheme returns the scheme named s, SchemeHMAC for "".
+func validScheme(s string) (string, error) {
+	switch s {
+	case "", SchemeHMAC:
+		return SchemeHMAC, nil
+	case SchemeEd25519:
+		return s, nil
+	}
+	return "", resource.Invalid("signature_scheme", "must be %s or %s", SchemeHMAC, SchemeEd25519)
+}
+
+// newKey returns a new random key of scheme in its text form and, for
+// ed25519, its public key.
+func newKey(scheme string) (secret string, pub *string) {
+	if scheme == SchemeEd25519 {
+		secret = signature.NewPrivateKey()
+		return secret, ptr(publicKeyOf(secret))
+	}
+	return signature.NewSecret(), nil
+}
+
+// schemeOf returns the scheme of a stored key, told by its prefix.
+func schemeOf(secret string) string {
+	if strings.HasPrefix(secret, signature.PrivateKeyPrefix) {
+		return SchemeEd25519
+	}
+	return SchemeHMAC
+}
+
+// publicKeyOf returns the "whpk_" public key of a stored "whsk_" key, or ""
+// should it not parse.
+func publicKeyOf(secret string) string {
+	priv, err := signature.ParsePrivateKey(secret)
+	if err != nil {
+		return ""
+	}
+	return signature.PublicKey(priv)
+}
+
+// shown returns s as an API response shows it: an ed25519 key by its public
+// key only, unless reveal (the response of the request that made it).
+func shown(secret string, createdAt time.Time, reveal bool) Secret {
+	s := Secret{SignatureScheme: schemeOf(secret), CreatedAt: createdAt}
+	if s.SignatureScheme == SchemeHMAC || reveal {
+		s.Secret = secret
+	}
+	if s.SignatureScheme == SchemeEd25519 {
+		s.PublicKey = publicKeyOf(secret)
+	}
+	return s
 }
 
 // Grace periods of a secret rotation.
@@ -42,7 +109,8 @@ const (
 // small).
 const MaxLiveSecrets = 3
 
-// Secret returns the newest live signing secret of endpoint id of app appID.
+// Secret returns the newest live signing secret of endpoint id of app
+// appID; for an ed25519 key, only its public key.
 func (r *Registry) Secret(ctx context.Context, appID, id string) (Secret, error) {
 	if _, err := r.Endpoint(ctx, appID, id); err != nil {
 		return Secret{}, err
@@ -58,31 +126,53 @@ func (r *Registry) Secret(ctx context.Context, appID, id string) (Secret, error)
 	if err != nil {
 		return Secret{}, fmt.Errorf("get secret of endpoint %s: %w", id, err)
 	}
-	return Secret{Secret: s.Secret, CreatedAt: s.CreatedAt}, nil
+	return shown(s.Secret, s.CreatedAt, false), nil
 }
 
-// RotateSecret gives endpoint id of app appID a new signing secret (secret,
-// or a random one when empty), and returns it. The current secret keeps
+// RotateSecret gives endpoint id of app appID a new signing key of scheme
+// (secret, or a random one when empty), and returns it, an ed25519 private
+// key included. An empty scheme is that of secret, or else the endpoint's.
+// The endpoint's scheme becomes the new key's. The current key keeps
 // signing, next to the new one, for grace; then it expires. Secrets retired
 // by earlier rotations keep their own grace periods, but no more than
 // MaxLiveSecrets sign: the oldest still in grace stop at once so that the
 // new secret and the two most recent others remain.
-func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace time.Duration, secret string) (Secret, error) {
+func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace time.Duration, secret, scheme string) (Secret, error) {
 	if grace < 0 || grace > MaxGracePeriod {
 		return Secret{}, resource.Invalid("grace_period_seconds", "must be between 0 and %d", int(MaxGracePeriod.Seconds()))
 	}
-	if secret == "" {
-		secret = signature.NewSecret()
-	} else if key, err := signature.ParseSecret(secret); err != nil || len(key) < 24 || len(key) > 64 {
-		return Secret{}, resource.Invalid("secret", "must be whsec_ followed by the base64 of 24 to 64 random bytes")
+	if scheme != "" {
+		if _, err := validScheme(scheme); err != nil {
+			return Secret{}, err
+		}
+	}
+	if secret != "" {
+		given := schemeOf(secret)
+		if scheme != "" && scheme != given {
+			return Secret{}, resource.Invalid("secret", "must be a key of the signature_scheme %s", scheme)
+		}
+		scheme = given
+		if given == SchemeEd25519 {
+			if _, err := signature.ParsePrivateKey(secret); err != nil {
+				return Secret{}, resource.Invalid("secret", "must be whsk_ followed by the base64 of a 32-byte ed25519 seed or 64-byte private key")
+			}
+		} else if key, err := signature.ParseSecret(secret); err != nil || len(key) < 24 || len(key) > 64 {
+			return Secret{}, resource.Invalid("secret", "must be whsec_ followed by the base64 of 24 to 64 random bytes")
+		}
 	}
 	s := endpointSecret{EndpointID: id, Secret: secret}
 	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		// Lock the endpoint so that concurrent rotations queue up.
-		var epID string
-		err := tx.NewSelect().Model((*Endpoint)(nil)).Column("id").Where("app_id = ? AND id = ?", appID, id).For("UPDATE").Scan(ctx, &epID)
+		var current string
+		err := tx.NewSelect().Model((*Endpoint)(nil)).Column("signature_scheme").Where("app_id = ? AND id = ?", appID, id).For("UPDATE").Scan(ctx, &current)
 		if err != nil {
 			return fmt.Errorf("lock endpoint %s: %w", id, resource.NotFound(err))
+		}
+		var pub *string
+		if s.Secret == "" {
+			s.Secret, pub = newKey(cmp.Or(scheme, current))
+		} else if schemeOf(s.Secret) == SchemeEd25519 {
+			pub = ptr(publicKeyOf(s.Secret))
 		}
 		_, err = tx.NewUpdate().Model((*endpointSecret)(nil)).
 			Set("expires_at = clock_timestamp() + ?::interval", fmt.Sprintf("%d microseconds", grace.Microseconds())).
@@ -107,11 +197,13 @@ func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace tim
 		if err != nil {
 			return fmt.Errorf("delete expired secrets: %w", err)
 		}
-		_, err = tx.NewUpdate().Model((*Endpoint)(nil)).Set("updated_at = clock_timestamp()").Where("id = ?", id).Exec(ctx)
+		_, err = tx.NewUpdate().Model((*Endpoint)(nil)).Set("updated_at = clock_timestamp()").
+			Set("signature_scheme = ?", schemeOf(s.Secret)).Set("public_key = ?", pub).
+			Where("id = ?", id).Exec(ctx)
 		return err
 	})
 	if err != nil {
 		return Secret{}, fmt.Errorf("rotate secret of endpoint %s: %w", id, err)
 	}
-	return Secret{Secret: s.Secret, CreatedAt: s.CreatedAt}, nil
+	return shown(s.Secret, s.CreatedAt, true), nil
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -138,8 +139,11 @@ type deliveryEndpoint struct {
 	keys []signingKey      // newest first
 }
 
+// signingKey is one live key, parsed once: an HMAC secret (key) or an
+// ed25519 private key (priv).
 type signingKey struct {
 	key     []byte
+	priv    ed25519.PrivateKey
 	expires *time.Time
 }
 
@@ -149,10 +153,15 @@ func (e deliveryEndpoint) at(now time.Time) delivery.Endpoint {
 	ep := e.ep
 	ep.Keys = make([][]byte, 0, min(len(e.keys), MaxLiveSecrets))
 	for _, k := range e.keys {
-		if len(ep.Keys) == MaxLiveSecrets {
+		if len(ep.Keys)+len(ep.Ed25519Keys) == MaxLiveSecrets {
 			break
 		}
-		if k.expires == nil || k.expires.After(now) {
+		if k.expires != nil && !k.expires.After(now) {
+			continue
+		}
+		if k.priv != nil {
+			ep.Ed25519Keys = append(ep.Ed25519Keys, k.priv)
+		} else {
 			ep.Keys = append(ep.Keys, k.key)
 		}
 	}
@@ -179,11 +188,16 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	}
 	keys := make([]signingKey, 0, len(secrets))
 	for _, s := range secrets {
-		k, err := signature.ParseSecret(s.Secret)
+		k := signingKey{expires: s.ExpiresAt}
+		if schemeOf(s.Secret) == SchemeEd25519 {
+			k.priv, err = signature.ParsePrivateKey(s.Secret)
+		} else {
+			k.key, err = signature.ParseSecret(s.Secret)
+		}
 		if err != nil {
 			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, err)
 		}
-		keys = append(keys, signingKey{key: k, expires: s.ExpiresAt})
+		keys = append(keys, k)
 	}
 	rate := 0
 	if ep.RateLimit != nil {

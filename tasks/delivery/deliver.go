@@ -162,7 +162,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("read endpoint %s: %w", p.EndpointID, err)
 	case ep.Disabled:
 		return d.fail(ctx, p, "endpoint disabled")
-	case len(ep.Keys) == 0:
+	case ep.signingKeys().Len() == 0:
 		return fmt.Errorf("deliver %s: endpoint %s has no live signing secret", p.DeliveryID, ep.ID) // never send unsigned
 	}
 	webhook, err := d.bodies.Get(ctx, p.EventID)

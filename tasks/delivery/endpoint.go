@@ -2,7 +2,10 @@ package delivery
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+
+	"github.com/hookd/hookd/tasks/signature"
 )
 
 // Endpoint is what the deliverer needs to know of an endpoint.
@@ -12,14 +15,22 @@ type Endpoint struct {
 	URL   string
 	// Headers are sent with every delivery, before hookd's own.
 	Headers map[string]string
-	// Keys sign each delivery; more than one while a secret is rotated.
-	Keys     [][]byte
-	Disabled bool
+	// Keys (HMAC secrets, v1) and Ed25519Keys (v1a) sign each delivery;
+	// more than one while a secret is rotated, of both kinds while a
+	// rotation switches the endpoint's scheme.
+	Keys        [][]byte
+	Ed25519Keys []ed25519.PrivateKey
+	Disabled    bool
 	// RateLimit caps deliveries per second to the endpoint (0: none).
 	RateLimit int
 	// Failing tells that the endpoint's failing streak runs: a success
 	// must end it (EndpointHealth.Succeeded).
 	Failing bool
+}
+
+// signingKeys returns the keys that sign the endpoint's deliveries.
+func (e Endpoint) signingKeys() signature.Keys {
+	return signature.Keys{HMAC: e.Keys, Ed25519: e.Ed25519Keys}
 }
 
 // EndpointHealth hears the outcome of every attempt: it disables endpoints

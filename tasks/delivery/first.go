@@ -62,7 +62,7 @@ func (d *Deliverer) First(ctx context.Context, ps []tasks.DeliverPayload, webhoo
 // caps of the endpoint and its app let it through.
 func (d *Deliverer) firstAttempt(ctx context.Context, p tasks.DeliverPayload, webhook []byte) First {
 	ep, err := d.endpoint(ctx, p.EndpointID)
-	if err != nil || ep.Disabled || len(ep.Keys) == 0 || ep.RateLimit > 0 {
+	if err != nil || ep.Disabled || ep.signingKeys().Len() == 0 || ep.RateLimit > 0 {
 		return First{Payload: p} // the task handles all of these
 	}
 	ticket := guard.Ticket{AppID: ep.AppID, EndpointID: ep.ID, DeliveryID: p.DeliveryID, NoRoom: true}

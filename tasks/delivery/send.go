@@ -68,7 +68,7 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p tasks.DeliverPayloa
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
 	req.Header.Set(signature.HeaderID, p.EventID)
 	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
-	req.Header.Set(signature.HeaderSignature, signature.Header(ep.Keys, p.EventID, start, webhook))
+	req.Header.Set(signature.HeaderSignature, signature.HeaderOf(ep.signingKeys(), p.EventID, start, webhook))
 
 	resp, err := d.client.Do(req)
 	if err != nil {
