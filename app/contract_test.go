@@ -192,18 +192,7 @@ func TestOpenAPIStatesWhatIsEnforced(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			serverOK := r.code < 300
-			switch {
-			case serverOK && tc.field != "":
-				t.Errorf("server accepted it: %s", r)
-			case !serverOK && tc.field == "":
-				t.Errorf("server refused it: %s", r)
-			case !serverOK:
-				accCheckProblem(t, tc.name, r, http.StatusUnprocessableEntity, tc.field)
-			}
-			if docOK != serverOK {
-				t.Errorf("the document accepts it: %t (%v); the server: %t (%s)", docOK, docErr, serverOK, r)
-			}
+			conAgree(t, tc.name, docOK, docErr, r, tc.field)
 		})
 	}
 }
@@ -373,5 +362,24 @@ func TestOpenAPIResponsesTyped(t *testing.T) {
 	}
 	if len(seen) < 50 {
 		t.Fatalf("walked %d schemas, want every response's", len(seen))
+	}
+}
+
+// conAgree checks that the server answered r as field says (accepted
+// when field is empty, else a 422 on field) and as the document said
+// (docOK, with docErr for why not).
+func conAgree(t *testing.T, name string, docOK bool, docErr error, r accResp, field string) {
+	t.Helper()
+	serverOK := r.code < 300
+	switch {
+	case serverOK && field != "":
+		t.Errorf("server accepted it: %s", r)
+	case !serverOK && field == "":
+		t.Errorf("server refused it: %s", r)
+	case !serverOK:
+		accCheckProblem(t, name, r, http.StatusUnprocessableEntity, field)
+	}
+	if docOK != serverOK {
+		t.Errorf("the document accepts it: %t (%v); the server: %t (%s)", docOK, docErr, serverOK, r)
 	}
 }

@@ -293,18 +293,7 @@ func TestSignatureSchemeContract(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			serverOK := r.code < 300
-			switch {
-			case serverOK && tc.field != "":
-				t.Errorf("server accepted it: %s", r)
-			case !serverOK && tc.field == "":
-				t.Errorf("server refused it: %s", r)
-			case !serverOK:
-				accCheckProblem(t, tc.name, r, http.StatusUnprocessableEntity, tc.field)
-			}
-			if docOK != serverOK {
-				t.Errorf("the document accepts it: %t (%v); the server: %t (%s)", docOK, docErr, serverOK, r)
-			}
+			conAgree(t, tc.name, docOK, docErr, r, tc.field)
 		})
 	}
 }
