@@ -36,6 +36,7 @@ func TestLayering(t *testing.T) {
 		mod + "app/events":       {mod + "app/api", mod + "app/links", mod + "app/registry"},
 		mod + "app/filter":       {mod + "app", mod + "tasks", mod + "outbox"},
 		mod + "app/resource":     {mod + "app/api", mod + "app/registry", mod + "app/events", mod + "app/links"},
+		mod + "app/secretbox":    {mod + "app", mod + "tasks", mod + "outbox", "github.com/uptrace/bun"},
 	}
 	seen := 0
 	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
