@@ -77,6 +77,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 			return nil, err
 		}
 	}
+	if err := sealSecrets(ctx, a.db, cfg, log); err != nil {
+		return nil, err
+	}
 	if a.has(RoleAPI) {
 		if a.apiLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("listen on HOOKD_HTTP_ADDR: %w", err)
@@ -124,6 +127,25 @@ func openMigrated(ctx context.Context, url string, log *slog.Logger) (*bun.DB, e
 		return nil, err
 	}
 	return db, nil
+}
+
+// sealSecrets seals, with HOOKD_SECRETS_KEY, the secrets stored plain
+// (before a key was set); without a key it warns that they are stored
+// plain. Processes starting together may both run it: each row is sealed
+// once.
+func sealSecrets(ctx context.Context, db *bun.DB, cfg Config, log *slog.Logger) error {
+	if cfg.SecretsKeys == nil {
+		log.WarnContext(ctx, "HOOKD_SECRETS_KEY is not set: signing secrets are stored unencrypted in Postgres")
+		return nil
+	}
+	n, err := registry.New(db, registry.Config{Secrets: cfg.SecretsKeys}).SealSecrets(ctx, false)
+	if err != nil {
+		return fmt.Errorf("encrypt stored secrets with HOOKD_SECRETS_KEY: %w", err)
+	}
+	if n > 0 {
+		log.InfoContext(ctx, "stored secrets encrypted", slog.Int("rows", n), slog.String("key_id", cfg.SecretsKeys.IDs()[0]))
+	}
+	return nil
 }
 
 // redisPoolSpare is how many Redis connections a process keeps beyond
@@ -224,6 +246,7 @@ func (a *App) Run(ctx context.Context) error {
 		Log:                 a.log,
 		Metrics:             a.metrics,
 		AppDeleted:          eventStore.ForgetApp,
+		Secrets:             a.cfg.SecretsKeys,
 	})
 	deadLetters := deadletter.New(store, queue, deadletter.NewMetrics(a.metrics))
 	g, ctx := errgroup.WithContext(ctx)

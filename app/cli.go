@@ -24,6 +24,9 @@ Usage:
   hookd dlq retry DELIVERY_ID...
   hookd dlq retry --all [filters]
                           deliver dead letters again, with a fresh retry schedule
+  hookd secrets rotate-key
+                          re-encrypt every stored secret with the first key of
+                          HOOKD_SECRETS_KEY (give the new key, then the old ones)
   hookd bench [flags]     run the load generator against this binary (see hookd bench -h)
   hookd version           print the version
 
@@ -72,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return dlq(ctx, args, getenv, stdout, log)
 	case "apikey":
 		return apikey(ctx, args, getenv, stdout, log)
+	case "secrets":
+		return secrets(ctx, args, getenv, stdout, log)
 	case "bench":
 		return benchCommand(ctx, args, getenv, stdout, log)
 	case "version":

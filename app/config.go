@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookd/hookd/app/redisconn"
 	"github.com/hookd/hookd/app/registry"
+	"github.com/hookd/hookd/app/secretbox"
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/delivery"
 	"github.com/hookd/hookd/tasks/guard"
@@ -73,6 +74,11 @@ type Config struct {
 	MonitoringReadOnly  bool
 	PrometheusURL       string
 	Pprof               bool
+	// SecretsKeys seals the secrets hookd stores (HOOKD_SECRETS_KEY); nil
+	// stores them plain.
+	SecretsKeys *secretbox.Ring
+	// RequireSecretsKey refuses to start without SecretsKeys.
+	RequireSecretsKey bool
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
@@ -171,6 +177,17 @@ func settings() []setting {
 				}
 				c.AdminAPIKey = v
 				return nil
+			}},
+		{"HOOKD_SECRETS_KEY", "secrets-key", "",
+			"comma-separated AES-256 keys, each 32 random bytes in standard base64 (openssl rand -base64 32), that encrypt the signing secrets stored in Postgres: the first encrypts, every one decrypts; empty stores them unencrypted",
+			func(c *Config, v string) error {
+				r, err := secretbox.ParseRing(v)
+				c.SecretsKeys = r
+				return err
+			}},
+		{"HOOKD_REQUIRE_SECRETS_KEY", "require-secrets-key", "false",
+			"refuse to start without HOOKD_SECRETS_KEY", func(c *Config, v string) error {
+				return setBool(&c.RequireSecretsKey, v)
 			}},
 		{"HOOKD_ALLOW_PRIVATE_TARGETS", "allow-private-targets", "false",
 			"allow endpoints on loopback, private and link-local addresses", func(c *Config, v string) error {
@@ -379,8 +396,8 @@ func setDuration(dst *time.Duration, v string) error {
 func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, []string, error) {
 	// Secret settings may hold credentials: their values never appear in
 	// errors. Boolean ones may be given alone (--migrate means true).
-	secretSettings := []string{"HOOKD_DATABASE_URL", redisconn.EnvURL, "HOOKD_ADMIN_API_KEY", redisconn.EnvSentinelPassword, redisconn.EnvPassword}
-	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_MIGRATE", "HOOKD_PPROF", redisconn.EnvTLS}
+	secretSettings := []string{"HOOKD_DATABASE_URL", redisconn.EnvURL, "HOOKD_ADMIN_API_KEY", "HOOKD_SECRETS_KEY", redisconn.EnvSentinelPassword, redisconn.EnvPassword}
+	booleanSettings := []string{"HOOKD_ALLOW_PRIVATE_TARGETS", "HOOKD_REQUIRE_SECRETS_KEY", "HOOKD_MIGRATE", "HOOKD_PPROF", redisconn.EnvTLS}
 	var c Config
 	type deferred struct {
 		s setting
@@ -433,6 +450,9 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (C
 	if err := c.Redis.Check(urlSet); err != nil {
 		return Config{}, nil, fmt.Errorf("invalid Redis configuration: %w", err)
 	}
+	if c.RequireSecretsKey && c.SecretsKeys == nil {
+		return Config{}, nil, errors.New("HOOKD_REQUIRE_SECRETS_KEY is true but HOOKD_SECRETS_KEY is not set: set a key (openssl rand -base64 32) to encrypt the stored secrets")
+	}
 	if c.Pprof && c.MetricsAddr == "" {
 		return Config{}, nil, errors.New("invalid HOOKD_PPROF: profiles are served on HOOKD_METRICS_ADDR, which is off")
 	}
@@ -474,6 +494,7 @@ func (c Config) masked() []any {
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
 		"max_endpoints_per_app", c.MaxEndpointsPerApp, "pprof", c.Pprof,
+		"secrets_key_ids", strings.Join(c.SecretsKeys.IDs(), ","),
 	}, redisAttrs...)
 }
 

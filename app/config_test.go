@@ -235,3 +235,57 @@ func TestParseConfigPprof(t *testing.T) {
 		t.Errorf("HOOKD_PPROF=true without a metrics address: %v, want an error naming HOOKD_PPROF", err)
 	}
 }
+
+func TestParseConfigSecretsKey(t *testing.T) {
+	t.Parallel()
+	// Two keys of 32 bytes in standard base64, and bad ones that must not
+	// be shown.
+	const (
+		k1 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+		k2 = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+	)
+	cfg, err := app.ParseConfig(env(map[string]string{"HOOKD_SECRETS_KEY": k1 + "," + k2}))
+	if err != nil || len(cfg.SecretsKeys.IDs()) != 2 {
+		t.Fatalf("two keys: %v, %v; want a ring of two", cfg.SecretsKeys.IDs(), err)
+	}
+	cfg, err = app.ParseConfig(env(nil))
+	if err != nil || cfg.SecretsKeys != nil || cfg.RequireSecretsKey {
+		t.Errorf("defaults: %v, %v, %v; want no key, not required", cfg.SecretsKeys, cfg.RequireSecretsKey, err)
+	}
+	short := "c2hvcnQta2V5LW9mLTE2Yg==" // 16 bytes
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		bad  string
+	}{
+		{env: map[string]string{"HOOKD_SECRETS_KEY": short}, bad: short},
+		{env: map[string]string{"HOOKD_SECRETS_KEY": "not-base64-at-all!"}, bad: "not-base64"},
+		{env: map[string]string{"HOOKD_SECRETS_KEY": k1 + "," + k1}, bad: k1},
+		{env: map[string]string{"HOOKD_SECRETS_KEY": k1 + "," + short}, bad: short},
+		{args: []string{"--secrets-key=" + short}, bad: short},
+	} {
+		_, err := app.ParseConfig(env(tc.env), tc.args...)
+		if err == nil || !strings.Contains(err.Error(), "HOOKD_SECRETS_KEY") {
+			t.Errorf("%v %v: error %v, want one naming HOOKD_SECRETS_KEY", tc.env, tc.args, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), tc.bad) || strings.Contains(err.Error(), k1)) {
+			t.Errorf("%v %v: error %v shows the key", tc.env, tc.args, err)
+		}
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{env: map[string]string{"HOOKD_REQUIRE_SECRETS_KEY": "true"}},
+		{args: []string{"--require-secrets-key"}},
+	} {
+		_, err := app.ParseConfig(env(tc.env), tc.args...)
+		if err == nil || !strings.Contains(err.Error(), "HOOKD_REQUIRE_SECRETS_KEY") || !strings.Contains(err.Error(), "HOOKD_SECRETS_KEY is not set") {
+			t.Errorf("%v %v without a key: %v; want an error naming both variables", tc.env, tc.args, err)
+		}
+	}
+	cfg, err = app.ParseConfig(env(map[string]string{"HOOKD_REQUIRE_SECRETS_KEY": "true", "HOOKD_SECRETS_KEY": k1}))
+	if err != nil || !cfg.RequireSecretsKey || cfg.SecretsKeys == nil {
+		t.Errorf("required and given: %v", err)
+	}
+}

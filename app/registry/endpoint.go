@@ -150,7 +150,7 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 			}
 			return err
 		}
-		_, err := tx.NewInsert().Model(&endpointSecret{EndpointID: ep.ID, Secret: secret}).Exec(ctx)
+		_, err := r.insertSecret(ctx, tx, ep.ID, secret)
 		return err
 	})
 	if err != nil {

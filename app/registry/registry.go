@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/app/secretbox"
 	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/tasks/ledger"
 )
@@ -48,6 +49,10 @@ type Config struct {
 	// caches of this process drop the app before the deletion is answered
 	// (other processes learn it from a notification).
 	AppDeleted func(appID string)
+	// Secrets seals the signing keys the registry stores and opens them
+	// when it reads them. Nil stores new keys plain (and still reads plain
+	// ones); a sealed key then does not open.
+	Secrets *secretbox.Ring
 }
 
 // DefaultMaxEndpointsPerApp is how many endpoints an app may have unless

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/app/secretbox"
 	"github.com/hookd/hookd/tasks/signature"
 )
 
@@ -126,7 +127,11 @@ func (r *Registry) Secret(ctx context.Context, appID, id string) (Secret, error)
 	if err != nil {
 		return Secret{}, fmt.Errorf("get secret of endpoint %s: %w", id, err)
 	}
-	return shown(s.Secret, s.CreatedAt, false), nil
+	secret, err := r.openSecret(id, s)
+	if err != nil {
+		return Secret{}, err
+	}
+	return shown(secret, s.CreatedAt, false), nil
 }
 
 // RotateSecret gives endpoint id of app appID a new signing key of scheme
@@ -160,7 +165,7 @@ func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace tim
 			return Secret{}, resource.Invalid("secret", "must be whsec_ followed by the base64 of 24 to 64 random bytes")
 		}
 	}
-	s := endpointSecret{EndpointID: id, Secret: secret}
+	var created time.Time
 	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		// Lock the endpoint so that concurrent rotations queue up.
 		var current string
@@ -169,10 +174,10 @@ func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace tim
 			return fmt.Errorf("lock endpoint %s: %w", id, resource.NotFound(err))
 		}
 		var pub *string
-		if s.Secret == "" {
-			s.Secret, pub = newKey(cmp.Or(scheme, current))
-		} else if schemeOf(s.Secret) == SchemeEd25519 {
-			pub = ptr(publicKeyOf(s.Secret))
+		if secret == "" {
+			secret, pub = newKey(cmp.Or(scheme, current))
+		} else if schemeOf(secret) == SchemeEd25519 {
+			pub = ptr(publicKeyOf(secret))
 		}
 		_, err = tx.NewUpdate().Model((*endpointSecret)(nil)).
 			Set("expires_at = clock_timestamp() + ?::interval", fmt.Sprintf("%d microseconds", grace.Microseconds())).
@@ -181,8 +186,8 @@ func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace tim
 		if err != nil {
 			return fmt.Errorf("retire current secret: %w", err)
 		}
-		if _, err := tx.NewInsert().Model(&s).Returning("created_at").Exec(ctx); err != nil {
-			return fmt.Errorf("insert secret: %w", err)
+		if created, err = r.insertSecret(ctx, tx, id, secret); err != nil {
+			return err
 		}
 		// Keep the newest live secrets; the others are expired or past the
 		// limit.
@@ -198,12 +203,100 @@ func (r *Registry) RotateSecret(ctx context.Context, appID, id string, grace tim
 			return fmt.Errorf("delete expired secrets: %w", err)
 		}
 		_, err = tx.NewUpdate().Model((*Endpoint)(nil)).Set("updated_at = clock_timestamp()").
-			Set("signature_scheme = ?", schemeOf(s.Secret)).Set("public_key = ?", pub).
+			Set("signature_scheme = ?", schemeOf(secret)).Set("public_key = ?", pub).
 			Where("id = ?", id).Exec(ctx)
 		return err
 	})
 	if err != nil {
 		return Secret{}, fmt.Errorf("rotate secret of endpoint %s: %w", id, err)
 	}
-	return shown(s.Secret, s.CreatedAt, true), nil
+	return shown(secret, created, true), nil
+}
+
+// secretAD is the identity a stored key is sealed to: a sealed key copied
+// to another row, of this endpoint or another, does not open.
+func secretAD(endpointID string, id int64) []byte {
+	return fmt.Appendf(nil, "endpoint_secrets:%s:%d", endpointID, id)
+}
+
+// insertSecret stores secret as a new key of endpoint endpointID, sealed
+// when Config.Secrets is set, and returns when it was made. The row's id is
+// drawn first: the seal is bound to it.
+func (r *Registry) insertSecret(ctx context.Context, tx bun.Tx, endpointID, secret string) (time.Time, error) {
+	var id int64
+	if err := tx.NewRaw("SELECT nextval(pg_get_serial_sequence('endpoint_secrets', 'id'))").Scan(ctx, &id); err != nil {
+		return time.Time{}, fmt.Errorf("draw secret id: %w", err)
+	}
+	stored, err := r.cfg.Secrets.Seal(secret, secretAD(endpointID, id))
+	if err != nil {
+		return time.Time{}, err
+	}
+	var created time.Time
+	err = tx.NewRaw("INSERT INTO endpoint_secrets (id, endpoint_id, secret) OVERRIDING SYSTEM VALUE VALUES (?, ?, ?) RETURNING created_at", id, endpointID, stored).Scan(ctx, &created)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("insert secret: %w", err)
+	}
+	return created, nil
+}
+
+// openSecret returns the key a stored row holds, opened when sealed.
+func (r *Registry) openSecret(endpointID string, s endpointSecret) (string, error) {
+	secret, err := r.cfg.Secrets.Open(s.Secret, secretAD(endpointID, s.ID))
+	if err != nil {
+		return "", fmt.Errorf("open secret %d of endpoint %s: %w", s.ID, endpointID, err)
+	}
+	return secret, nil
+}
+
+// sealBatch is how many rows SealSecrets reads at a time.
+const sealBatch = 500
+
+// SealSecrets seals the stored signing keys with the first key of
+// Config.Secrets: the plain ones, or with all every one not already sealed
+// by that key (a key rotation). It is idempotent and safe to run from
+// several processes at once: each row is replaced only if it still holds
+// what was read. It returns how many rows it sealed; a row it cannot open
+// (sealed by a key the ring lacks) stops it with an error.
+func (r *Registry) SealSecrets(ctx context.Context, all bool) (int, error) {
+	ring := r.cfg.Secrets
+	if ring == nil {
+		return 0, errors.New("seal secrets: no key")
+	}
+	skip := secretbox.Prefix
+	if all {
+		skip = ring.CurrentPrefix()
+	}
+	var after int64
+	n := 0
+	for {
+		var rows []endpointSecret
+		err := r.db.NewSelect().Model(&rows).Column("id", "endpoint_id", "secret").
+			Where("id > ?", after).Where("secret NOT LIKE ?", skip+"%").
+			OrderExpr("id").Limit(sealBatch).Scan(ctx)
+		if err != nil {
+			return n, fmt.Errorf("seal secrets: %w", err)
+		}
+		if len(rows) == 0 {
+			return n, nil
+		}
+		for _, s := range rows {
+			after = s.ID
+			secret, err := r.openSecret(s.EndpointID, s)
+			if err != nil {
+				return n, fmt.Errorf("seal secrets: %w", err)
+			}
+			sealed, err := ring.Seal(secret, secretAD(s.EndpointID, s.ID))
+			if err != nil {
+				return n, fmt.Errorf("seal secrets: %w", err)
+			}
+			res, err := r.db.NewUpdate().Model((*endpointSecret)(nil)).Set("secret = ?", sealed).
+				Where("id = ? AND secret = ?", s.ID, s.Secret).Exec(ctx)
+			if err != nil {
+				return n, fmt.Errorf("seal secret %d: %w", s.ID, err)
+			}
+			if k, _ := res.RowsAffected(); k == 1 {
+				n++
+			}
+		}
+	}
 }

@@ -178,7 +178,7 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 		return deliveryEndpoint{}, fmt.Errorf("get endpoint %s: %w", id, err)
 	}
 	var secrets []endpointSecret
-	err = r.db.NewSelect().Model(&secrets).Column("secret", "expires_at").
+	err = r.db.NewSelect().Model(&secrets).Column("id", "secret", "expires_at").
 		Where("endpoint_id = ?", id).
 		Where("expires_at IS NULL OR expires_at > clock_timestamp()").
 		OrderExpr("id DESC").Limit(MaxLiveSecrets).
@@ -189,10 +189,14 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	keys := make([]signingKey, 0, len(secrets))
 	for _, s := range secrets {
 		k := signingKey{expires: s.ExpiresAt}
-		if schemeOf(s.Secret) == SchemeEd25519 {
-			k.priv, err = signature.ParsePrivateKey(s.Secret)
+		secret, err := r.openSecret(id, s)
+		if err != nil {
+			return deliveryEndpoint{}, err
+		}
+		if schemeOf(secret) == SchemeEd25519 {
+			k.priv, err = signature.ParsePrivateKey(secret)
 		} else {
-			k.key, err = signature.ParseSecret(s.Secret)
+			k.key, err = signature.ParseSecret(secret)
 		}
 		if err != nil {
 			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, err)
