@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -20,7 +21,10 @@ import (
 
 // composeTestEnv is what the compose files need from the shell that runs
 // docker compose.
-var composeTestEnv = []string{"HOOKD_ADMIN_API_KEY=" + strings.Repeat("k", 32)}
+var composeTestEnv = []string{
+	"HOOKD_ADMIN_API_KEY=" + strings.Repeat("k", 32),
+	"HOOKD_SECRETS_KEY=" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", 32))),
+}
 
 // TestComposeFiles loads deploy/compose.yaml alone and with
 // deploy/compose.sentinel.yaml as `docker compose config` does, with

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ const distrolessNonroot = 65532
 var secretPlaceholders = map[string]string{
 	"HOOKD_DATABASE_URL":  "postgres://hookd:placeholder@postgres:5432/hookd?sslmode=require",
 	"HOOKD_ADMIN_API_KEY": strings.Repeat("k", 32),
+	"HOOKD_SECRETS_KEY":   base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", 32))),
 }
 
 // manifest is one YAML document of deploy/kubernetes.
