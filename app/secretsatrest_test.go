@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -171,18 +172,39 @@ func TestSecretsAtRest(t *testing.T) {
 	}
 
 	t.Run("RotateKey", func(t *testing.T) {
-		// Three keys are stored: the rotations without grace period
+		// Two at once, as two operators might: each row is re-encrypted
+		// once. Three keys are stored: the rotations without grace period
 		// deleted the two they replaced.
-		out, err := rotateKey(newKey + "," + oldKey)
-		if err != nil || !strings.Contains(out, "re-encrypted 3 secrets with key "+newID) {
-			t.Fatalf("secrets rotate-key: %q, %v; want 3 secrets re-encrypted with key %s", out, err, newID)
+		type result struct {
+			out string
+			err error
+		}
+		results := make(chan result, 2)
+		for range 2 {
+			go func() {
+				out, err := rotateKey(newKey + "," + oldKey)
+				results <- result{out, err}
+			}()
+		}
+		total := 0
+		for range 2 {
+			r := <-results
+			var n int
+			var id string
+			if _, err := fmt.Sscanf(r.out, "re-encrypted %d secrets with key %s", &n, &id); r.err != nil || err != nil || id != newID {
+				t.Fatalf("secrets rotate-key: %q, %v; want secrets re-encrypted with key %s", r.out, r.err, newID)
+			}
+			total += n
+		}
+		if total != 3 {
+			t.Errorf("two secrets rotate-key at once re-encrypted %d secrets, want 3", total)
 		}
 		if out, err := rotateKey(newKey + "," + oldKey); err != nil || !strings.Contains(out, "re-encrypted 0 secrets") {
 			t.Errorf("second secrets rotate-key: %q, %v; want nothing left to do", out, err)
 		}
 		// With the old key alone the rows do not open: a clear error
 		// naming the key that sealed them.
-		_, err = rotateKey(oldKey)
+		_, err := rotateKey(oldKey)
 		if !errors.Is(err, secretbox.ErrUnknownKey) || !strings.Contains(err.Error(), newID) {
 			t.Errorf("secrets rotate-key with the old key only: %v; want an error naming key %s", err, newID)
 		}
