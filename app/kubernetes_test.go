@@ -278,24 +278,7 @@ func kubeSchema(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("-short: the schema validator is not installed")
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join("..", "deploy", "kubeschema.sh"))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 3 {
-		msg := "the Kubernetes schema validator cannot be installed: " + strings.TrimSpace(stderr.String())
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if err != nil {
-		t.Fatalf("deploy/kubeschema.sh: %v\n%s", err, stderr.String())
-	}
-	return strings.TrimSpace(stdout.String())
+	return testTool(t, "kubeschema.sh", "the Kubernetes schema validator", true)
 }
 
 // checkKubernetesHookd checks what hookd needs of its manifests.

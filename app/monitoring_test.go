@@ -1,13 +1,10 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -196,20 +193,7 @@ func TestAsynqmonRefusesCrossSiteActions(t *testing.T) {
 // when missing. It skips the test where none can be installed.
 func chromium(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join("..", "deploy", "chromium.sh"))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 3 {
-		t.Skipf("no Chromium and no way to install one: %s", strings.TrimSpace(stderr.String()))
-	}
-	if err != nil {
-		t.Fatalf("deploy/chromium.sh: %v\n%s", err, stderr.String())
-	}
-	return strings.TrimSpace(stdout.String())
+	return testTool(t, "chromium.sh", "Chromium", false)
 }
 
 // newBrowser starts a headless Chromium whose first tab lives at most

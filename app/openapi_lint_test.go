@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -124,24 +123,7 @@ func oasLinters(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("-short: the linters are not installed")
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join("..", "deploy", "oaslint.sh"))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 3 {
-		msg := "the OpenAPI linters cannot be installed: " + strings.TrimSpace(stderr.String())
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if err != nil {
-		t.Fatalf("deploy/oaslint.sh: %v\n%s", err, stderr.String())
-	}
-	return strings.TrimSpace(stdout.String())
+	return testTool(t, "oaslint.sh", "the OpenAPI linters", true)
 }
 
 // runLinter runs a linter in dir and returns what it wrote on stdout. The
