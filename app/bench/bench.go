@@ -34,6 +34,8 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/hookd/hookd/app/redisconn"
 )
 
 // Config describes a bench run. Zero values take the defaults.
@@ -268,25 +270,10 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // a Cluster): the baseline's asynq servers share it.
 const redisPoolSize = 64
 
-// openRedis connects to the bench's Redis: cfg.RedisURL's database, or
-// cfg.RedisClusterAddrs' Cluster.
+// openRedis connects to the bench's Redis, as hookd does:
+// cfg.RedisURL's database, or cfg.RedisClusterAddrs' Cluster.
 func openRedis(ctx context.Context, cfg Config) (redis.UniversalClient, error) {
-	var rdb redis.UniversalClient
-	if len(cfg.RedisClusterAddrs) > 0 {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.RedisClusterAddrs, PoolSize: redisPoolSize})
-	} else {
-		opt, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, fmt.Errorf("parse redis url: %w", err)
-		}
-		opt.PoolSize = redisPoolSize
-		rdb = redis.NewClient(opt)
-	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, fmt.Errorf("redis unreachable: %w", err)
-	}
-	return rdb, nil
+	return redisconn.Config{URL: cfg.RedisURL, ClusterAddrs: cfg.RedisClusterAddrs}.Open(ctx, redisPoolSize)
 }
 
 // eachNode calls fn with a client of each Redis server the bench uses:
