@@ -340,6 +340,7 @@ func (a *App) Run(ctx context.Context) error {
 		w := worker.New(a.rdb, worker.Handlers{
 			Fanout:           fan,
 			Deliver:          deliverer,
+			FIFO:             asynq.HandlerFunc(deliverer.Pump),
 			RetryDeadLetters: deadLetters,
 			DeadLettered:     deliverer.DeadLettered,
 		}, log, worker.Config{

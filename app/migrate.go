@@ -36,6 +36,7 @@ func migrations() ([]migration, error) {
 		{6, "delivery_engine", ledger.EngineSchema()},
 		{9, "reconciler", ledger.ReconcileSchema()},
 		{10, "retention", ledger.RetentionSchema()},
+		{13, "fifo", ledger.FIFOSchema()},
 	}
 	files, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {

@@ -140,6 +140,7 @@ type Queue struct {
 	rdb       redis.Cmdable // the Redis of client, for wakes
 	gate      *guard.Gate   // routes deliveries by backlog
 	wakeup    *redis.Script
+	fifo      fifoScripts
 	cfg       QueueConfig
 }
 
@@ -147,7 +148,7 @@ type Queue struct {
 // gate routes the deliveries of endpoints with a large backlog to the
 // overflow queue.
 func NewQueue(rdb redis.UniversalClient, gate *guard.Gate, cfg QueueConfig) *Queue {
-	return &Queue{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, gate: gate, wakeup: redis.NewScript(wakeScript), cfg: cfg.WithDefaults()}
+	return &Queue{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, gate: gate, wakeup: redis.NewScript(wakeScript), fifo: newFIFOScripts(), cfg: cfg.WithDefaults()}
 }
 
 // enqueueParallelism is how many Redis calls of a batch (enqueues, task

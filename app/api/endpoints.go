@@ -23,6 +23,7 @@ type createEndpointInput struct {
 		Disabled        bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
 		Metadata        map[string]string `json:"metadata,omitempty"`
 		SignatureScheme string            `json:"signature_scheme,omitempty" enum:"hmac-sha256,ed25519" doc:"How deliveries are signed: hmac-sha256 (the default; v1 signatures under a whsec_ secret) or ed25519 (v1a signatures; receivers verify with the whpk_ public_key)."`
+		Ordering        string            `json:"ordering,omitempty" enum:"unordered,fifo" doc:"unordered (the default): deliveries go out several at a time, each retried on its own. fifo: one at a time, in the order their events were committed (per app); a failing delivery holds those behind it until it succeeds or is dead-lettered, then the next goes. Set at creation only."`
 	}
 }
 
@@ -82,7 +83,7 @@ func (s *Server) registerEndpoints(api huma.API) {
 		ep, secret, err := s.registry.CreateEndpoint(ctx, in.AppID, registry.EndpointInput{
 			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: json.RawMessage(b.Filter),
 			Headers: b.Headers, RateLimit: b.RateLimit, Disabled: b.Disabled, Metadata: b.Metadata,
-			SignatureScheme: b.SignatureScheme,
+			SignatureScheme: b.SignatureScheme, Ordering: b.Ordering,
 		})
 		if err != nil {
 			return nil, s.fail(ctx, err)

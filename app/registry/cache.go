@@ -11,6 +11,7 @@ import (
 
 	"github.com/hookd/hookd/app/listen"
 	"github.com/hookd/hookd/tasks/delivery"
+	"github.com/hookd/hookd/tasks/fanout"
 )
 
 // notifyChannel is the channel the endpoint triggers notify (migration
@@ -58,7 +59,7 @@ func (r *Registry) NewCache(log *slog.Logger, ttl time.Duration) *Cache {
 }
 
 // Subscribers is Registry.Subscribers from memory; a fanout.SubscribersFunc.
-func (c *Cache) Subscribers(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]string, error) {
+func (c *Cache) Subscribers(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]fanout.Subscriber, error) {
 	now := time.Now()
 	c.mu.Lock()
 	s, ok := c.subs[appID][eventType]

@@ -51,7 +51,9 @@ type Endpoint struct {
 	SignatureScheme string `bun:"signature_scheme,notnull" json:"signature_scheme" enum:"hmac-sha256,ed25519" doc:"How the endpoint's newest key signs: hmac-sha256 (v1 signatures, whsec_ secret) or ed25519 (v1a signatures, whsk_ private key held by hookd)."`
 	// PublicKey is the "whpk_" public key of an ed25519 endpoint's newest
 	// key; nil for HMAC.
-	PublicKey *string   `bun:"public_key" json:"public_key" doc:"For ed25519: the public key (whpk_...) that verifies the v1a signatures of the newest key; null for hmac-sha256."`
+	PublicKey *string `bun:"public_key" json:"public_key" doc:"For ed25519: the public key (whpk_...) that verifies the v1a signatures of the newest key; null for hmac-sha256."`
+	// Ordering is OrderingUnordered or OrderingFIFO, set at creation.
+	Ordering  string    `bun:"ordering,notnull" json:"ordering" enum:"unordered,fifo" doc:"unordered: deliveries go out several at a time, each retried on its own. fifo: one at a time, in the order their events were committed; a failing delivery holds those behind it until it succeeds or is dead-lettered. Set at creation."`
 	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
 	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
 }
@@ -72,6 +74,9 @@ type EndpointInput struct {
 	// SignatureScheme is SchemeHMAC (the default when empty) or
 	// SchemeEd25519.
 	SignatureScheme string
+	// Ordering is OrderingUnordered (the default when empty) or
+	// OrderingFIFO.
+	Ordering string
 }
 
 // EndpointPatch changes the fields that are not nil. A Filter of `null` or
@@ -84,6 +89,23 @@ type EndpointPatch struct {
 	Headers     *map[string]string
 	RateLimit   *int
 	Metadata    *map[string]string
+}
+
+// Orderings of an endpoint's deliveries.
+const (
+	OrderingUnordered = "unordered"
+	OrderingFIFO      = "fifo"
+)
+
+// validOrdering returns the ordering s names ("" is OrderingUnordered).
+func validOrdering(s string) (string, error) {
+	switch s {
+	case "", OrderingUnordered:
+		return OrderingUnordered, nil
+	case OrderingFIFO:
+		return s, nil
+	}
+	return "", resource.Invalid("ordering", "must be %s or %s", OrderingUnordered, OrderingFIFO)
 }
 
 // Endpoint limits.
@@ -132,6 +154,9 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 		ep.Disabled, ep.DisabledReason = true, ptr("disabled on creation")
 	}
 	if ep.SignatureScheme, err = validScheme(in.SignatureScheme); err != nil {
+		return Endpoint{}, "", err
+	}
+	if ep.Ordering, err = validOrdering(in.Ordering); err != nil {
 		return Endpoint{}, "", err
 	}
 	secret, pub := newKey(ep.SignatureScheme)

@@ -14,13 +14,14 @@ import (
 
 	"github.com/hookd/hookd/app/filter"
 	"github.com/hookd/hookd/tasks/delivery"
+	"github.com/hookd/hookd/tasks/fanout"
 	"github.com/hookd/hookd/tasks/signature"
 )
 
 // Subscribers returns the enabled endpoints of app appID subscribed to
 // eventType whose filter, if any, matches payload. It is the fan-out's
 // fanout.SubscribersFunc; Cache.Subscribers serves it from memory.
-func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]string, error) {
+func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]fanout.Subscriber, error) {
 	subs, err := r.subscriptions(ctx, appID, eventType)
 	if err != nil {
 		return nil, err
@@ -32,6 +33,7 @@ func (r *Registry) Subscribers(ctx context.Context, appID, eventType string, pay
 // its filter parsed (nil: every event).
 type subscription struct {
 	endpointID string
+	fifo       bool
 	filter     *filter.Filter
 }
 
@@ -39,10 +41,11 @@ type subscription struct {
 // eventType, in ID order.
 func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) ([]subscription, error) {
 	var rows []struct {
-		ID     string          `bun:"id"`
-		Filter json.RawMessage `bun:"filter,type:json"`
+		ID       string          `bun:"id"`
+		Filter   json.RawMessage `bun:"filter,type:json"`
+		Ordering string          `bun:"ordering"`
 	}
-	err := r.db.NewSelect().Model((*Endpoint)(nil)).Column("id", "filter").
+	err := r.db.NewSelect().Model((*Endpoint)(nil)).Column("id", "filter", "ordering").
 		Where("app_id = ?", appID).
 		Where("NOT disabled").
 		Where("(cardinality(event_types) = 0 OR ? = ANY(event_types))", eventType).
@@ -53,7 +56,7 @@ func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) (
 	}
 	subs := make([]subscription, 0, len(rows))
 	for _, row := range rows {
-		sub := subscription{endpointID: row.ID}
+		sub := subscription{endpointID: row.ID, fifo: row.Ordering == OrderingFIFO}
 		if len(row.Filter) > 0 {
 			f, err := filter.ParseStored(row.Filter)
 			if err != nil {
@@ -70,12 +73,12 @@ func (r *Registry) subscriptions(ctx context.Context, appID, eventType string) (
 	return subs, nil
 }
 
-// matching returns the IDs of the subscriptions whose filter accepts
+// matching returns the subscriptions whose filter accepts
 // payload, which is decoded at most once. A filter that needs more than
 // filter.DefaultBudget steps on the payload does not accept it: that is
 // logged and counted (hookd_filter_budget_exceeded_total).
-func (r *Registry) matching(ctx context.Context, appID, eventType string, subs []subscription, payload json.RawMessage) []string {
-	ids := make([]string, 0, len(subs))
+func (r *Registry) matching(ctx context.Context, appID, eventType string, subs []subscription, payload json.RawMessage) []fanout.Subscriber {
+	ids := make([]fanout.Subscriber, 0, len(subs))
 	var (
 		doc     any
 		decoded bool
@@ -101,7 +104,7 @@ func (r *Registry) matching(ctx context.Context, appID, eventType string, subs [
 				continue
 			}
 		}
-		ids = append(ids, sub.endpointID)
+		ids = append(ids, fanout.Subscriber{EndpointID: sub.endpointID, FIFO: sub.fifo})
 	}
 	return ids
 }

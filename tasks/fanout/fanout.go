@@ -25,9 +25,18 @@ import (
 	"github.com/hookd/hookd/tasks/repair"
 )
 
-// SubscribersFunc returns the IDs of the enabled endpoints of an app that
-// subscribe to an event type and whose filters accept its payload.
-type SubscribersFunc func(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]string, error)
+// Subscriber is an endpoint subscribed to an event.
+type Subscriber struct {
+	EndpointID string
+	// FIFO tells an endpoint that receives its deliveries one at a time,
+	// in the order of their events: its pump sends them (see
+	// tasks.TypeFIFO), never a first attempt or a delivery task.
+	FIFO bool
+}
+
+// SubscribersFunc returns the enabled endpoints of an app that subscribe
+// to an event type and whose filters accept its payload.
+type SubscribersFunc func(ctx context.Context, appID, eventType string, payload json.RawMessage) ([]Subscriber, error)
 
 // Deps are what a Fanout works with.
 type Deps struct {
@@ -103,13 +112,13 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &ev); err != nil {
 		return fmt.Errorf("decode fan-out payload: %w: %w", err, asynq.SkipRetry)
 	}
-	endpoints, err := f.subscribers(ctx, ev.AppID, ev.Type, ev.Data)
+	subs, err := f.subscribers(ctx, ev.AppID, ev.Type, ev.Data)
 	if err != nil {
 		return fmt.Errorf("find subscribers of %s: %w", ev.EventID, err)
 	}
 	f.metrics.events.Inc()
-	f.metrics.perEvent.Observe(float64(len(endpoints)))
-	if len(endpoints) == 0 {
+	f.metrics.perEvent.Observe(float64(len(subs)))
+	if len(subs) == 0 {
 		return f.ledger.MarkFannedOut(ctx, ev.EventID)
 	}
 	// The body is encoded once, here, for every delivery this worker makes
@@ -131,16 +140,16 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	entry := ledger.Event{ID: ev.EventID, AppID: ev.AppID, Type: ev.Type, FannedOutAt: time.Now()}
 	if f.deliverer == nil {
 		// No first attempts: every delivery is a task, as on a run again.
-		return f.again(ctx, ev, entry, endpoints)
+		return f.again(ctx, ev, entry, subs)
 	}
 	first, err := f.firstRun(ctx, ev.EventID)
 	switch {
 	case err != nil:
 		return err
 	case !first:
-		return f.again(ctx, ev, entry, endpoints)
+		return f.again(ctx, ev, entry, subs)
 	}
-	return f.first(ctx, ev, entry, endpoints, webhook)
+	return f.first(ctx, ev, entry, subs, webhook)
 }
 
 // firstRun reports whether the running fan-out is the first of its event:
@@ -156,18 +165,25 @@ func (f *Fanout) firstRun(ctx context.Context, eventID string) (bool, error) {
 	return !l.fanned, nil
 }
 
-// first fans ev out to endpoints the first time: first attempts, then the
+// first fans ev out to subs the first time: first attempts, then the
 // rows with what the attempts made of them, then the tasks of the
-// deliveries not attempted and of those still pending.
-func (f *Fanout) first(ctx context.Context, ev tasks.FanoutPayload, entry ledger.Event, endpoints []string, webhook []byte) error {
-	ps := make([]tasks.DeliverPayload, len(endpoints))
-	for i, ep := range endpoints {
-		ps[i] = tasks.DeliverPayload{DeliveryID: ledger.NewDeliveryID(), EventID: ev.EventID, EndpointID: ep, AppID: ev.AppID, CreatedAt: ev.CreatedAt}
+// deliveries not attempted and of those still pending. FIFO endpoints get
+// their rows, and their pumps a kick.
+func (f *Fanout) first(ctx context.Context, ev tasks.FanoutPayload, entry ledger.Event, subs []Subscriber, webhook []byte) error {
+	var (
+		ps []tasks.DeliverPayload
+		ds []ledger.NewDelivery
+	)
+	for _, sub := range subs {
+		if sub.FIFO {
+			ds = append(ds, ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: sub.EndpointID, FIFO: true})
+			continue
+		}
+		ps = append(ps, tasks.DeliverPayload{DeliveryID: ledger.NewDeliveryID(), EventID: ev.EventID, EndpointID: sub.EndpointID, AppID: ev.AppID, CreatedAt: ev.CreatedAt})
 	}
 	firsts := f.deliverer.First(ctx, ps, webhook)
-	ds := make([]ledger.NewDelivery, len(firsts))
-	for i, fa := range firsts {
-		ds[i] = ledger.NewDelivery{ID: fa.Payload.DeliveryID, EndpointID: fa.Payload.EndpointID, First: fa.Record}
+	for _, fa := range firsts {
+		ds = append(ds, ledger.NewDelivery{ID: fa.Payload.DeliveryID, EndpointID: fa.Payload.EndpointID, First: fa.Record})
 	}
 	// Only the deliveries written here are this run's: a delivery to the
 	// same endpoint that an earlier run wrote (a duplicate fan-out) won,
@@ -203,27 +219,52 @@ func (f *Fanout) first(ctx context.Context, ev tasks.FanoutPayload, entry ledger
 		}
 	}
 	f.metrics.firstAttempts.Add(float64(made))
-	return f.enqueue(ctx, ev, now, retries)
+	if err := f.enqueue(ctx, ev, now, retries); err != nil {
+		return err
+	}
+	return f.kick(ctx, ev, written)
 }
 
-// again fans ev out to endpoints when it may have run before: it writes
-// the missing deliveries, then enqueues a task for each of them and for
-// each earlier one whose task Redis lost.
-func (f *Fanout) again(ctx context.Context, ev tasks.FanoutPayload, entry ledger.Event, endpoints []string) error {
-	ds := make([]ledger.NewDelivery, len(endpoints))
-	for i, ep := range endpoints {
-		ds[i] = ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: ep}
+// again fans ev out to subs when it may have run before: it writes the
+// missing deliveries, then enqueues a task for each of them and for each
+// earlier one whose task Redis lost, and kicks the pumps of the FIFO
+// endpoints.
+func (f *Fanout) again(ctx context.Context, ev tasks.FanoutPayload, entry ledger.Event, subs []Subscriber) error {
+	ds := make([]ledger.NewDelivery, len(subs))
+	for i, sub := range subs {
+		ds[i] = ledger.NewDelivery{ID: ledger.NewDeliveryID(), EndpointID: sub.EndpointID, FIFO: sub.FIFO}
 	}
 	written, now, err := f.write(ctx, ev, entry, ds)
 	if err != nil {
 		return err
 	}
 	for _, d := range written {
-		if d.Fresh && d.Status == ledger.StatusPending {
+		if d.Fresh && d.Status == ledger.StatusPending && !d.FIFO {
 			now = append(now, f.payload(ev, d))
 		}
 	}
-	return f.enqueue(ctx, ev, now, nil)
+	if err := f.enqueue(ctx, ev, now, nil); err != nil {
+		return err
+	}
+	return f.kick(ctx, ev, written)
+}
+
+// kick tells the pumps of the FIFO endpoints with a pending delivery of ev
+// (written now or by an earlier run) that it waits in their queue.
+func (f *Fanout) kick(ctx context.Context, ev tasks.FanoutPayload, written []ledger.Written) error {
+	var refs []tasks.TaskRef
+	for _, d := range written {
+		if d.FIFO && d.Status == ledger.StatusPending {
+			refs = append(refs, tasks.TaskRef{DeliveryID: d.ID, EndpointID: d.EndpointID})
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	if err := f.queue.Kick(ctx, refs, ev.AppID); err != nil {
+		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
+	}
+	return nil
 }
 
 // write writes ds, deliveries of ev, with the fan-outs of the moment, and
@@ -266,7 +307,7 @@ func (f *Fanout) enqueue(ctx context.Context, ev tasks.FanoutPayload, now []task
 func (f *Fanout) lost(ctx context.Context, ev tasks.FanoutPayload, written []ledger.Written) ([]tasks.DeliverPayload, error) {
 	var earlier []tasks.TaskRef
 	for _, d := range written {
-		if !d.Fresh && d.Status == ledger.StatusPending {
+		if !d.Fresh && d.Status == ledger.StatusPending && !d.FIFO {
 			earlier = append(earlier, tasks.TaskRef{DeliveryID: d.ID, EndpointID: d.EndpointID})
 		}
 	}

@@ -46,7 +46,7 @@ func TestFanout(t *testing.T) {
 	setup := func(t *testing.T) (*fanout.Fanout, *testBundle) {
 		t.Helper()
 		db := outboxtest.DB(t)
-		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema()} {
+		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema(), ledger.FIFOSchema()} {
 			if _, err := db.ExecContext(t.Context(), sql); err != nil {
 				t.Fatalf("migrate: %v", err)
 			}
@@ -92,8 +92,8 @@ func TestFanout(t *testing.T) {
 		f := fanout.New(fanout.Deps{
 			Ledger: b.ledger,
 			Queue:  b.queue,
-			Subscribers: func(context.Context, string, string, json.RawMessage) ([]string, error) {
-				return []string{"ep_" + b.app}, nil
+			Subscribers: func(context.Context, string, string, json.RawMessage) ([]fanout.Subscriber, error) {
+				return []fanout.Subscriber{{EndpointID: "ep_" + b.app}}, nil
 			},
 			Bodies:    bodies,
 			Deliverer: deliverer,

@@ -67,7 +67,8 @@ func selectStored(db bun.IDB) *bun.SelectQuery {
 }
 
 // Revive moves the failed deliveries among ids back to pending, in one
-// transaction, and returns them: deliveries that are not failed, or whose
+// transaction, and returns them (out of their FIFO endpoint's order, if
+// any): deliveries that are not failed, or whose
 // event is no longer stored, are left alone. fn runs inside the
 // transaction with the revived deliveries locked, before the commit; its
 // error rolls everything back.
@@ -96,6 +97,9 @@ func (s *Store) Revive(ctx context.Context, ids []string, fn func(ctx context.Co
 		_, err = tx.NewUpdate().Model((*Delivery)(nil)).
 			Set("status = ?", StatusPending).
 			Set("failed_at = NULL").
+			// A FIFO dead letter retried goes on its own, as a task: it
+			// neither waits for the endpoint's queue nor holds it.
+			Set("seq = NULL").
 			Set("updated_at = clock_timestamp()").
 			Where("id IN (?)", bun.In(revived)).
 			Exec(ctx)

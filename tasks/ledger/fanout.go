@@ -27,11 +27,14 @@ func NewDeliveryID() string { return outbox.NewID("dlv") }
 
 // NewDelivery is a delivery for the fan-out to write: to EndpointID, with the ID
 // it was given (NewDeliveryID), and its first attempt if one was made
-// before the row was written (nil otherwise: the row is pending).
+// before the row was written (nil otherwise: the row is pending). A
+// delivery to a FIFO endpoint takes its place in the endpoint's queue: its
+// event's outbox sequence.
 type NewDelivery struct {
 	ID         string
 	EndpointID string
 	First      *Record
+	FIFO       bool
 }
 
 // Written is a delivery of an event as the fan-out finds it: Fresh if this
@@ -42,6 +45,8 @@ type Written struct {
 	EndpointID string `bun:"endpoint_id"`
 	Status     string `bun:"status"`
 	Fresh      bool   `bun:"fresh"`
+	// FIFO tells a delivery in its endpoint's FIFO queue.
+	FIFO bool `bun:"fifo"`
 }
 
 // Writing is one event's deliveries for WriteAll to write, and what it
@@ -79,6 +84,7 @@ func (s *Store) WriteAll(ctx context.Context, ws []*Writing) error {
 		at                                            []*time.Time
 		ms                                            []*float64
 		eventIDs                                      []string
+		fifos                                         []bool
 	)
 	now := time.Now()
 	for _, w := range ws {
@@ -87,6 +93,7 @@ func (s *Store) WriteAll(ctx context.Context, ws []*Writing) error {
 		for _, d := range w.Deliveries {
 			ids, events, apps, types = append(ids, d.ID), append(events, ev.ID), append(apps, ev.AppID), append(types, ev.Type)
 			endpoints, created = append(endpoints, d.EndpointID), append(created, cmp.Or(ev.FannedOutAt, now))
+			fifos = append(fifos, d.FIFO)
 			r := d.First
 			if r == nil {
 				statuses, attempts, codes, lastErrs = append(statuses, StatusPending), append(attempts, 0), append(codes, nil), append(lastErrs, nil)
@@ -104,28 +111,29 @@ func (s *Store) WriteAll(ctx context.Context, ws []*Writing) error {
 	}
 	err := s.db.NewRaw(`WITH v AS (
 			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::int[],
-				?::int[], ?::text[], ?::timestamptz[], ?::float8[], ?::text[], ?::text[], ?::text[])
+				?::int[], ?::text[], ?::timestamptz[], ?::float8[], ?::text[], ?::text[], ?::text[], ?::bool[])
 			AS v(id, event_id, app_id, event_type, endpoint_id, created_at, status, attempts,
-				status_code, last_error, attempted_at, duration_ms, response_body, error, error_class)
+				status_code, last_error, attempted_at, duration_ms, response_body, error, error_class, fifo)
 		), inserted AS (
-			INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, created_at, status, attempts, last_status_code, last_error, succeeded_at, failed_at)
+			INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, created_at, status, attempts, last_status_code, last_error, succeeded_at, failed_at, seq)
 			SELECT id, event_id, endpoint_id, app_id, event_type, created_at, status, attempts, status_code, last_error,
-				CASE WHEN status = ? THEN clock_timestamp() END, CASE WHEN status = ? THEN clock_timestamp() END
+				CASE WHEN status = ? THEN clock_timestamp() END, CASE WHEN status = ? THEN clock_timestamp() END,
+				CASE WHEN fifo THEN (SELECT o.seq FROM outbox_events AS o WHERE o.id = v.event_id) END
 			FROM v
 			ON CONFLICT (event_id, endpoint_id) DO NOTHING
-			RETURNING id, event_id, endpoint_id, status
+			RETURNING id, event_id, endpoint_id, status, seq IS NOT NULL AS fifo
 		), attempted AS (
 			INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, status_code, response_body, error, error_class)
 			SELECT v.id, v.attempted_at, v.duration_ms, v.status_code, v.response_body, v.error, v.error_class
 			FROM v JOIN inserted USING (id) WHERE v.attempts > 0
 		), marked AS (
 			UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id = ANY(?::text[]) AND fanned_out_at IS NULL
-		) SELECT id, event_id, endpoint_id, status, true AS fresh FROM inserted
-		UNION ALL SELECT id, event_id, endpoint_id, status, false FROM deliveries WHERE event_id = ANY(?::text[])`,
+		) SELECT id, event_id, endpoint_id, status, true AS fresh, fifo FROM inserted
+		UNION ALL SELECT id, event_id, endpoint_id, status, false, seq IS NOT NULL FROM deliveries WHERE event_id = ANY(?::text[])`,
 		pgdialect.Array(ids), pgdialect.Array(events), pgdialect.Array(apps), pgdialect.Array(types), pgdialect.Array(endpoints),
 		pgdialect.Array(created), pgdialect.Array(statuses), pgdialect.Array(attempts),
 		pgdialect.Array(codes), pgdialect.Array(lastErrs), pgdialect.Array(at), pgdialect.Array(ms),
-		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes),
+		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes), pgdialect.Array(fifos),
 		StatusSucceeded, StatusFailed, pgdialect.Array(eventIDs), pgdialect.Array(eventIDs),
 	).Scan(ctx, &rows)
 	if err != nil {

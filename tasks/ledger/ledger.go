@@ -31,6 +31,9 @@ var reconcileSchema string
 //go:embed retention.sql
 var retentionSchema string
 
+//go:embed fifo.sql
+var fifoSchema string
+
 // Schema returns the SQL that creates the deliveries and delivery_attempts
 // tables in the current schema. Applications run it once, as one of their
 // migrations.
@@ -49,6 +52,10 @@ func ReconcileSchema() string { return reconcileSchema }
 // RetentionSchema returns the SQL that indexes attempts by age, for
 // retention. Applications run it once, after ReconcileSchema.
 func RetentionSchema() string { return retentionSchema }
+
+// FIFOSchema returns the SQL that orders the deliveries of FIFO endpoints.
+// Applications run it once, after RetentionSchema.
+func FIFOSchema() string { return fifoSchema }
 
 // Delivery states.
 const (

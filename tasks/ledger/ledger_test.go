@@ -31,7 +31,7 @@ func TestStore(t *testing.T) {
 	setup := func(t *testing.T) (*ledger.Store, *testBundle) {
 		t.Helper()
 		db := outboxtest.DB(t)
-		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema()} {
+		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema(), ledger.FIFOSchema()} {
 			if _, err := db.ExecContext(t.Context(), sql); err != nil {
 				t.Fatalf("migrate: %v", err)
 			}

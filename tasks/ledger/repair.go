@@ -34,11 +34,13 @@ type Cursor struct {
 }
 
 // Pending returns up to limit pending deliveries not updated for after,
-// past cursor, in the order of their last update.
+// past cursor, in the order of their last update; FIFO deliveries, which
+// their endpoint's pump sends, are left out (see FIFOQueues).
 func (s *Store) Pending(ctx context.Context, after time.Duration, cursor Cursor, limit int) ([]Stored, error) {
 	var rows []Stored
 	err := selectStored(s.db).
 		Where("d.status = ?", StatusPending).
+		Where("d.seq IS NULL").
 		Where("d.updated_at < clock_timestamp() - ?::interval", interval(after)).
 		Where("(d.updated_at, d.id) > (?, ?)", cursor.UpdatedAt, cursor.ID).
 		OrderExpr("d.updated_at, d.id").

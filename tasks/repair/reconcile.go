@@ -64,8 +64,10 @@ type Reconciler struct {
 	cfg     ReconcilerConfig
 
 	// cursor walks the pending deliveries across passes, so that a long
-	// tail of deliveries waiting for a late retry does not hide the rest.
-	cursor ledger.Cursor
+	// tail of deliveries waiting for a late retry does not hide the rest;
+	// fifoCursor walks the FIFO endpoints the same way.
+	cursor     ledger.Cursor
+	fifoCursor string
 }
 
 // NewReconciler returns a Reconciler enqueuing through queue.
@@ -113,7 +115,37 @@ func (r *Reconciler) Pass(ctx context.Context) (fanouts, deliveries int, err err
 		return 0, 0, err
 	}
 	deliveries, err = r.deliveries(ctx)
-	return fanouts, deliveries, err
+	if err != nil {
+		return fanouts, deliveries, err
+	}
+	pumps, err := r.pumps(ctx)
+	return fanouts, deliveries + pumps, err
+}
+
+// pumps makes sure that each FIFO endpoint with a delivery waiting for
+// After has its pump, and starts those Redis lost (with their hash, or
+// their task). It returns how many it started.
+func (r *Reconciler) pumps(ctx context.Context) (int, error) {
+	qs, err := r.ledger.FIFOQueues(ctx, r.cfg.After, r.fifoCursor, r.cfg.Batch)
+	if err != nil {
+		return 0, err
+	}
+	r.fifoCursor = ""
+	if len(qs) == r.cfg.Batch {
+		r.fifoCursor = qs[len(qs)-1].EndpointID
+	}
+	started := 0
+	for _, q := range qs {
+		ok, err := r.queue.RestartPump(ctx, q.EndpointID, q.AppID)
+		if err != nil {
+			return started, err
+		}
+		if ok {
+			started++
+		}
+	}
+	r.metrics.repaired.WithLabelValues("fifo_pump").Add(float64(started))
+	return started, nil
 }
 
 // fanouts enqueues the fan-out of events published at least After ago and

@@ -77,6 +77,8 @@ type Handlers struct {
 	Fanout asynq.Handler
 	// Deliver handles tasks.TypeDeliver.
 	Deliver asynq.Handler
+	// FIFO handles tasks.TypeFIFO.
+	FIFO asynq.Handler
 	// RetryDeadLetters handles tasks.TypeRetryDeadLetters.
 	RetryDeadLetters asynq.Handler
 	// DeadLettered mirrors in Postgres a delivery task asynq is about to
@@ -128,6 +130,7 @@ func New(rdb redis.UniversalClient, h Handlers, log *slog.Logger, cfg Config) *W
 	w := &Worker{mux: asynq.NewServeMux()}
 	w.mux.Handle(tasks.TypeFanout, h.Fanout)
 	w.mux.Handle(tasks.TypeDeliver, h.Deliver)
+	w.mux.Handle(tasks.TypeFIFO, h.FIFO)
 	w.mux.Handle(tasks.TypeRetryDeadLetters, h.RetryDeadLetters)
 	for i := range cfg.Pollers {
 		c := acfg

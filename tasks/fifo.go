@@ -1,0 +1,213 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// A FIFO endpoint's deliveries are sent by its pump: one TypeFIFO task at
+// a time, which sends the endpoint's head delivery (ledger.FIFOHead), then
+// the next, and hands over to a successor when it must wait (a retry's
+// pause, a rate limit, an earlier event still fanning out) or has run its
+// share. Postgres holds the queue; Redis holds, per endpoint, a hash that
+// says whether a pump is under way:
+//
+//   - "gen" numbers the pumps: the pump whose number it holds is the one
+//     that may send; any other (a duplicate, one handed over from) stops
+//     at once. The pump of generation g is task fifo:<endpoint>:<g>.
+//   - "kicks" counts the fan-outs that wrote deliveries for the endpoint
+//     since the hash was made. The fan-out that makes the hash (the first
+//     kick) starts a pump; the others leave it to the pump under way.
+//
+// A pump that finds no head releases the hash, only if no kick came since
+// it last looked: a delivery written meanwhile is seen by its next look.
+// Should Redis lose the hash or the pump's task, the reconciler starts
+// the pump again (Queue.RestartPump).
+
+// TypeFIFO sends the deliveries of one FIFO endpoint, in order.
+const TypeFIFO = "webhook:fifo"
+
+// FIFOPayload is the payload of a TypeFIFO task: the endpoint, and the
+// pump's generation.
+type FIFOPayload struct {
+	EndpointID string `json:"endpoint_id"`
+	AppID      string `json:"app_id"`
+	Gen        int64  `json:"gen"`
+}
+
+// Pump is what a running pump knows of its endpoint's hash.
+type Pump struct {
+	// Current tells that the pump is its endpoint's: another took over
+	// otherwise, and it must stop.
+	Current bool
+	// Kicks is the count of kicks the pump has seen.
+	Kicks int64
+}
+
+// fifoKey is the hash of endpointID's pump.
+func fifoKey(endpointID string) string { return "hookd:fifo:" + endpointID }
+
+// fifoTaskID is the ID of the pump of generation gen.
+func fifoTaskID(endpointID string, gen int64) string {
+	return "fifo:" + endpointID + ":" + strconv.FormatInt(gen, 10)
+}
+
+// kickScript counts a kick and starts a generation on the first.
+// KEYS: the hash. Returns the new generation, or 0 when a pump is under
+// way.
+const kickScript = `
+if redis.call('HINCRBY', KEYS[1], 'kicks', 1) > 1 then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'gen', 1)
+`
+
+// releaseScript deletes the hash if the pump is current and saw every
+// kick. KEYS: the hash. ARGV: the generation, the kicks seen. Returns 1
+// when released.
+const releaseScript = `
+local h = redis.call('HMGET', KEYS[1], 'gen', 'kicks')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`
+
+// handOverScript moves the hash to the next generation, if the pump is
+// current. KEYS: the hash. ARGV: the generation. Returns the next
+// generation, or 0.
+const handOverScript = `
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'gen', 1)
+`
+
+// fifoScripts are the pump's scripts, loaded once per Queue.
+type fifoScripts struct {
+	kick, release, handOver *redis.Script
+}
+
+func newFIFOScripts() fifoScripts {
+	return fifoScripts{redis.NewScript(kickScript), redis.NewScript(releaseScript), redis.NewScript(handOverScript)}
+}
+
+// pumpQueue is the queue of endpointID's pump: its shard's delivery queue.
+func (q *Queue) pumpQueue(endpointID string) string {
+	return q.cfg.DeliveryQueue(q.cfg.Shard(endpointID), false)
+}
+
+// Kick tells the pumps of the FIFO endpoints of refs that deliveries were
+// written for them, and starts those not under way. The fan-out kicks
+// after its deliveries are committed.
+func (q *Queue) Kick(ctx context.Context, refs []TaskRef, appID string) error {
+	return inParallel(ctx, len(refs), func(ctx context.Context, i int) error {
+		ep := refs[i].EndpointID
+		gen, err := q.fifo.kick.Run(ctx, q.rdb, []string{fifoKey(ep)}).Int64()
+		if err != nil {
+			return fmt.Errorf("kick fifo pump of %s: %w", ep, err)
+		}
+		if gen == 0 {
+			return nil
+		}
+		return q.enqueuePump(ctx, FIFOPayload{EndpointID: ep, AppID: appID, Gen: gen}, 0)
+	})
+}
+
+// enqueuePump enqueues the pump p, due after pause.
+func (q *Queue) enqueuePump(ctx context.Context, p FIFOPayload, pause time.Duration) error {
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode fifo pump: %w", err)
+	}
+	id := fifoTaskID(p.EndpointID, p.Gen)
+	opts := []asynq.Option{
+		asynq.TaskID(id), asynq.Queue(q.pumpQueue(p.EndpointID)),
+		// A pump fails only with Postgres or Redis, and its successor is
+		// its own retry: it must not be archived.
+		asynq.MaxRetry(fanoutMaxRetry),
+		asynq.Timeout(FIFOPumpTimeout(q.cfg.DeliverTimeout)),
+	}
+	if pause > 0 {
+		opts = append(opts, asynq.ProcessIn(pause))
+	}
+	_, err = q.enqueueAll(ctx, []idTask{{id, asynq.NewTask(TypeFIFO, payload, opts...)}})
+	return err
+}
+
+// FIFOPumpRun bounds the time one pump sends before it hands over, so
+// that the endpoints of a shard take turns on the workers.
+const FIFOPumpRun = 5 * time.Second
+
+// FIFOPumpTimeout bounds one pump task: its run, and the delivery under
+// way at its end.
+func FIFOPumpTimeout(deliverTimeout time.Duration) time.Duration {
+	return FIFOPumpRun + deliverTimeout
+}
+
+// LookPump reads p's endpoint's hash: whether p is current, and the kicks
+// so far.
+func (q *Queue) LookPump(ctx context.Context, p FIFOPayload) (Pump, error) {
+	h, err := q.rdb.HMGet(ctx, fifoKey(p.EndpointID), "gen", "kicks").Result()
+	if err != nil {
+		return Pump{}, fmt.Errorf("read fifo pump of %s: %w", p.EndpointID, err)
+	}
+	gen, _ := h[0].(string)
+	kicks, _ := h[1].(string)
+	n, _ := strconv.ParseInt(kicks, 10, 64)
+	return Pump{Current: gen == strconv.FormatInt(p.Gen, 10), Kicks: n}, nil
+}
+
+// ReleasePump ends p's endpoint's pumps if p is current and no kick came
+// since it saw seen; it reports whether it did. Otherwise p looks again.
+func (q *Queue) ReleasePump(ctx context.Context, p FIFOPayload, seen int64) (bool, error) {
+	n, err := q.fifo.release.Run(ctx, q.rdb, []string{fifoKey(p.EndpointID)}, p.Gen, seen).Int()
+	if err != nil {
+		return false, fmt.Errorf("release fifo pump of %s: %w", p.EndpointID, err)
+	}
+	return n == 1, nil
+}
+
+// HandOver makes p's successor the current pump and enqueues it, due
+// after pause. A pump no longer current hands over nothing.
+func (q *Queue) HandOver(ctx context.Context, p FIFOPayload, pause time.Duration) error {
+	gen, err := q.fifo.handOver.Run(ctx, q.rdb, []string{fifoKey(p.EndpointID)}, p.Gen).Int64()
+	if err != nil {
+		return fmt.Errorf("hand fifo pump of %s over: %w", p.EndpointID, err)
+	}
+	if gen == 0 {
+		return nil
+	}
+	next := p
+	next.Gen = gen
+	// Should this enqueue fail, the pump's retry finds itself no longer
+	// current, and the reconciler enqueues the successor.
+	return q.enqueuePump(ctx, next, pause)
+}
+
+// RestartPump makes sure the FIFO endpoint endpointID of app appID has a
+// pump: it kicks it when Redis holds no hash for it, and enqueues the
+// current generation's task again when Redis lost that (a task Redis still
+// holds is left alone). The reconciler calls it for the FIFO endpoints
+// with deliveries waiting; it reports whether a pump was started.
+func (q *Queue) RestartPump(ctx context.Context, endpointID, appID string) (bool, error) {
+	gen, err := q.rdb.HGet(ctx, fifoKey(endpointID), "gen").Int64()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return true, q.Kick(ctx, []TaskRef{{EndpointID: endpointID}}, appID)
+	case err != nil:
+		return false, fmt.Errorf("read fifo pump of %s: %w", endpointID, err)
+	}
+	queue := q.pumpQueue(endpointID)
+	id := fifoTaskID(endpointID, gen)
+	state, err := q.rdb.HGet(ctx, "asynq:{"+queue+"}:t:"+id, "state").Result()
+	switch {
+	case err == nil && state != "":
+		return false, nil // under way, waiting or archived by an operator
+	case err != nil && !errors.Is(err, redis.Nil):
+		return false, fmt.Errorf("look up fifo pump %s: %w", id, err)
+	}
+	return true, q.enqueuePump(ctx, FIFOPayload{EndpointID: endpointID, AppID: appID, Gen: gen}, 0)
+}
