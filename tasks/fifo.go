@@ -190,8 +190,9 @@ func (q *Queue) HandOver(ctx context.Context, p FIFOPayload, pause time.Duration
 // RestartPump makes sure the FIFO endpoint endpointID of app appID has a
 // pump: it kicks it when Redis holds no hash for it, and enqueues the
 // current generation's task again when Redis lost that (a task Redis still
-// holds is left alone). The reconciler calls it for the FIFO endpoints
-// with deliveries waiting; it reports whether a pump was started.
+// holds is left alone, unless it was running on a worker that died). The
+// reconciler calls it for the FIFO endpoints with deliveries waiting; it
+// reports whether a pump was started.
 func (q *Queue) RestartPump(ctx context.Context, endpointID, appID string) (bool, error) {
 	gen, err := q.rdb.HGet(ctx, fifoKey(endpointID), "gen").Int64()
 	switch {
@@ -202,12 +203,39 @@ func (q *Queue) RestartPump(ctx context.Context, endpointID, appID string) (bool
 	}
 	queue := q.pumpQueue(endpointID)
 	id := fifoTaskID(endpointID, gen)
+	p := FIFOPayload{EndpointID: endpointID, AppID: appID, Gen: gen}
 	state, err := q.rdb.HGet(ctx, "asynq:{"+queue+"}:t:"+id, "state").Result()
 	switch {
-	case err == nil && state != "":
-		return false, nil // under way, waiting or archived by an operator
 	case err != nil && !errors.Is(err, redis.Nil):
 		return false, fmt.Errorf("look up fifo pump %s: %w", id, err)
+	case state == "active":
+		// A pump whose worker died stays active until its lease expires
+		// and asynq's recoverer passes, a minute apart: the endpoint would
+		// wait up to 90s. Once the lease has expired, a successor takes
+		// over; the dead pump, should asynq run it again, is no longer
+		// current and stops.
+		expired, err := q.leaseExpired(ctx, queue, id)
+		if err != nil || !expired {
+			return false, err
+		}
+		return true, q.HandOver(ctx, p, 0)
+	case state != "":
+		return false, nil // waiting, or archived by an operator
 	}
-	return true, q.enqueuePump(ctx, FIFOPayload{EndpointID: endpointID, AppID: appID, Gen: gen}, 0)
+	return true, q.enqueuePump(ctx, p, 0)
+}
+
+// leaseExpired reports whether the lease of active task id of queue has
+// expired: its worker stopped extending it (asynq extends the leases of
+// its running tasks every few seconds, by asynq's 30s), so it died or lost
+// Redis. It knows asynq's (v0.26) lease set, as no asynq API reads it.
+func (q *Queue) leaseExpired(ctx context.Context, queue, id string) (bool, error) {
+	expiry, err := q.rdb.ZScore(ctx, "asynq:{"+queue+"}:lease", id).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return false, nil // between states
+	case err != nil:
+		return false, fmt.Errorf("read the lease of %s: %w", id, err)
+	}
+	return time.Unix(int64(expiry), 0).Before(time.Now()), nil
 }

@@ -113,6 +113,7 @@ const (
 	ScenarioClicks   = "clicks"
 	ScenarioFanout   = "fanout10"
 	ScenarioFailing  = "failing"
+	ScenarioFIFO     = "fifo"
 	ScenarioMemory   = "memory"
 	ScenarioNoisy    = "noisy"
 	ScenarioSoak     = "soak"
@@ -122,7 +123,7 @@ const (
 // last: the hanging endpoints' backlog it leaves takes a while to drain.
 func Standard() []string {
 	return []string{ScenarioBaseline, ScenarioIdle, ScenarioSteady, ScenarioBurst, ScenarioClicks, ScenarioFanout, ScenarioFailing,
-		ScenarioMemory, ScenarioNoisy}
+		ScenarioFIFO, ScenarioMemory, ScenarioNoisy}
 }
 
 // All returns every scenario name.

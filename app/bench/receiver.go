@@ -22,7 +22,12 @@ const (
 	// replyHang holds the request open past hookd's delivery timeout, then
 	// closes the connection without an answer.
 	replyHang
+	// replySlow answers 204 after slowReplyDefault.
+	replySlow
 )
+
+// slowReplyDefault is how long a slow endpoint takes to answer.
+const slowReplyDefault = 10 * time.Millisecond
 
 // hangMarginDefault is how much longer than hookd's delivery timeout a
 // hanging endpoint holds a request, so that hookd always gives up first.
@@ -173,6 +178,9 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	select {
 	case rd.changed <- struct{}{}:
 	default:
+	}
+	if kind == replySlow {
+		time.Sleep(slowReplyDefault)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

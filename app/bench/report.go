@@ -58,6 +58,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(&b, "  A alone p50 %.1f ms, p99 %.1f ms; next to B p50 %.1f ms, p99 %.1f ms: p99 ×%.2f\n",
 				n.Alone.P50, n.Alone.P99, n.NextToB.P50, n.NextToB.P99, n.P99Ratio)
 		}
+		if res.FIFO && res.DeliveriesPerSec > 0 && res.ReplyMS > 0 {
+			ceiling := 1000 / res.ReplyMS
+			fmt.Fprintf(&b, "\nfifo: one FIFO endpoint answering in %.0f ms: %.1f deliveries/s, %.0f%% of the %.0f/s its answer time allows one at a time (%.1f ms of hookd per delivery besides the answer)\n",
+				res.ReplyMS, res.DeliveriesPerSec, 100*res.DeliveriesPerSec/ceiling, ceiling, 1000/res.DeliveriesPerSec-res.ReplyMS)
+		}
 		if m := res.LargeEvent; m != nil {
 			fmt.Fprintf(&b, "\nmemory: one %d KiB event to %d endpoints: hookd RSS %.1f → %.1f MiB (%+.1f MB); Redis used_memory %+.1f MB at its peak, %+.1f MB when all arrived, %+.1f MB %.0fs later (from %.1f MB)\n",
 				m.PayloadBytes>>10, m.Deliveries, mib(m.HookdRSSBeforeBytes), mib(m.HookdRSSPeakBytes), mb(m.HookdRSSIncreaseBytes),

@@ -35,6 +35,10 @@ type Result struct {
 	FailingEndpoints int     `json:"failing_endpoints"`
 	// HangingEndpoints hold each request past hookd's delivery timeout.
 	HangingEndpoints int `json:"hanging_endpoints,omitempty"`
+	// FIFO tells that the endpoints are FIFO, ReplyMS how long each
+	// takes to answer (0: at once).
+	FIFO    bool    `json:"fifo,omitempty"`
+	ReplyMS float64 `json:"reply_ms,omitempty"`
 	// IngestPerSec is events committed per second, from the first request
 	// to the last response.
 	IngestPerSec float64 `json:"ingest_events_per_sec"`
@@ -88,6 +92,8 @@ type shape struct {
 	idle     bool    // one at a time, each delivered before the next
 	soak     bool    // sample memory
 	profile  bool    // take profiles meanwhile
+	fifo     bool    // the endpoints are FIFO ("ordering": "fifo")
+	slow     bool    // the endpoints answer after slowReplyDefault
 	clientsN int
 }
 
@@ -120,6 +126,10 @@ func (r *runner) shape(name string) shape {
 	case ScenarioFailing:
 		// 1 of 100 endpoints fails; a tenth of the events fan out to it.
 		return shape{source: "api", apps: 10, perApp: 10, failing: 1, events: steadyEvents / 5, rate: r.cfg.Rate / 5}
+	case ScenarioFIFO:
+		// One FIFO endpoint answering in 10ms: its deliveries go one at a
+		// time, so it takes at most 100 a second.
+		return shape{source: "api", apps: 1, perApp: 1, fifo: true, slow: true, events: max(r.cfg.Events/10, 1)}
 	case ScenarioSoak:
 		return shape{source: "api", apps: 100, perApp: 1, events: int(r.cfg.Rate * r.cfg.Soak.Seconds()), rate: r.cfg.Rate, soak: true}
 	}
@@ -142,7 +152,10 @@ func (r *runner) run(ctx context.Context, name, prefix string) (Result, error) {
 	}
 	sh := r.shape(name)
 	res := Result{Scenario: name, Source: sh.source, OfferedRate: sh.rate, Events: sh.events, FanOut: sh.perApp,
-		Endpoints: sh.apps * sh.perApp, FailingEndpoints: sh.failing}
+		Endpoints: sh.apps * sh.perApp, FailingEndpoints: sh.failing, FIFO: sh.fifo}
+	if sh.slow {
+		res.ReplyMS = float64(slowReplyDefault) / float64(time.Millisecond)
+	}
 	targets, endpoints, err := r.setup(ctx, prefix, sh)
 	if err != nil {
 		return res, err
@@ -246,6 +259,9 @@ func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, 
 			for e := range sh.perApp {
 				name := fmt.Sprintf("%s-%d-%d", prefix, a, e)
 				kind := replyOK
+				if sh.slow {
+					kind = replySlow
+				}
 				switch i := a*sh.perApp + e; {
 				case i < sh.failing:
 					kind = replyFail
@@ -253,13 +269,16 @@ func (r *runner) setup(ctx context.Context, prefix string, sh shape) ([]target, 
 					kind = replyHang
 				}
 				in := map[string]any{"url": r.recv.url(name), "event_types": []string{eventType}}
+				if sh.fifo {
+					in["ordering"] = "fifo"
+				}
 				if err := r.hookd.post(ctx, "/v1/apps/"+app.ID+"/endpoints", in, http.StatusCreated, nil); err != nil {
 					return err
 				}
 				mu.Lock()
 				endpoints[name] = kind
 				mu.Unlock()
-				if kind == replyOK {
+				if kind == replyOK || kind == replySlow {
 					t.expected++
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ type fifoReceiver struct {
 	requests int
 	order    []string        // webhook-ids, by first successful receipt
 	seen     map[string]bool // webhook-ids received successfully
+	last     time.Time       // the last request
+	gaps     []string        // pauses of over 5s between requests
 }
 
 func newFIFOReceiver(t *testing.T, failShare float64) *fifoReceiver {
@@ -32,6 +35,10 @@ func newFIFOReceiver(t *testing.T, failShare float64) *fifoReceiver {
 		r.mu.Lock()
 		r.inFlight++
 		r.requests++
+		if now := time.Now(); !r.last.IsZero() && now.Sub(r.last) > 5*time.Second {
+			r.gaps = append(r.gaps, fmt.Sprintf("%.1fs after request %d", now.Sub(r.last).Seconds(), r.requests-1))
+		}
+		r.last = time.Now()
 		if r.inFlight > 1 {
 			r.overlaps++
 		}
@@ -81,7 +88,10 @@ func TestFIFOEndpoint(t *testing.T) {
 	}
 	bin := build(t)
 	recv := newFIFOReceiver(t, 0.2)
-	c := startChaos(t, bin, newChaosReceiver(t, 0, 0), chaosOpts{endpoints: func(c *chaosRun) {
+	// Retries come quickly: a FIFO endpoint's queue waits out each of its
+	// head's pauses, and the test is about order, not patience.
+	retries := "HOOKD_RETRY_SCHEDULE=10ms,20ms,50ms" + strings.Repeat(",100ms", 10)
+	c := startChaos(t, bin, newChaosReceiver(t, 0, 0), chaosOpts{env: []string{retries}, endpoints: func(c *chaosRun) {
 		var ep struct{ ID, Ordering string }
 		body := fmt.Sprintf(`{"url":"%s/fifo","event_types":["order.paid"],"ordering":"fifo"}`, recv.URL)
 		if err := c.post("/v1/apps/"+c.appID+"/endpoints", body, &ep); err != nil {
@@ -139,6 +149,7 @@ func TestFIFOEndpoint(t *testing.T) {
 	}
 	recv.mu.Lock()
 	order, overlaps, requests := append([]string(nil), recv.order...), recv.overlaps, recv.requests
+	t.Logf("pauses: %v", recv.gaps)
 	recv.mu.Unlock()
 	t.Logf("%d events published, %d received (%d requests, %d failed on purpose or cut by a kill), settled %.1fs after the last event",
 		len(pub), len(order), requests, requests-len(order), time.Since(start).Seconds())

@@ -18,7 +18,8 @@ import (
 
 // A head that waits for an earlier event of its app to fan out (a matter
 // of milliseconds, as a rule) is looked at again every fifoPoll, for up to
-// fifoWaitInPlace; the pump hands over after that.
+// fifoWaitInPlace; the pump hands over after that. A pause up to
+// fifoWaitInPlace before a retry is waited out in place too.
 const (
 	fifoPoll        = 20 * time.Millisecond
 	fifoWaitInPlace = time.Second
@@ -81,11 +82,19 @@ func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 			return d.queue.HandOver(ctx, p, 0)
 		}
 		pause, err := d.sendHead(ctx, h)
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
-		}
-		if pause > 0 {
+		case pause > fifoWaitInPlace:
 			return d.queue.HandOver(ctx, p, pause)
+		case pause > 0:
+			// asynq schedules to the whole second: a short pause (a rate
+			// limit's, a short retry schedule's) is waited out here.
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 }
