@@ -61,6 +61,11 @@ func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 		case err != nil:
 			return err
 		}
+		if time.Since(started) >= tasks.FIFOPumpRun {
+			// The endpoint's turn is up: the successor goes to the back of
+			// the queue, behind the other endpoints' work.
+			return d.queue.HandOver(ctx, p, 0)
+		}
 		if h.Waiting {
 			if waitedSince.IsZero() {
 				waitedSince = time.Now()
@@ -76,11 +81,6 @@ func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 			continue
 		}
 		waitedSince = time.Time{}
-		if time.Since(started) >= tasks.FIFOPumpRun {
-			// The endpoint's turn is up: the successor goes to the back of
-			// the queue, behind the other endpoints' work.
-			return d.queue.HandOver(ctx, p, 0)
-		}
 		pause, err := d.sendHead(ctx, h)
 		switch {
 		case err != nil:
