@@ -32,9 +32,10 @@ const (
 // due after the retry's pause, which tries it again. See tasks.TypeFIFO
 // for how pumps take turns.
 //
-// A worker that dies in the middle of an attempt leaves the pump's task to
-// asynq's recovery, which runs it again: the head goes out again (at
-// least once), and nothing behind it goes before it.
+// A worker that dies in the middle of an attempt leaves its pump active
+// in asynq until the reconciler hands the queue to a successor, once the
+// pump's lease has expired (tasks.Queue.RestartPump): the head goes out
+// again (at least once), and nothing behind it goes before it.
 func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 	var p tasks.FIFOPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
