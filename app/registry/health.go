@@ -63,6 +63,18 @@ func (h Health) Succeeded(ctx context.Context, id string) error {
 // Failed extends endpoint id's failing streak and disables it when it
 // answered 410 Gone or has failed for longer than DisableAfter.
 func (h Health) Failed(ctx context.Context, id string, gone bool, reason string) (bool, error) {
+	// While a streak runs short of DisableAfter, a failure changes
+	// nothing: one read, no transaction.
+	if !gone {
+		var ep healthRow
+		err := h.r.db.NewSelect().Model((*Endpoint)(nil)).ColumnExpr(healthColumns).Where("id = ?", id).Scan(ctx, &ep)
+		if err != nil {
+			return false, fmt.Errorf("read failing streak of endpoint %s: %w", id, resource.NotFound(err))
+		}
+		if ep.FailingSince != nil && time.Since(*ep.FailingSince) < h.r.cfg.DisableAfter {
+			return false, nil
+		}
+	}
 	var disabled bool
 	err := h.r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		disabled = false // a run again starts over
