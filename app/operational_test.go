@@ -1,11 +1,13 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -408,4 +410,73 @@ func TestOperationalAppMustExist(t *testing.T) {
 	if _, err := app.ParseConfig(func(k string) string { return vars[k] }); err == nil || !strings.Contains(err.Error(), "HOOKD_OPERATIONAL_APP") {
 		t.Errorf("ParseConfig of a name = %v, want an error naming HOOKD_OPERATIONAL_APP", err)
 	}
+}
+
+// TestEndpointChangesToldOnce races many attempts' outcomes, and API
+// calls, on one endpoint: each change of its state is told once, however
+// many make it at the same moment.
+func TestEndpointChangesToldOnce(t *testing.T) {
+	t.Parallel()
+	dbURL := outboxtest.SchemaURL(t)
+	sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dbURL)))
+	sqldb.SetMaxOpenConns(8)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	defer db.Close()
+	if err := app.Migrate(t.Context(), db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	var (
+		mu   sync.Mutex
+		told = map[string]int{}
+	)
+	reg := registry.New(db, registry.Config{AllowPrivateTargets: true, EndpointChanged: func(_ context.Context, _ bun.Tx, c registry.EndpointChange) error {
+		mu.Lock()
+		defer mu.Unlock()
+		told[c.Kind]++
+		return nil
+	}})
+	a, err := reg.CreateApp(t.Context(), registry.AppInput{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, _, err := reg.CreateEndpoint(t.Context(), a.ID, registry.EndpointInput{URL: "https://hooks.example/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	race := func(what string, f func() error) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 16 {
+			wg.Go(func() { errs <- f() })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+	health := reg.Health()
+	check := func(after string, want map[string]int) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		for k, n := range want {
+			if told[k] != n {
+				t.Errorf("after %s: %s told %d times, want %d (all: %v)", after, k, told[k], n, told)
+			}
+		}
+	}
+	race("failures", func() error { _, err := health.Failed(t.Context(), ep.ID, false, "HTTP 500"); return err })
+	check("concurrent failures", map[string]int{registry.ChangeFailing: 1})
+	race("successes", func() error { return health.Succeeded(t.Context(), ep.ID) })
+	check("concurrent successes", map[string]int{registry.ChangeFailing: 1, registry.ChangeRecovered: 1})
+	race("410s", func() error { _, err := health.Failed(t.Context(), ep.ID, true, "HTTP 410"); return err })
+	check("concurrent 410s", map[string]int{registry.ChangeFailing: 1, registry.ChangeRecovered: 1, registry.ChangeDisabled: 1})
+	race("enables", func() error { _, err := reg.SetEndpointDisabled(t.Context(), a.ID, ep.ID, false, ""); return err })
+	check("concurrent enables", map[string]int{registry.ChangeDisabled: 1, registry.ChangeEnabled: 1})
+	race("disables", func() error { _, err := reg.SetEndpointDisabled(t.Context(), a.ID, ep.ID, true, ""); return err })
+	check("concurrent disables", map[string]int{registry.ChangeDisabled: 2, registry.ChangeEnabled: 1})
 }
