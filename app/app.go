@@ -30,6 +30,7 @@ import (
 	"github.com/hookd/hookd/app/api"
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
+	"github.com/hookd/hookd/app/operational"
 	"github.com/hookd/hookd/app/redisconn"
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/outbox"
@@ -51,6 +52,8 @@ type App struct {
 	db      *bun.DB
 	rdb     redis.UniversalClient
 	metrics *prometheus.Registry
+	// opsApp receives the operational webhooks ("" for none).
+	opsApp string
 
 	apiLn, metricsLn net.Listener
 }
@@ -78,6 +81,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 		}
 	}
 	if err := sealSecrets(ctx, a.db, cfg, log); err != nil {
+		return nil, err
+	}
+	if a.opsApp, err = setUpOperational(ctx, a.db, cfg.OperationalApp, log); err != nil {
 		return nil, err
 	}
 	if a.has(RoleAPI) {
@@ -234,6 +240,14 @@ func (a *App) Run(ctx context.Context) error {
 	queueCfg := a.cfg.queueConfig()
 	queue, gate := newQueue(a.rdb, a.cfg)
 	store := ledger.New(a.db)
+	var endpointChanged registry.EndpointChangeFunc
+	if a.opsApp != "" {
+		// Operational webhooks: written with each dead letter and each
+		// change of an endpoint's state, in its transaction.
+		ops := operational.New(a.opsApp, a.metrics)
+		store = store.WithDeadLetters(ops.DeadLettered)
+		endpointChanged = ops.EndpointChanged
+	}
 	// The inspector shares a.rdb, which Close closes.
 	inspector := asynq.NewInspectorFromRedisClient(a.rdb)
 	a.metrics.MustRegister(newOutboxCollector(a.db), asynqmetrics.NewQueueMetricsCollector(inspector))
@@ -246,6 +260,7 @@ func (a *App) Run(ctx context.Context) error {
 		Log:                 a.log,
 		Metrics:             a.metrics,
 		AppDeleted:          eventStore.ForgetApp,
+		EndpointChanged:     endpointChanged,
 		Secrets:             a.cfg.SecretsKeys,
 	})
 	deadLetters := deadletter.New(store, queue, deadletter.NewMetrics(a.metrics))

@@ -79,6 +79,9 @@ type Config struct {
 	SecretsKeys *secretbox.Ring
 	// RequireSecretsKey refuses to start without SecretsKeys.
 	RequireSecretsKey bool
+	// OperationalApp names the application that receives the operational
+	// webhooks (HOOKD_OPERATIONAL_APP); empty: none are published.
+	OperationalApp string
 
 	// Queue overrides the task queue names (tests use their own).
 	Queue tasks.QueueConfig
@@ -188,6 +191,15 @@ func settings() []setting {
 		{"HOOKD_REQUIRE_SECRETS_KEY", "require-secrets-key", "false",
 			"refuse to start without HOOKD_SECRETS_KEY", func(c *Config, v string) error {
 				return setBool(&c.RequireSecretsKey, v)
+			}},
+		{"HOOKD_OPERATIONAL_APP", "operational-app", "",
+			"ID of the application (app_...) that receives hookd's operational webhooks (hookd.endpoint.*, hookd.delivery.exhausted); it must exist when hookd starts; empty publishes none",
+			func(c *Config, v string) error {
+				if v != "" && !appRef.MatchString(v) {
+					return errors.New("want an application ID: app_ and 26 lower-case letters or digits")
+				}
+				c.OperationalApp = v
+				return nil
 			}},
 		{"HOOKD_ALLOW_PRIVATE_TARGETS", "allow-private-targets", "false",
 			"allow endpoints on loopback, private and link-local addresses", func(c *Config, v string) error {
@@ -494,7 +506,7 @@ func (c Config) masked() []any {
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
 		"max_endpoints_per_app", c.MaxEndpointsPerApp, "pprof", c.Pprof,
-		"secrets_key_ids", strings.Join(c.SecretsKeys.IDs(), ","),
+		"secrets_key_ids", strings.Join(c.SecretsKeys.IDs(), ","), "operational_app", c.OperationalApp,
 	}, redisAttrs...)
 }
 

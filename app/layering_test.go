@@ -35,6 +35,7 @@ func TestLayering(t *testing.T) {
 		mod + "app/registry":     {mod + "app/api", mod + "app/links", mod + "app/events"},
 		mod + "app/events":       {mod + "app/api", mod + "app/links", mod + "app/registry"},
 		mod + "app/filter":       {mod + "app", mod + "tasks", mod + "outbox"},
+		mod + "app/operational":  {mod + "app/api", mod + "app/links", "github.com/hibiken/asynq"},
 		mod + "app/resource":     {mod + "app/api", mod + "app/registry", mod + "app/events", mod + "app/links"},
 		mod + "app/secretbox":    {mod + "app", mod + "tasks", mod + "outbox", "github.com/uptrace/bun"},
 	}

@@ -199,3 +199,36 @@ func (s *Store) ForgetApp(appID string) {
 		s.cache.forgetApp(appID)
 	}
 }
+
+// EnsureEventTypes registers each of ins, or brings its description and
+// schema up to date when it is registered already: what hookd registers
+// of its own at start. It changes nothing, and notifies no process, when
+// each is as given; processes starting together may all run it. An
+// archived type stays archived.
+func (s *Store) EnsureEventTypes(ctx context.Context, ins []EventTypeInput) error {
+	for _, in := range ins {
+		if err := validTypeName("name", in.Name); err != nil {
+			return err
+		}
+		if err := validDescription(in.Description); err != nil {
+			return err
+		}
+		schema, err := normalizeSchema(in.Schema)
+		if err != nil {
+			return fmt.Errorf("event type %s: %w", in.Name, err)
+		}
+		et := EventType{Name: in.Name, Description: in.Description, Schema: schema}
+		res, err := s.db.NewInsert().Model(&et).
+			On("CONFLICT (name) DO UPDATE").
+			Set("description = EXCLUDED.description, schema = EXCLUDED.schema, updated_at = clock_timestamp()").
+			Where("?TableAlias.description IS DISTINCT FROM EXCLUDED.description OR ?TableAlias.schema IS DISTINCT FROM EXCLUDED.schema").
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("register event type %s: %w", in.Name, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			s.forgetEventType(in.Name)
+		}
+	}
+	return nil
+}

@@ -296,23 +296,44 @@ func (r *Registry) UpdateEndpoint(ctx context.Context, appID, id string, p Endpo
 
 // SetEndpointDisabled disables (with reason) or enables endpoint id of app
 // appID. A disabled endpoint gets no new deliveries; its queued ones fail
-// and can be retried from the dead letters once it is enabled again.
+// and can be retried from the dead letters once it is enabled again. A
+// change of state (enabled to disabled or back) is told to
+// Config.EndpointChanged in the same transaction.
 func (r *Registry) SetEndpointDisabled(ctx context.Context, appID, id string, disabled bool, reason string) (Endpoint, error) {
-	upd := r.db.NewUpdate().Model((*Endpoint)(nil)).Where("app_id = ? AND id = ?", appID, id).
-		Set("updated_at = clock_timestamp()").Set("disabled = ?", disabled)
-	if disabled {
-		if len(reason) > maxDescription || strings.ContainsRune(reason, 0) {
-			return Endpoint{}, resource.Invalid("reason", "must be at most %d characters, without NUL", maxDescription)
-		}
-		upd.Set("disabled_reason = ?", cmp.Or(reason, "disabled by the API")).
-			Set("disabled_at = coalesce(disabled_at, clock_timestamp())")
-	} else {
-		// A fresh start: the failing streak that may have disabled it is over.
-		upd.Set("disabled_reason = NULL").Set("disabled_at = NULL").Set("failing_since = NULL")
+	if disabled && (len(reason) > maxDescription || strings.ContainsRune(reason, 0)) {
+		return Endpoint{}, resource.Invalid("reason", "must be at most %d characters, without NUL", maxDescription)
 	}
 	var ep Endpoint
-	if err := upd.Returning("*").Scan(ctx, &ep); err != nil {
-		return Endpoint{}, fmt.Errorf("set endpoint %s disabled=%t: %w", id, disabled, resource.NotFound(err))
+	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var before Endpoint
+		err := tx.NewSelect().Model(&before).Column("disabled", "failing_since").
+			Where("app_id = ? AND id = ?", appID, id).For("UPDATE").Scan(ctx)
+		if err != nil {
+			return resource.NotFound(err)
+		}
+		upd := tx.NewUpdate().Model((*Endpoint)(nil)).Where("app_id = ? AND id = ?", appID, id).
+			Set("updated_at = clock_timestamp()").Set("disabled = ?", disabled)
+		if disabled {
+			upd.Set("disabled_reason = ?", cmp.Or(reason, "disabled by the API")).
+				Set("disabled_at = coalesce(disabled_at, clock_timestamp())")
+		} else {
+			// A fresh start: the failing streak that may have disabled it is over.
+			upd.Set("disabled_reason = NULL").Set("disabled_at = NULL").Set("failing_since = NULL")
+		}
+		if err := upd.Returning("*").Scan(ctx, &ep); err != nil {
+			return err
+		}
+		if before.Disabled == disabled {
+			return nil
+		}
+		c := EndpointChange{Kind: ChangeEnabled, AppID: appID, EndpointID: id, Manual: true, FailingSince: before.FailingSince, At: ep.UpdatedAt}
+		if disabled {
+			c.Kind, c.Reason = ChangeDisabled, *ep.DisabledReason
+		}
+		return r.changed(ctx, tx, c)
+	})
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("set endpoint %s disabled=%t: %w", id, disabled, err)
 	}
 	return ep, nil
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// caches of this process drop the app before the deletion is answered
 	// (other processes learn it from a notification).
 	AppDeleted func(appID string)
+	// EndpointChanged, when set, hears each change of an endpoint's state
+	// (failing, recovered, disabled, enabled) inside the transaction that
+	// makes it.
+	EndpointChanged EndpointChangeFunc
 	// Secrets seals the signing keys the registry stores and opens them
 	// when it reads them. Nil stores new keys plain (and still reads plain
 	// ones); a sealed key then does not open.

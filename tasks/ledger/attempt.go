@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
@@ -22,7 +23,8 @@ type Record struct {
 // Record stores attempts and moves their deliveries on, in one statement:
 // every attempt is inserted and its delivery updated, or none. Succeeded
 // deliveries get succeeded_at; failed ones failed_at, which anything else
-// clears (a dead letter run again from Asynqmon).
+// clears (a dead letter run again from Asynqmon). Deliveries failed for
+// good are told to WithDeadLetters' function in the same transaction.
 func (s *Store) Record(ctx context.Context, rs []Record) error {
 	var (
 		ids, classes, statuses []string
@@ -37,7 +39,32 @@ func (s *Store) Record(ctx context.Context, rs []Record) error {
 		codes, bodies, errs = append(codes, a.StatusCode), append(bodies, a.ResponseBody), append(errs, a.Error)
 		classes, statuses, lastErrs = append(classes, a.ErrorClass), append(statuses, r.Status), append(lastErrs, r.LastError)
 	}
-	_, err := s.db.NewRaw(`WITH v AS (
+	args := []any{
+		pgdialect.Array(ids), pgdialect.Array(at), pgdialect.Array(ms), pgdialect.Array(codes),
+		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes), pgdialect.Array(statuses),
+		pgdialect.Array(lastErrs), StatusSucceeded, StatusFailed,
+	}
+	if !s.hearing(rs) {
+		if _, err := s.db.NewRaw(recordSQL, args...).Exec(ctx); err != nil {
+			return fmt.Errorf("record %d attempts: %w", len(rs), err)
+		}
+		return nil
+	}
+	// Some deliveries fail for good: whoever hears of dead letters does
+	// in the same transaction.
+	err := s.failInTx(ctx, func(ctx context.Context, tx bun.Tx) ([]DeadLetter, error) {
+		var rows []updated
+		err := tx.NewRaw(recordSQL+" RETURNING "+deadLetterColumns, args...).Scan(ctx, &rows)
+		return deadLetters(rows), err
+	})
+	if err != nil {
+		return fmt.Errorf("record %d attempts: %w", len(rs), err)
+	}
+	return nil
+}
+
+// recordSQL stores attempts and updates their deliveries (Record).
+const recordSQL = `WITH v AS (
 			SELECT * FROM unnest(?::text[], ?::timestamptz[], ?::float8[], ?::int[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
 			AS v(delivery_id, attempted_at, duration_ms, status_code, response_body, error, error_class, status, last_error)
 		), attempts AS (
@@ -52,16 +79,7 @@ func (s *Store) Record(ctx context.Context, rs []Record) error {
 			updated_at = clock_timestamp(),
 			succeeded_at = CASE WHEN v.status = ? THEN clock_timestamp() ELSE d.succeeded_at END,
 			failed_at = CASE WHEN v.status = ? THEN clock_timestamp() END
-		FROM v WHERE d.id = v.delivery_id`,
-		pgdialect.Array(ids), pgdialect.Array(at), pgdialect.Array(ms), pgdialect.Array(codes),
-		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes), pgdialect.Array(statuses),
-		pgdialect.Array(lastErrs), StatusSucceeded, StatusFailed,
-	).Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("record %d attempts: %w", len(rs), err)
-	}
-	return nil
-}
+		FROM v WHERE d.id = v.delivery_id`
 
 // Status returns the status of delivery id, or an error wrapping
 // ErrNotFound when its row is gone (with its endpoint or app).
@@ -78,16 +96,28 @@ func (s *Store) Status(ctx context.Context, id string) (string, error) {
 }
 
 // MarkFailed moves a pending delivery to failed, for reason. It changes
-// nothing for a delivery already failed or succeeded.
+// nothing for a delivery already failed or succeeded. The delivery it
+// fails is told to WithDeadLetters' function in the same transaction.
 func (s *Store) MarkFailed(ctx context.Context, id, reason string) error {
-	_, err := s.db.NewUpdate().Model((*Delivery)(nil)).
-		Set("status = ?", StatusFailed).
-		Set("last_error = ?", reason).
-		Set("updated_at = clock_timestamp()").
-		Set("failed_at = clock_timestamp()").
-		Where("id = ?", id).
-		Where("status = ?", StatusPending).
-		Exec(ctx)
+	mark := func(db bun.IDB) *bun.UpdateQuery {
+		return db.NewUpdate().TableExpr("deliveries AS d").
+			Set("status = ?", StatusFailed).
+			Set("last_error = ?", reason).
+			Set("updated_at = clock_timestamp()").
+			Set("failed_at = clock_timestamp()").
+			Where("d.id = ?", id).
+			Where("d.status = ?", StatusPending)
+	}
+	var err error
+	if s.deadLettered == nil {
+		_, err = mark(s.db).Exec(ctx)
+	} else {
+		err = s.failInTx(ctx, func(ctx context.Context, tx bun.Tx) ([]DeadLetter, error) {
+			var rows []updated
+			err := mark(tx).Returning(deadLetterColumns).Scan(ctx, &rows)
+			return deadLetters(rows), err
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("mark delivery %s failed: %w", id, err)
 	}

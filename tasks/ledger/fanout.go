@@ -65,9 +65,10 @@ type Writing struct {
 // events fanned out, and sets each Writing's Written.
 //
 // It is one statement and one commit, however many events, deliveries and
-// attempts: the fan-outs running at a moment write together, and a
-// delivery whose first attempt succeeded is written once, as succeeded,
-// with no update after. It selects the earlier rows by event only, through
+// attempts (with what WithDeadLetters' function writes of the first
+// attempts that failed for good, in the same transaction): the fan-outs
+// running at a moment write together, and a delivery whose first attempt
+// succeeded is written once, as succeeded, with no update after. It selects the earlier rows by event only, through
 // the unique index: a status condition would invite the planner to the
 // partial index on pending rows, whose dead entries (deliveries since
 // done) grow until vacuum. From the mark on, should Redis lose the delivery
@@ -105,11 +106,79 @@ func (s *Store) WriteAll(ctx context.Context, ws []*Writing) error {
 			at, ms, bodies, errs, classes = append(at, &a.AttemptedAt), append(ms, &a.DurationMS), append(bodies, a.ResponseBody), append(errs, a.Error), append(classes, &a.ErrorClass)
 		}
 	}
-	var rows []struct {
-		Written
-		EventID string `bun:"event_id"`
+	args := []any{
+		pgdialect.Array(ids), pgdialect.Array(events), pgdialect.Array(apps), pgdialect.Array(types), pgdialect.Array(endpoints),
+		pgdialect.Array(created), pgdialect.Array(statuses), pgdialect.Array(attempts),
+		pgdialect.Array(codes), pgdialect.Array(lastErrs), pgdialect.Array(at), pgdialect.Array(ms),
+		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes), pgdialect.Array(fifos),
+		StatusSucceeded, StatusFailed, pgdialect.Array(eventIDs), pgdialect.Array(eventIDs),
 	}
-	err := s.db.NewRaw(`WITH v AS (
+	var rows []writtenRow
+	var err error
+	if dead := s.firstDeadLetters(ws); len(dead) == 0 {
+		err = s.db.NewRaw(writeAllSQL, args...).Scan(ctx, &rows)
+	} else {
+		// Some first attempts failed for good: whoever hears of dead
+		// letters does in the same transaction, of those written here.
+		err = s.failInTx(ctx, func(ctx context.Context, tx bun.Tx) ([]DeadLetter, error) {
+			if err := tx.NewRaw(writeAllSQL, args...).Scan(ctx, &rows); err != nil {
+				return nil, err
+			}
+			var ds []DeadLetter
+			for _, r := range rows {
+				if d, ok := dead[r.ID]; ok && r.Fresh {
+					ds = append(ds, d)
+				}
+			}
+			return ds, nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("write deliveries of %d events: %w", len(ws), err)
+	}
+	byEvent := make(map[string][]Written, len(ws))
+	for _, r := range rows {
+		byEvent[r.EventID] = append(byEvent[r.EventID], r.Written)
+	}
+	for _, w := range ws {
+		w.Written = byEvent[w.Event.ID]
+	}
+	return nil
+}
+
+// writtenRow is a delivery WriteAll found, with its event.
+type writtenRow struct {
+	Written
+	EventID string `bun:"event_id"`
+}
+
+// firstDeadLetters returns, by delivery ID, the deliveries of ws whose
+// first attempt failed them for good, when someone hears of dead letters.
+func (s *Store) firstDeadLetters(ws []*Writing) map[string]DeadLetter {
+	if s.deadLettered == nil {
+		return nil
+	}
+	var dead map[string]DeadLetter
+	for _, w := range ws {
+		for _, d := range w.Deliveries {
+			if d.First == nil || d.First.Status != StatusFailed {
+				continue
+			}
+			if dead == nil {
+				dead = map[string]DeadLetter{}
+			}
+			dead[d.ID] = DeadLetter{
+				ID: d.ID, EventID: w.Event.ID, EndpointID: d.EndpointID, AppID: w.Event.AppID, EventType: w.Event.Type,
+				Attempts: 1, LastStatusCode: d.First.Attempt.StatusCode, LastError: d.First.LastError,
+			}
+		}
+	}
+	return dead
+}
+
+// writeAllSQL writes the deliveries of events and their first attempts
+// and marks the events fanned out (WriteAll).
+const writeAllSQL = `WITH v AS (
 			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::int[],
 				?::int[], ?::text[], ?::timestamptz[], ?::float8[], ?::text[], ?::text[], ?::text[], ?::bool[])
 			AS v(id, event_id, app_id, event_type, endpoint_id, created_at, status, attempts,
@@ -129,25 +198,7 @@ func (s *Store) WriteAll(ctx context.Context, ws []*Writing) error {
 		), marked AS (
 			UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id = ANY(?::text[]) AND fanned_out_at IS NULL
 		) SELECT id, event_id, endpoint_id, status, true AS fresh, fifo FROM inserted
-		UNION ALL SELECT id, event_id, endpoint_id, status, false, seq IS NOT NULL FROM deliveries WHERE event_id = ANY(?::text[])`,
-		pgdialect.Array(ids), pgdialect.Array(events), pgdialect.Array(apps), pgdialect.Array(types), pgdialect.Array(endpoints),
-		pgdialect.Array(created), pgdialect.Array(statuses), pgdialect.Array(attempts),
-		pgdialect.Array(codes), pgdialect.Array(lastErrs), pgdialect.Array(at), pgdialect.Array(ms),
-		pgdialect.Array(bodies), pgdialect.Array(errs), pgdialect.Array(classes), pgdialect.Array(fifos),
-		StatusSucceeded, StatusFailed, pgdialect.Array(eventIDs), pgdialect.Array(eventIDs),
-	).Scan(ctx, &rows)
-	if err != nil {
-		return fmt.Errorf("write deliveries of %d events: %w", len(ws), err)
-	}
-	byEvent := make(map[string][]Written, len(ws))
-	for _, r := range rows {
-		byEvent[r.EventID] = append(byEvent[r.EventID], r.Written)
-	}
-	for _, w := range ws {
-		w.Written = byEvent[w.Event.ID]
-	}
-	return nil
-}
+		UNION ALL SELECT id, event_id, endpoint_id, status, false, seq IS NOT NULL FROM deliveries WHERE event_id = ANY(?::text[])`
 
 // Fanned reports, for each of eventIDs, whether any delivery of it is
 // written: a fan-out that finds none runs for the first time. It is one

@@ -105,6 +105,8 @@ type Attempt struct {
 // Store reads and writes the engine's tables.
 type Store struct {
 	db *bun.DB
+	// deadLettered hears the deliveries failed for good (nil: nobody).
+	deadLettered DeadLetterFunc
 }
 
 // New returns a Store on db.
