@@ -38,6 +38,12 @@ const (
 	// DefaultFirstAttempts is how many first attempts the fan-outs of one
 	// worker process make at once, besides the tasks it runs.
 	DefaultFirstAttempts = 50
+	// DefaultTLSClients is how many endpoints' own HTTP clients (mutual
+	// TLS, CA bundle) a Deliverer keeps.
+	DefaultTLSClients = 256
+	// DefaultOAuthTokens is how many endpoints' OAuth tokens a Deliverer
+	// keeps.
+	DefaultOAuthTokens = 10_000
 )
 
 // Config tunes a Deliverer. Zero values take the defaults.
@@ -64,6 +70,13 @@ type Config struct {
 	// process make at once (default DefaultFirstAttempts; negative: none,
 	// every delivery is a task).
 	FirstAttempts int
+	// TLSClients is how many endpoints with TLS material of their own keep
+	// their HTTP client (and its connections) at once, the least recently
+	// used dropped first (default DefaultTLSClients).
+	TLSClients int
+	// OAuthTokens is how many endpoints with OAuth client credentials keep
+	// their token at once (default DefaultOAuthTokens).
+	OAuthTokens int
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +87,8 @@ func (c Config) withDefaults() Config {
 	c.MaxRetryAfter = cmp.Or(c.MaxRetryAfter, DefaultMaxRetryAfter)
 	c.UserAgent = cmp.Or(c.UserAgent, DefaultUserAgent)
 	c.FirstAttempts = max(cmp.Or(c.FirstAttempts, DefaultFirstAttempts), 0)
+	c.TLSClients = max(cmp.Or(c.TLSClients, DefaultTLSClients), 1)
+	c.OAuthTokens = max(cmp.Or(c.OAuthTokens, DefaultOAuthTokens), 1)
 	return c
 }
 
@@ -111,9 +126,13 @@ type Deliverer struct {
 	firsts   chan struct{} // a token per first attempt in flight
 	retry    tasks.RetryPolicy
 	client   *http.Client
-	cfg      Config
-	log      *slog.Logger
-	metrics  *Metrics
+	// clients are the endpoints' own clients (ClientTLS), tokens their
+	// OAuth tokens.
+	clients *clients
+	tokens  *tokens
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
 }
 
 // Recording batches: up to recordBatch attempts in one statement; a flush
@@ -126,9 +145,11 @@ const (
 // New returns a delivery handler with its own HTTP client.
 func New(deps Deps, log *slog.Logger, cfg Config) *Deliverer {
 	cfg = cfg.withDefaults()
+	client := newClient(cfg)
 	d := &Deliverer{
 		ledger: deps.Ledger, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, gate: deps.Gate,
-		queue: deps.Queue, bodies: deps.Bodies, retry: deps.Retry, client: newClient(cfg), cfg: cfg,
+		queue: deps.Queue, bodies: deps.Bodies, retry: deps.Retry, client: client, cfg: cfg,
+		clients: newClients(client, cfg.TLSClients), tokens: newTokens(client, cfg.OAuthTokens),
 		metrics: deps.Metrics, log: log, firsts: make(chan struct{}, cfg.FirstAttempts),
 	}
 	// Concurrent attempts record together, in one statement and one commit.

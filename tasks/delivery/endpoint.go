@@ -26,6 +26,11 @@ type Endpoint struct {
 	// Failing tells that the endpoint's failing streak runs: a success
 	// must end it (EndpointHealth.Succeeded).
 	Failing bool
+	// TLS, when set, is the endpoint's client certificate and CAs: its
+	// deliveries go through a client of its own.
+	TLS *ClientTLS
+	// OAuth, when set, gets the bearer token of each delivery.
+	OAuth *OAuth
 }
 
 // signingKeys returns the keys that sign the endpoint's deliveries.

@@ -27,6 +27,9 @@ const (
 	OutcomeConnectError = "connect_error"
 	OutcomeTLSError     = "tls_error"
 	OutcomeSSRFBlocked  = "ssrf_blocked"
+	// OutcomeOAuthError is an attempt that got no OAuth token to send
+	// with: the token server failed, refused or was out of reach.
+	OutcomeOAuthError   = "oauth_error"
 	OutcomeError        = "error"
 	OutcomeRateLimited  = "rate_limited"
 	OutcomeCircuitOpen  = guard.ReasonCircuitOpen
@@ -118,7 +121,15 @@ func isTLSError(err error) bool {
 		invalid  x509.CertificateInvalidError
 	)
 	return errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &alert) ||
-		errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
+		errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || isRemoteAlert(err)
+}
+
+// isRemoteAlert reports whether err is a TLS alert the server sent, such
+// as its refusal of a client certificate (crypto/tls reports it as a
+// *net.OpError of Op "remote error").
+func isRemoteAlert(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "remote error"
 }
 
 // retryAfter parses a Retry-After header (delay-seconds or an HTTP date)

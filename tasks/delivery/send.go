@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/oauth2"
 
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/ledger"
@@ -49,28 +53,44 @@ func newClient(cfg Config) *http.Client {
 
 // send makes one signed POST and returns the attempt, classified but not
 // yet stored, and the response (its body already closed) if there was one.
+// An endpoint with TLS material of its own is reached through its own
+// client. One with OAuth client credentials gets its token first (cached
+// until it expires); a 401 drops the token, and the POST is sent again,
+// once, with a new one: token requests and POSTs together take at most the
+// attempt's timeout.
 func (d *Deliverer) send(ctx context.Context, ep Endpoint, p tasks.DeliverPayload, webhook []byte) (*ledger.Attempt, *http.Response) {
 	start := time.Now()
 	a := &ledger.Attempt{DeliveryID: p.DeliveryID, AttemptedAt: start}
 	defer func() { a.DurationMS = float64(time.Since(start).Microseconds()) / 1000 }()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(webhook))
-	if err != nil {
-		a.Error, a.ErrorClass = ptr(fmt.Sprintf("build request: %v", err)), OutcomeError
-		return a, nil
+	client := d.client
+	if ep.TLS != nil {
+		client = d.clients.get(ep.ID, ep.TLS)
 	}
-	for name, value := range ep.Headers {
-		if CustomHeaderAllowed(name) { // one stored before it was refused is left out
-			req.Header.Set(name, value)
+	var (
+		src *tokenSource
+		tok *oauth2.Token
+		err error
+	)
+	if ep.OAuth != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.cfg.Timeout)
+		defer cancel()
+		src = d.tokens.source(ep.ID, ep.OAuth)
+		if tok, err = src.token(ctx, d.client, nil); err != nil {
+			d.tokenFailed(ctx, a, ep, p, err, "")
+			return a, nil
 		}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", d.cfg.UserAgent)
-	req.Header.Set(signature.HeaderID, p.EventID)
-	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
-	req.Header.Set(signature.HeaderSignature, signature.HeaderOf(ep.signingKeys(), p.EventID, start, webhook))
-
-	resp, err := d.client.Do(req)
+	resp, err := d.post(ctx, client, ep, p, webhook, start, tok)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && src != nil {
+		drain(resp)
+		if tok, err = src.token(ctx, d.client, tok); err != nil {
+			d.tokenFailed(ctx, a, ep, p, err, "after HTTP 401 from the endpoint, ")
+			return a, nil
+		}
+		resp, err = d.post(ctx, client, ep, p, webhook, start, tok)
+	}
 	if err != nil {
 		a.ErrorClass = classify(0, err)
 		a.Error = ptr(attemptError(err))
@@ -100,6 +120,51 @@ func (d *Deliverer) send(ctx context.Context, ep Endpoint, p tasks.DeliverPayloa
 		a.Error = ptr("reading the response body: " + err.Error())
 	}
 	return a, resp
+}
+
+// post sends the signed webhook once with client, with tok as its bearer
+// token when there is one.
+func (d *Deliverer) post(ctx context.Context, client *http.Client, ep Endpoint, p tasks.DeliverPayload, webhook []byte, start time.Time, tok *oauth2.Token) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(webhook))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	for name, value := range ep.Headers {
+		if CustomHeaderAllowed(name) { // one stored before it was refused is left out
+			req.Header.Set(name, value)
+		}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", d.cfg.UserAgent)
+	req.Header.Set(signature.HeaderID, p.EventID)
+	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
+	req.Header.Set(signature.HeaderSignature, signature.HeaderOf(ep.signingKeys(), p.EventID, start, webhook))
+	if tok != nil {
+		tok.SetAuthHeader(req) // over a custom Authorization header
+	}
+	return client.Do(req)
+}
+
+// tokenFailed makes a the attempt that got no OAuth token (err); when
+// refreshing, what it says starts with that.
+func (d *Deliverer) tokenFailed(ctx context.Context, a *ledger.Attempt, ep Endpoint, p tasks.DeliverPayload, err error, refreshing string) {
+	a.ErrorClass = OutcomeOAuthError
+	msg := tokenError(err)
+	if refreshing != "" {
+		msg = "oauth token: " + refreshing + strings.TrimPrefix(msg, "oauth token: ")
+	}
+	a.Error = ptr(msg)
+	if errors.Is(err, ErrForbiddenTarget) {
+		d.log.WarnContext(ctx, "oauth token server refused", slog.String("endpoint_id", ep.ID),
+			slog.String("delivery_id", p.DeliveryID), slog.Any("err", withoutURL(err)))
+	}
+}
+
+// drain reads a little of a response that is not kept, so that its
+// connection can be reused, and closes it.
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	_ = resp.Body.Close()
 }
 
 // validUTF8 makes a response body storable as Postgres text: valid UTF-8
