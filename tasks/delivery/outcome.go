@@ -92,6 +92,10 @@ func attemptError(err error) string {
 			return (&net.OpError{Op: opErr.Op, Net: opErr.Net, Err: &bare}).Error()
 		}
 		return bare.Error()
+	case isRemoteAlert(err):
+		// A server refusing a client certificate says so only by a TLS
+		// alert: "remote error: tls: certificate required".
+		return "tls: the endpoint refused the handshake: " + err.Error()
 	}
 	return err.Error()
 }
