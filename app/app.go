@@ -141,7 +141,7 @@ func openMigrated(ctx context.Context, url string, log *slog.Logger) (*bun.DB, e
 // once.
 func sealSecrets(ctx context.Context, db *bun.DB, cfg Config, log *slog.Logger) error {
 	if cfg.SecretsKeys == nil {
-		log.WarnContext(ctx, "HOOKD_SECRETS_KEY is not set: signing secrets are stored unencrypted in Postgres")
+		log.WarnContext(ctx, "HOOKD_SECRETS_KEY is not set: signing secrets, client keys and OAuth client secrets are stored unencrypted in Postgres")
 		return nil
 	}
 	n, err := registry.New(db, registry.Config{Secrets: cfg.SecretsKeys}).SealSecrets(ctx, false)

@@ -22,6 +22,17 @@ func documentStoredJSON(oapi *huma.OpenAPI) {
 		prop(ep, "event_types").Nullable = false
 		schemas[ep].Properties["filter"] = &huma.Schema{Type: huma.TypeObject, Nullable: true,
 			Description: "The filter on the event payload; null receives every event of the subscribed types."}
+		// Objects or null: huma makes only scalars nullable, so they are
+		// inlined.
+		for _, name := range []string{"tls", "oauth"} {
+			p := prop(ep, name)
+			if p.Ref == "" {
+				panic("openapi: property " + name + " of " + ep + " is not a reference")
+			}
+			s := *oapi.Components.Schemas.SchemaFromRef(p.Ref)
+			s.Nullable, s.Description = true, p.Description
+			schemas[ep].Properties[name] = &s
+		}
 	}
 	prop("Event", "payload")
 	schemas["Event"].Properties["payload"] = &huma.Schema{Type: huma.TypeObject, Description: "The payload as published."}

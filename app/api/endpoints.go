@@ -14,29 +14,74 @@ import (
 type createEndpointInput struct {
 	AppPath
 	Body struct {
-		URL             string            `json:"url" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
-		Description     string            `json:"description,omitempty" maxLength:"1000"`
-		EventTypes      []string          `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; null or empty receives all."`
-		Filter          jsonFilter        `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
-		Headers         map[string]string `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Any header but these, which are refused: Content-*, Proxy-*, Webhook-*, the hop-by-hop Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and HTTP2-Settings, Host, Expect, Max-Forwards and User-Agent."`
-		RateLimit       *int              `json:"rate_limit,omitempty" nullable:"true" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null or left out for no limit."`
-		Disabled        bool              `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
-		Metadata        map[string]string `json:"metadata,omitempty"`
-		SignatureScheme string            `json:"signature_scheme,omitempty" enum:"hmac-sha256,ed25519" doc:"How deliveries are signed: hmac-sha256 (the default; v1 signatures under a whsec_ secret) or ed25519 (v1a signatures; receivers verify with the whpk_ public_key)."`
-		Ordering        string            `json:"ordering,omitempty" enum:"unordered,fifo" doc:"unordered (the default): deliveries go out several at a time, each retried on its own. fifo: one at a time, in the order their events were committed (per app); a failing delivery holds those behind it until it succeeds or is dead-lettered, then the next goes. Set at creation only."`
+		URL             string              `json:"url" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
+		Description     string              `json:"description,omitempty" maxLength:"1000"`
+		EventTypes      []string            `json:"event_types,omitempty" maxItems:"100" doc:"Event types the endpoint receives; null or empty receives all."`
+		Filter          jsonFilter          `json:"filter,omitempty" doc:"A filter on the event payload, e.g. {\"amount\": {\"$gte\": 100}}; see the README for the syntax. null or {} receives every event of the subscribed types. At most 8 KiB, 10 levels of nesting, 256 conditions and 4 $contains, or a 422 on filter. A filter that needs more than 1,048,576 steps on an event does not match it."`
+		Headers         map[string]string   `json:"headers,omitempty" doc:"Custom headers sent with each delivery (at most 20). Any header but these, which are refused: Content-*, Proxy-*, Webhook-*, the hop-by-hop Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and HTTP2-Settings, Host, Expect, Max-Forwards and User-Agent."`
+		RateLimit       *int                `json:"rate_limit,omitempty" nullable:"true" minimum:"1" maximum:"100000" doc:"At most this many deliveries per second to the endpoint; null or left out for no limit."`
+		Disabled        bool                `json:"disabled,omitempty" doc:"Create the endpoint disabled."`
+		Metadata        map[string]string   `json:"metadata,omitempty"`
+		SignatureScheme string              `json:"signature_scheme,omitempty" enum:"hmac-sha256,ed25519" doc:"How deliveries are signed: hmac-sha256 (the default; v1 signatures under a whsec_ secret) or ed25519 (v1a signatures; receivers verify with the whpk_ public_key)."`
+		Ordering        string              `json:"ordering,omitempty" enum:"unordered,fifo" doc:"unordered (the default): deliveries go out several at a time, each retried on its own. fifo: one at a time, in the order their events were committed (per app); a failing delivery holds those behind it until it succeeds or is dead-lettered, then the next goes. Set at creation only."`
+		TLS             *endpointTLSInput   `json:"tls,omitempty" doc:"TLS material of the endpoint's deliveries: a client certificate and key for mutual TLS, and CAs that verify its server. Left out for none."`
+		OAuth           *endpointOAuthInput `json:"oauth,omitempty" doc:"OAuth 2.0 client credentials: each delivery carries a bearer token from token_url. Left out for none."`
 	}
+}
+
+// endpointTLSInput is an endpoint's TLS material as a request sets it.
+type endpointTLSInput struct {
+	ClientCertificate string `json:"client_certificate,omitempty" maxLength:"65536" doc:"PEM: the client certificate hookd presents to the endpoint's server, then its chain; with client_key. At most 64 KiB; RSA keys of at most 8192 bits."`
+	ClientKey         string `json:"client_key,omitempty" maxLength:"16384" doc:"PEM: the unencrypted private key of client_certificate (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY); it must match the certificate. Stored encrypted (HOOKD_SECRETS_KEY), never returned. In a PATCH with a client_certificate, left out keeps the current key."`
+	CABundle          string `json:"ca_bundle,omitempty" maxLength:"65536" doc:"PEM: one or more CA certificates that verify the endpoint's server instead of the system's roots. At most 64 KiB."`
+}
+
+func (t *endpointTLSInput) input() *registry.TLSInput {
+	if t == nil {
+		return nil
+	}
+	return &registry.TLSInput{ClientCertificate: t.ClientCertificate, ClientKey: t.ClientKey, CABundle: t.CABundle}
+}
+
+// endpointOAuthInput is an endpoint's OAuth 2.0 client credentials as a
+// creation sets them.
+type endpointOAuthInput struct {
+	TokenURL     string   `json:"token_url" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL of the token endpoint, without credentials; the rules of an endpoint's url apply (no private targets unless allowed)."`
+	ClientID     string   `json:"client_id" minLength:"1" maxLength:"255"`
+	ClientSecret string   `json:"client_secret" minLength:"1" maxLength:"1024" doc:"Stored encrypted (HOOKD_SECRETS_KEY), never returned."`
+	Scopes       []string `json:"scopes,omitempty" maxItems:"20" doc:"Scopes to ask for, each 1 to 200 printable ASCII characters without space, \" or \\."`
+	Audience     string   `json:"audience,omitempty" maxLength:"1024" doc:"Sent as the token request's audience parameter, when set."`
+}
+
+func (o *endpointOAuthInput) input() *registry.OAuthInput {
+	if o == nil {
+		return nil
+	}
+	return &registry.OAuthInput{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes, Audience: o.Audience}
+}
+
+// endpointOAuthPatch is an endpoint's OAuth 2.0 client credentials as a
+// PATCH replaces them: the client secret may be left out, to keep it.
+type endpointOAuthPatch struct {
+	TokenURL     string   `json:"token_url" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL of the token endpoint, without credentials; the rules of an endpoint's url apply (no private targets unless allowed)."`
+	ClientID     string   `json:"client_id" minLength:"1" maxLength:"255"`
+	ClientSecret string   `json:"client_secret,omitempty" maxLength:"1024" doc:"Stored encrypted (HOOKD_SECRETS_KEY), never returned. Left out (or empty) keeps the current secret."`
+	Scopes       []string `json:"scopes,omitempty" maxItems:"20" doc:"Scopes to ask for, each 1 to 200 printable ASCII characters without space, \" or \\."`
+	Audience     string   `json:"audience,omitempty" maxLength:"1024" doc:"Sent as the token request's audience parameter, when set."`
 }
 
 type updateEndpointInput struct {
 	EndpointPath
 	Body struct {
-		URL         *string            `json:"url,omitempty" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
-		Description *string            `json:"description,omitempty" maxLength:"1000"`
-		EventTypes  nullable[[]string] `json:"event_types,omitempty" maxItems:"100" doc:"Replaces the event types the endpoint receives; null or empty receives all."`
-		Filter      jsonFilter         `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it. The limits of create-endpoint apply."`
-		Headers     *map[string]string `json:"headers,omitempty" doc:"Replaces the custom headers."`
-		RateLimit   nullable[int]      `json:"rate_limit,omitempty" minimum:"0" maximum:"100000" doc:"Replaces the limit; null or 0 removes it."`
-		Metadata    *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`
+		URL         *string                      `json:"url,omitempty" format:"uri" maxLength:"2048" doc:"Absolute http(s) URL, without credentials."`
+		Description *string                      `json:"description,omitempty" maxLength:"1000"`
+		EventTypes  nullable[[]string]           `json:"event_types,omitempty" maxItems:"100" doc:"Replaces the event types the endpoint receives; null or empty receives all."`
+		Filter      jsonFilter                   `json:"filter,omitempty" doc:"Replaces the filter; null or {} removes it. The limits of create-endpoint apply."`
+		Headers     *map[string]string           `json:"headers,omitempty" doc:"Replaces the custom headers."`
+		RateLimit   nullable[int]                `json:"rate_limit,omitempty" minimum:"0" maximum:"100000" doc:"Replaces the limit; null or 0 removes it."`
+		Metadata    *map[string]string           `json:"metadata,omitempty" doc:"Replaces the metadata."`
+		TLS         nullable[endpointTLSInput]   `json:"tls,omitempty" doc:"Replaces the TLS material; null or {} removes it. A client_key left out keeps the current key, which must match the new client_certificate."`
+		OAuth       nullable[endpointOAuthPatch] `json:"oauth,omitempty" doc:"Replaces the OAuth client credentials; null removes them. A client_secret left out keeps the current secret."`
 	}
 }
 
@@ -69,6 +114,20 @@ type endpointWithSecret struct {
 	Secret string `json:"secret" doc:"The signing key: for hmac-sha256 the secret (whsec_...), which GET .../secret reads again; for ed25519 the private key (whsk_...), shown only here: hookd signs with it, receivers need only the public_key."`
 }
 
+// oauthPatch returns what a PATCH's oauth field asks for: nil to leave the
+// credentials, an empty input to remove them.
+func oauthPatch(n nullable[endpointOAuthPatch]) *registry.OAuthInput {
+	o := n.or(endpointOAuthPatch{})
+	if o == nil {
+		return nil
+	}
+	return &registry.OAuthInput{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes, Audience: o.Audience}
+}
+
+// maxEndpointBodyBytes bounds the body of an endpoint's creation or
+// update, which may carry a certificate chain, a key and a CA bundle.
+const maxEndpointBodyBytes = 256 << 10
+
 func (s *Server) registerEndpoints(api huma.API) {
 	tags := []string{"Endpoints"}
 	const base = "/v1/apps/{app_id}/endpoints"
@@ -77,13 +136,13 @@ func (s *Server) registerEndpoints(api huma.API) {
 		Summary: "Create an endpoint",
 		Description: "Returns the endpoint with its signing secret. An app may have at most HOOKD_MAX_ENDPOINTS_PER_APP endpoints " +
 			"(1,000 by default): one more is a 422 problem of type urn:hookd:problem:quota-exceeded, and nothing is written.",
-		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes,
+		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxEndpointBodyBytes,
 	}), func(ctx context.Context, in *createEndpointInput) (*bodyOutput[endpointWithSecret], error) {
 		b := in.Body
 		ep, secret, err := s.registry.CreateEndpoint(ctx, in.AppID, registry.EndpointInput{
 			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes, Filter: json.RawMessage(b.Filter),
 			Headers: b.Headers, RateLimit: b.RateLimit, Disabled: b.Disabled, Metadata: b.Metadata,
-			SignatureScheme: b.SignatureScheme, Ordering: b.Ordering,
+			SignatureScheme: b.SignatureScheme, Ordering: b.Ordering, TLS: b.TLS.input(), OAuth: b.OAuth.input(),
 		})
 		if err != nil {
 			return nil, s.fail(ctx, err)
@@ -116,12 +175,13 @@ func (s *Server) registerEndpoints(api huma.API) {
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "update-endpoint", Method: http.MethodPatch, Path: base + "/{endpoint_id}", Tags: tags,
 		Summary: "Update an endpoint", Description: "Sets the fields given; leaves the others.",
-		Security: bearer(), MaxBodyBytes: maxBodyBytes,
+		Security: bearer(), MaxBodyBytes: maxEndpointBodyBytes,
 	}), func(ctx context.Context, in *updateEndpointInput) (*bodyOutput[registry.Endpoint], error) {
 		b := in.Body
 		ep, err := s.registry.UpdateEndpoint(ctx, in.AppID, in.EndpointID, registry.EndpointPatch{
 			URL: b.URL, Description: b.Description, EventTypes: b.EventTypes.or([]string{}), Filter: json.RawMessage(b.Filter),
 			Headers: b.Headers, RateLimit: b.RateLimit.or(0), Metadata: b.Metadata,
+			TLS: b.TLS.or(endpointTLSInput{}).input(), OAuth: oauthPatch(b.OAuth),
 		})
 		if err != nil {
 			return nil, s.fail(ctx, err)

@@ -94,6 +94,10 @@ func (n *nullable[T]) UnmarshalJSON(b []byte) error {
 // tags (minimum, maxItems, doc, ...) apply as to a T.
 func (nullable[T]) Schema(r huma.Registry) *huma.Schema {
 	s := *r.Schema(reflect.TypeFor[T](), true, "")
+	if s.Ref != "" {
+		// huma makes only scalars nullable: an object is inlined.
+		s = *r.SchemaFromRef(s.Ref)
+	}
 	s.Nullable = true
 	return &s
 }

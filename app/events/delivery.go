@@ -42,7 +42,7 @@ type Attempt struct {
 	ResponseBody *string `json:"response_body"`
 	Error        *string `json:"error"`
 	// ErrorClass classifies the outcome.
-	ErrorClass string `json:"error_class" enum:"success,http_3xx,http_4xx,http_5xx,timeout,connect_error,tls_error,ssrf_blocked,error"`
+	ErrorClass string `json:"error_class" enum:"success,http_3xx,http_4xx,http_5xx,timeout,connect_error,tls_error,ssrf_blocked,oauth_error,error"`
 }
 
 // DeliveryFilter narrows a list of deliveries.

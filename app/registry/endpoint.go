@@ -53,9 +53,24 @@ type Endpoint struct {
 	// key; nil for HMAC.
 	PublicKey *string `bun:"public_key" json:"public_key" doc:"For ed25519: the public key (whpk_...) that verifies the v1a signatures of the newest key; null for hmac-sha256."`
 	// Ordering is OrderingUnordered or OrderingFIFO, set at creation.
-	Ordering  string    `bun:"ordering,notnull" json:"ordering" enum:"unordered,fifo" doc:"unordered: deliveries go out several at a time, each retried on its own. fifo: one at a time, in the order their events were committed; a failing delivery holds those behind it until it succeeds or is dead-lettered. Set at creation."`
-	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
-	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
+	Ordering string `bun:"ordering,notnull" json:"ordering" enum:"unordered,fifo" doc:"unordered: deliveries go out several at a time, each retried on its own. fifo: one at a time, in the order their events were committed; a failing delivery holds those behind it until it succeeds or is dead-lettered. Set at creation."`
+	// TLS and OAuth are what the API shows of the stored authentication
+	// columns below (AfterScanRow fills them in).
+	TLS       *EndpointTLS   `bun:"-" json:"tls" doc:"The endpoint's TLS material: a client certificate for mutual TLS and CAs that verify its server; null for none. The client key is never returned."`
+	OAuth     *EndpointOAuth `bun:"-" json:"oauth" doc:"The OAuth 2.0 client credentials whose bearer token each delivery carries; null for none. The client secret is never returned."`
+	CreatedAt time.Time      `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
+	UpdatedAt time.Time      `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
+
+	// The authentication columns as stored: TLSClientKey and
+	// OAuthClientSecret sealed (Config.Secrets).
+	TLSClientCertificate *string  `bun:"tls_client_certificate" json:"-"`
+	TLSClientKey         *string  `bun:"tls_client_key" json:"-"`
+	TLSCABundle          *string  `bun:"tls_ca_bundle" json:"-"`
+	OAuthTokenURL        *string  `bun:"oauth_token_url" json:"-"`
+	OAuthClientID        *string  `bun:"oauth_client_id" json:"-"`
+	OAuthClientSecret    *string  `bun:"oauth_client_secret" json:"-"`
+	OAuthScopes          []string `bun:"oauth_scopes,array" json:"-"`
+	OAuthAudience        *string  `bun:"oauth_audience" json:"-"`
 }
 
 // EndpointInput is what a caller sets on a new endpoint.
@@ -77,10 +92,16 @@ type EndpointInput struct {
 	// Ordering is OrderingUnordered (the default when empty) or
 	// OrderingFIFO.
 	Ordering string
+	// TLS and OAuth authenticate the deliveries; nil for none.
+	TLS   *TLSInput
+	OAuth *OAuthInput
 }
 
 // EndpointPatch changes the fields that are not nil. A Filter of `null` or
-// `{}` removes the filter; a RateLimit of 0 removes the limit.
+// `{}` removes the filter; a RateLimit of 0 removes the limit; an empty
+// TLSInput or OAuthInput removes the TLS material or the OAuth
+// credentials, another replaces them (keeping the current client key or
+// client secret when it leaves that out).
 type EndpointPatch struct {
 	URL         *string
 	Description *string
@@ -89,6 +110,8 @@ type EndpointPatch struct {
 	Headers     *map[string]string
 	RateLimit   *int
 	Metadata    *map[string]string
+	TLS         *TLSInput
+	OAuth       *OAuthInput
 }
 
 // Orderings of an endpoint's deliveries.
@@ -129,7 +152,7 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 		Headers: orEmpty(in.Headers), RateLimit: in.RateLimit, Metadata: orEmpty(in.Metadata),
 	}
 	var err error
-	if err = r.validateURL(ctx, in.URL); err != nil {
+	if err = r.validateURL(ctx, "url", in.URL); err != nil {
 		return Endpoint{}, "", err
 	}
 	if err = validDescription(in.Description); err != nil {
@@ -159,6 +182,12 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 	if ep.Ordering, err = validOrdering(in.Ordering); err != nil {
 		return Endpoint{}, "", err
 	}
+	if err = r.setTLS(&ep, in.TLS, ""); err != nil {
+		return Endpoint{}, "", err
+	}
+	if err = r.setOAuth(ctx, &ep, in.OAuth, ""); err != nil {
+		return Endpoint{}, "", err
+	}
 	secret, pub := newKey(ep.SignatureScheme)
 	ep.PublicKey = pub
 	err = r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -181,6 +210,7 @@ func (r *Registry) CreateEndpoint(ctx context.Context, appID string, in Endpoint
 	if err != nil {
 		return Endpoint{}, "", fmt.Errorf("create endpoint: %w", err)
 	}
+	_ = ep.AfterScanRow(ctx)
 	return ep, secret, nil
 }
 
@@ -236,7 +266,7 @@ func (r *Registry) Endpoints(ctx context.Context, appID string, q resource.PageQ
 func (r *Registry) UpdateEndpoint(ctx context.Context, appID, id string, p EndpointPatch) (Endpoint, error) {
 	upd := r.db.NewUpdate().Model((*Endpoint)(nil)).Where("app_id = ? AND id = ?", appID, id).Set("updated_at = clock_timestamp()")
 	if p.URL != nil {
-		if err := r.validateURL(ctx, *p.URL); err != nil {
+		if err := r.validateURL(ctx, "url", *p.URL); err != nil {
 			return Endpoint{}, err
 		}
 		upd.Set("url = ?", *p.URL)
@@ -286,6 +316,11 @@ func (r *Registry) UpdateEndpoint(ctx context.Context, appID, id string, p Endpo
 			return Endpoint{}, err
 		}
 		upd.Set("metadata = ?", orEmpty(*p.Metadata))
+	}
+	if p.TLS != nil || p.OAuth != nil {
+		if err := r.patchAuth(ctx, appID, id, p, upd); err != nil {
+			return Endpoint{}, err
+		}
 	}
 	var ep Endpoint
 	if err := upd.Returning("*").Scan(ctx, &ep); err != nil {
@@ -368,19 +403,19 @@ func (r *Registry) appExists(ctx context.Context, appID string) error {
 // unless private targets are allowed, is not (and does not resolve to) a
 // loopback, private or link-local address. A host that does not resolve now
 // is accepted: the deliverer checks addresses again when it connects.
-func (r *Registry) validateURL(ctx context.Context, raw string) error {
+func (r *Registry) validateURL(ctx context.Context, field, raw string) error {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		return resource.Invalid("url", "not a URL")
+		return resource.Invalid(field, "not a URL")
 	case u.Scheme != "http" && u.Scheme != "https":
-		return resource.Invalid("url", "scheme must be http or https")
+		return resource.Invalid(field, "scheme must be http or https")
 	case u.Host == "" || u.Hostname() == "":
-		return resource.Invalid("url", "must be absolute, with a host")
+		return resource.Invalid(field, "must be absolute, with a host")
 	case u.User != nil:
-		return resource.Invalid("url", "must not carry credentials")
+		return resource.Invalid(field, "must not carry credentials")
 	case len(raw) > 2048:
-		return resource.Invalid("url", "must be at most 2048 characters")
+		return resource.Invalid(field, "must be at most 2048 characters")
 	case r.cfg.AllowPrivateTargets:
 		return nil
 	}
@@ -389,7 +424,7 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if !delivery.IsPublic(addr) {
-			return resource.Invalid("url", "target not allowed: the host is not a public address (private targets are not allowed)")
+			return resource.Invalid(field, "target not allowed: the host is not a public address (private targets are not allowed)")
 		}
 		return nil
 	}
@@ -401,7 +436,7 @@ func (r *Registry) validateURL(ctx context.Context, raw string) error {
 	}
 	for _, a := range addrs {
 		if !delivery.IsPublic(a) {
-			return resource.Invalid("url", "target not allowed: the host does not resolve to public addresses only (private targets are not allowed)")
+			return resource.Invalid(field, "target not allowed: the host does not resolve to public addresses only (private targets are not allowed)")
 		}
 	}
 	return nil

@@ -251,12 +251,13 @@ func (r *Registry) openSecret(endpointID string, s endpointSecret) (string, erro
 // sealBatch is how many rows SealSecrets reads at a time.
 const sealBatch = 500
 
-// SealSecrets seals the stored signing keys with the first key of
-// Config.Secrets: the plain ones, or with all every one not already sealed
+// SealSecrets seals the stored secrets with the first key of
+// Config.Secrets: the signing keys, and the client keys and client secrets
+// of endpoints; the plain ones, or with all every one not already sealed
 // by that key (a key rotation). It is idempotent and safe to run from
-// several processes at once: each row is replaced only if it still holds
-// what was read. It returns how many rows it sealed; a row it cannot open
-// (sealed by a key the ring lacks) stops it with an error.
+// several processes at once: each value is replaced only if it still holds
+// what was read. It returns how many values it sealed; a value it cannot
+// open (sealed by a key the ring lacks) stops it with an error.
 func (r *Registry) SealSecrets(ctx context.Context, all bool) (int, error) {
 	ring := r.cfg.Secrets
 	if ring == nil {
@@ -266,6 +267,17 @@ func (r *Registry) SealSecrets(ctx context.Context, all bool) (int, error) {
 	if all {
 		skip = ring.CurrentPrefix()
 	}
+	n, err := r.sealSigningKeys(ctx, skip)
+	if err != nil {
+		return n, err
+	}
+	m, err := r.sealEndpointColumns(ctx, skip)
+	return n + m, err
+}
+
+// sealSigningKeys seals the signing keys not starting with skip.
+func (r *Registry) sealSigningKeys(ctx context.Context, skip string) (int, error) {
+	ring := r.cfg.Secrets
 	var after int64
 	n := 0
 	for {

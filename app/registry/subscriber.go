@@ -125,7 +125,8 @@ func decodePayload(payload json.RawMessage) (any, bool) {
 }
 
 // DeliveryEndpoint returns what the deliverer needs of an endpoint: its URL,
-// headers, state and live signing keys. It is the deliverer's
+// headers, state, live signing keys, and its TLS material and OAuth
+// credentials, opened. It is the deliverer's
 // delivery.EndpointFunc; Cache.DeliveryEndpoint serves it from memory.
 func (r *Registry) DeliveryEndpoint(ctx context.Context, id string) (delivery.Endpoint, error) {
 	e, err := r.deliveryEndpoint(ctx, id)
@@ -173,7 +174,10 @@ func (e deliveryEndpoint) at(now time.Time) delivery.Endpoint {
 
 func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEndpoint, error) {
 	var ep Endpoint
-	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "url", "headers", "disabled", "rate_limit", "failing_since").Where("id = ?", id).Scan(ctx)
+	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "url", "headers", "disabled", "rate_limit", "failing_since",
+		"tls_client_certificate", colClientKey, "tls_ca_bundle",
+		"oauth_token_url", "oauth_client_id", colClientSecret, "oauth_scopes", "oauth_audience").
+		Where("id = ?", id).Scan(ctx)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return deliveryEndpoint{}, fmt.Errorf("endpoint %s: %w", id, delivery.ErrEndpointGone)
@@ -210,10 +214,14 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	if ep.RateLimit != nil {
 		rate = *ep.RateLimit
 	}
+	clientTLS, oauth, err := r.deliveryAuth(&ep)
+	if err != nil {
+		return deliveryEndpoint{}, err
+	}
 	return deliveryEndpoint{
 		ep: delivery.Endpoint{
 			ID: ep.ID, AppID: ep.AppID, URL: ep.URL, Headers: ep.Headers, Disabled: ep.Disabled, RateLimit: rate,
-			Failing: ep.FailingSince != nil,
+			Failing: ep.FailingSince != nil, TLS: clientTLS, OAuth: oauth,
 		},
 		keys: keys,
 	}, nil

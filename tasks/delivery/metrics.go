@@ -19,7 +19,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookd_delivery_attempts_total",
-			Help: "Delivery attempts by outcome: success, http_3xx, http_4xx, http_5xx, timeout, connect_error, tls_error, ssrf_blocked or error; rate_limited, circuit_open, endpoint_busy and app_busy count deliveries postponed before any request (the last two wait for a free in-flight slot of their endpoint or app).",
+			Help: "Delivery attempts by outcome: success, http_3xx, http_4xx, http_5xx, timeout, connect_error, tls_error, ssrf_blocked, oauth_error or error; rate_limited, circuit_open, endpoint_busy and app_busy count deliveries postponed before any request (the last two wait for a free in-flight slot of their endpoint or app).",
 		}, []string{"outcome"}),
 		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hookd_delivery_attempt_duration_seconds",
