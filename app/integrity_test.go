@@ -174,7 +174,9 @@ func TestFilterKeepsItsEscapes(t *testing.T) {
 }
 
 // TestBodyLimitsAreInclusive: a body of exactly the limit is read (262,144
-// bytes for events, 131,072 for event types, 65,536 for the other routes),
+// bytes for events and for an endpoint's creation or update, which may
+// carry PEM certificates and a key, 131,072 for event types, 65,536 for the
+// other routes),
 // one byte more is a 413 problem naming the limit.
 func TestBodyLimitsAreInclusive(t *testing.T) {
 	t.Parallel()
@@ -202,6 +204,10 @@ func TestBodyLimitsAreInclusive(t *testing.T) {
 		{"EventType", "/v1/event-types", 131072, func(n int) string {
 			b := `{"name":"order.padded"}`
 			return b + strings.Repeat("\n", n-len(b))
+		}, http.StatusCreated},
+		{"Endpoint", "/v1/apps/" + appID + "/endpoints", 262144, func(n int) string {
+			b := `{"url":"http://127.0.0.1:9/hook"}`
+			return b + strings.Repeat(" ", n-len(b))
 		}, http.StatusCreated},
 	} {
 		body := tc.body(tc.limit)

@@ -34,6 +34,13 @@ func documentStoredJSON(oapi *huma.OpenAPI) {
 			schemas[ep].Properties[name] = &s
 		}
 	}
+	// The objects inlined above and by nullable are no components.
+	for _, name := range []string{"EndpointTLS", "EndpointOAuth", "EndpointOAuthPatch"} {
+		if schemas[name] == nil {
+			panic("openapi: no schema " + name)
+		}
+		delete(schemas, name)
+	}
 	prop("Event", "payload")
 	schemas["Event"].Properties["payload"] = &huma.Schema{Type: huma.TypeObject, Description: "The payload as published."}
 	prop("EventType", "schema")
