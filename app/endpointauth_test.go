@@ -265,7 +265,13 @@ func TestEndpointAuth(t *testing.T) {
 	}
 	noSecretShown("get (mTLS)", accMust(t, h, http.MethodGet, eps+"/"+mep.ID, adminKey, nil, http.StatusOK, nil).body)
 	noSecretShown("get (OAuth)", accMust(t, h, http.MethodGet, eps+"/"+oep.ID, adminKey, nil, http.StatusOK, nil).body)
-	noSecretShown("list", accMust(t, h, http.MethodGet, eps, adminKey, nil, http.StatusOK, nil).body)
+	var list accList[authEndpoint]
+	noSecretShown("list", accMust(t, h, http.MethodGet, eps, adminKey, nil, http.StatusOK, &list).body)
+	for _, ep := range list.Data {
+		if ep.ID == mep.ID && (ep.TLS == nil || !ep.TLS.ClientKeySet) || ep.ID == oep.ID && (ep.OAuth == nil || !ep.OAuth.ClientSecretSet) {
+			t.Errorf("listed endpoint %s shows tls %s, oauth %s", ep.ID, conJSON(ep.TLS), conJSON(ep.OAuth))
+		}
+	}
 
 	publish := func(n int) string {
 		t.Helper()
