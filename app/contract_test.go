@@ -109,8 +109,9 @@ func conAccepts(t *testing.T, sch *jsonschema.Schema, v string) (bool, error) {
 // here is one the document states: names are not empty, URLs are absolute
 // URIs, a payload is an object, a filter an object or null, a JSON Schema
 // an object or a boolean, a rotated secret is whsec_ and base64, an
-// Idempotency-Key printable ASCII; PATCH takes null for rate_limit and
-// event_types.
+// Idempotency-Key printable ASCII; PATCH takes null for rate_limit,
+// event_types, tls and oauth; OAuth credentials have a token URL, a client
+// id and, at creation, a secret; a client key is at most 16 KiB.
 func TestOpenAPIStatesWhatIsEnforced(t *testing.T) {
 	t.Parallel()
 	h := start(t, nil)
@@ -154,6 +155,13 @@ func TestOpenAPIStatesWhatIsEnforced(t *testing.T) {
 		{"NullEventTypes", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","event_types":null}`, nil, ""},
 		{"NullRateLimitPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"rate_limit":null}`, nil, ""},
 		{"NullEventTypesPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"event_types":null}`, nil, ""},
+		{"NullTLSPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"tls":null}`, nil, ""},
+		{"EmptyTLSPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"tls":{}}`, nil, ""},
+		{"NullOAuthPatch", http.MethodPatch, "/v1/apps/{app_id}/endpoints/{endpoint_id}", endpoint, `{"oauth":null}`, nil, ""},
+		{"RelativeTokenURL", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","oauth":{"token_url":"/token","client_id":"a","client_secret":"b"}}`, nil, "oauth.token_url"},
+		{"OAuthWithoutSecret", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","oauth":{"token_url":"` + recv.URL + `/token","client_id":"a"}}`, nil, "oauth.client_secret"},
+		{"OAuthEmptyClientID", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","oauth":{"token_url":"` + recv.URL + `/token","client_id":"","client_secret":"b"}}`, nil, "oauth.client_id"},
+		{"TLSKeyTooLong", http.MethodPost, "/v1/apps/{app_id}/endpoints", endpoints, `{"url":"` + recv.URL + `/","tls":{"client_key":"` + strings.Repeat("k", 16385) + `"}}`, nil, "tls.client_key"},
 
 		{"Secret", http.MethodPost, "/v1/apps/{app_id}/endpoints/{endpoint_id}/secret/rotate", endpoint + "/secret/rotate", `{"secret":"` + secret(24) + `"}`, nil, ""},
 		{"LongestSecret", http.MethodPost, "/v1/apps/{app_id}/endpoints/{endpoint_id}/secret/rotate", endpoint + "/secret/rotate", `{"secret":"` + secret(64) + `"}`, nil, ""},
