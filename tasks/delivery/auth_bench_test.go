@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -89,5 +90,31 @@ func BenchmarkSendAuth(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCachedToken measures what OAuth adds to a delivery once its
+// token is cached: the lookup of the endpoint's token source and of its
+// token, the attempt's deadline, and the Authorization header.
+func BenchmarkCachedToken(b *testing.B) {
+	ts := newTokenServer(b)
+	d := New(Deps{}, slog.New(slog.DiscardHandler), Config{Timeout: 5 * time.Second, AllowPrivateTargets: true})
+	o := ts.oauth()
+	req, _ := http.NewRequest(http.MethodPost, "http://hooks.example/", nil)
+	if _, err := d.tokens.source("ep_bench", o).token(b.Context(), d.client, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(b.Context(), d.cfg.Timeout)
+		tok, err := d.tokens.source("ep_bench", o).token(ctx, d.client, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok.SetAuthHeader(req)
+		cancel()
+	}
+	if n := ts.requests.Load(); n != 1 {
+		b.Errorf("%d token requests, want 1", n)
 	}
 }
