@@ -329,7 +329,7 @@ func TestStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		job, err := s.CreateJob(t.Context(), ledger.DeadLetterFilter{AppID: "app_a"})
+		job, err := s.CreateJob(t.Context(), ledger.DeadLetterFilter{AppID: "app_a"}, ledger.Replay{})
 		if err != nil {
 			t.Fatal(err)
 		}
