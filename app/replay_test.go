@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hookd/hookd/app"
+	"github.com/hookd/hookd/outbox"
 	"github.com/hookd/hookd/tasks"
 )
 
@@ -576,5 +577,63 @@ func TestAppUID(t *testing.T) {
 	accMust(t, h, http.MethodDelete, byUID, adminKey, nil, http.StatusNoContent, nil)
 	if h.count(`SELECT count(*) FROM applications WHERE id = ?`, b.ID) != 0 {
 		t.Errorf("DELETE by uid did not delete app b")
+	}
+}
+
+// TestEndpointRecoverLargeRange recovers an endpoint over 3,000 events
+// committed at one instant (the keyset's ties), 500 of which it received:
+// batch after batch, it sends each of the 2,500 others once.
+func TestEndpointRecoverLargeRange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("3,000 events; skipped with -short")
+	}
+	t.Parallel()
+	h := start(t, nil)
+	recv := rpyNewReceiver(t)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": recv.URL})
+	epPath := "/v1/apps/" + appID + "/endpoints/" + ep.ID
+	const n, received = 3000, 500
+	resNextMilli()
+	day := outbox.IDAt("evt", time.Now())[:len("evt_")+12]
+	_, err := h.db.ExecContext(t.Context(), `
+		INSERT INTO outbox_events (id, tenant, topic, payload, created_at, published_at, fanned_out_at)
+		SELECT ? || lpad(g::text, 14, '0'), ?, 'bulk.import', json_build_object('n', g), now(), now(), now()
+		FROM generate_series(1, ?) AS g`, day, appID, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.db.ExecContext(t.Context(), `
+		INSERT INTO deliveries (id, event_id, endpoint_id, app_id, event_type, status, attempts, succeeded_at)
+		SELECT 'dlv_' || lpad(g::text, 26, '0'), ? || lpad(g::text, 14, '0'), ?, ?, 'bulk.import', 'succeeded', 1, now()
+		FROM generate_series(1, ?) AS g`, day, ep.ID, appID, received)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().Add(-time.Hour)
+
+	sent := time.Now()
+	dry := rpyRecover(t, h, epPath, map[string]any{"since": since, "dry_run": true})
+	t.Logf("dry run over %d events: %s", n, time.Since(sent).Round(time.Millisecond))
+	if dry.Recovered != n-received {
+		t.Errorf("dry run counted %d, want %d", dry.Recovered, n-received)
+	}
+	sent = time.Now()
+	job := rpyRecover(t, h, epPath, map[string]any{"since": since})
+	if job.Recovered != n-received {
+		t.Errorf("recovery recovered %d, want %d", job.Recovered, n-received)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for len(recv.received()) < n-received {
+		if time.Now().After(deadline) {
+			t.Fatalf("receiver got %d of %d after 3 minutes", len(recv.received()), n-received)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("recovery of %d events delivered in %s", n-received, time.Since(sent).Round(time.Millisecond))
+	time.Sleep(300 * time.Millisecond)
+	got := rpySorted(recv.received())
+	if len(got) != n-received || got[0] != received+1 || got[len(got)-1] != n || len(slices.Compact(got)) != n-received {
+		t.Errorf("receiver got %d webhooks, n from %d to %d; want each of %d..%d once", len(got), got[0], got[len(got)-1], received+1, n)
 	}
 }

@@ -27,10 +27,13 @@ import (
 	"github.com/hookd/hookd/tasks/ledger"
 )
 
-// batch is how many events one step of a recovery examines: each may
-// carry its payload (up to the largest event), read for the endpoint's
-// filter.
-const batch = 100
+// How many events one step of a recovery examines: batch, or
+// filteredBatch when each carries its payload (up to the largest event),
+// read for the endpoint's filter.
+const (
+	batch         = 500
+	filteredBatch = 100
+)
 
 // Target is the endpoint a recovery sends to, as the recovery sees it.
 type Target struct {
@@ -134,6 +137,9 @@ func (rs *Recoveries) Run(ctx context.Context, job *ledger.Recovery) error {
 			return rs.ledger.AdvanceRecovery(ctx, job, 0, nil, true)
 		}
 		size := pacer.Batch(batch)
+		if target.Accepts != nil {
+			size = pacer.Batch(filteredBatch)
+		}
 		missed, err := rs.ledger.NextMissed(ctx, job, target.CreatedAt, target.EventTypes, target.Accepts != nil, size)
 		if err != nil {
 			return err
