@@ -140,7 +140,7 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		if b.DryRun {
 			job, err = s.deadLetters.CreateBulk(ctx, f, b.replay())
 			if err == nil {
-				err = countNow(ctx, func(ctx context.Context) error { return s.deadLetters.Run(ctx, &job) },
+				err = countNow(ctx, dryRunWait, func(ctx context.Context) error { return s.deadLetters.Run(ctx, &job) },
 					func(ctx context.Context) error { return s.deadLetters.Continue(ctx, job) })
 			}
 		} else {

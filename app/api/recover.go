@@ -70,7 +70,7 @@ func (s *Server) registerRecoveries(api huma.API) {
 		if b.DryRun {
 			job, err = s.cfg.Recoveries.Create(ctx, in.AppID, in.EndpointID, b.Since, b.Until, b.replay())
 			if err == nil {
-				err = countNow(ctx, func(ctx context.Context) error { return s.cfg.Recoveries.Run(ctx, &job) },
+				err = countNow(ctx, dryRunWait, func(ctx context.Context) error { return s.cfg.Recoveries.Run(ctx, &job) },
 					func(ctx context.Context) error { return s.cfg.Recoveries.Continue(ctx, job) })
 			}
 		} else {

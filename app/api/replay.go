@@ -24,16 +24,23 @@ func (r ReplaySteering) replay() ledger.Replay {
 // longer count goes on in the background, and the job answered is running.
 const dryRunWait = 5 * time.Second
 
-// countNow runs a dry run in the request, for up to dryRunWait; should it
-// take longer, it hands the rest to a worker through cont. A dry run sends
+// countNow runs a dry run in the request, for up to wait (dryRunWait);
+// should it take longer, it hands the rest to a worker through cont, and
+// the job is answered running. A run that stops short otherwise (the
+// request gone, an error) is handed on too, so that no job is left
+// running without a task, and its error returned. A dry run sends
 // nothing, so a batch counted in the request and again by the worker
 // costs time only.
-func countNow(ctx context.Context, run, cont func(ctx context.Context) error) error {
-	runCtx, cancel := context.WithTimeout(ctx, dryRunWait)
+func countNow(ctx context.Context, wait time.Duration, run, cont func(ctx context.Context) error) error {
+	runCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	err := run(runCtx)
-	if err != nil && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
-		return cont(context.WithoutCancel(ctx))
+	if err == nil {
+		return nil
 	}
-	return err
+	contErr := cont(context.WithoutCancel(ctx))
+	if ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		return contErr
+	}
+	return errors.Join(err, contErr)
 }
