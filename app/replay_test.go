@@ -637,3 +637,38 @@ func TestEndpointRecoverLargeRange(t *testing.T) {
 		t.Errorf("receiver got %d webhooks, n from %d to %d; want each of %d..%d once", len(got), got[0], got[len(got)-1], received+1, n)
 	}
 }
+
+// TestEndpointRecoverFIFO: a FIFO endpoint's recovered events take their
+// place in its queue and reach it one at a time, in the order they were
+// committed.
+func TestEndpointRecoverFIFO(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	recv := rpyNewReceiver(t)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	appPath := "/v1/apps/" + appID
+	ep := h.mustCreate(appPath+"/endpoints", map[string]any{"url": recv.URL, "ordering": "fifo", "disabled": true})
+	epPath := appPath + "/endpoints/" + ep.ID
+	since := time.Now().Add(-time.Minute)
+	const events = 12
+	for n := range events {
+		rpyPublish(h, appPath, "order.paid", n)
+	}
+	rpyFannedOut(t, h, appID)
+	if code := h.do(http.MethodPost, epPath+"/enable", map[string]any{}, nil); code != http.StatusOK {
+		t.Fatalf("enable = %d", code)
+	}
+	job := rpyRecover(t, h, epPath, map[string]any{"since": since, "rate": 50})
+	if job.Recovered != events {
+		t.Errorf("recovery = %+v, want %d recovered", job, events)
+	}
+	waitFor(t, "every event", func() bool { return len(recv.received()) == events })
+	time.Sleep(200 * time.Millisecond)
+	want := make([]int, events)
+	for i := range want {
+		want[i] = i
+	}
+	if got := recv.received(); !slices.Equal(got, want) {
+		t.Errorf("FIFO endpoint received %v, want %v in order", got, want)
+	}
+}

@@ -221,18 +221,21 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 }
 
 // RecoveryTarget returns endpoint id as a recovery sees it: its app,
-// creation, state, event types and filter. It is the recovery's
+// creation, state, ordering, event types and filter. It is the recovery's
 // recovery.TargetFunc. A filter is matched as the fan-out matches it.
 func (r *Registry) RecoveryTarget(ctx context.Context, id string) (recovery.Target, error) {
 	var ep Endpoint
-	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "event_types", "filter", "disabled", "created_at").Where("id = ?", id).Scan(ctx)
+	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "event_types", "filter", "disabled", "ordering", "created_at").Where("id = ?", id).Scan(ctx)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return recovery.Target{}, fmt.Errorf("endpoint %s: %w", id, recovery.ErrGone)
 		}
 		return recovery.Target{}, fmt.Errorf("get endpoint %s: %w", id, err)
 	}
-	t := recovery.Target{AppID: ep.AppID, CreatedAt: ep.CreatedAt, Disabled: ep.Disabled, EventTypes: ep.EventTypes}
+	t := recovery.Target{
+		AppID: ep.AppID, CreatedAt: ep.CreatedAt, Disabled: ep.Disabled, EventTypes: ep.EventTypes,
+		FIFO: ep.Ordering == OrderingFIFO,
+	}
 	if len(ep.Filter) > 0 && string(ep.Filter) != "null" {
 		f, err := filter.ParseStored(ep.Filter)
 		if err != nil {

@@ -40,6 +40,9 @@ type Target struct {
 	AppID     string
 	CreatedAt time.Time
 	Disabled  bool
+	// FIFO tells an endpoint whose deliveries its pump sends one at a
+	// time, in the order of their events (tasks.TypeFIFO).
+	FIFO bool
 	// EventTypes are the types the endpoint subscribes to; empty for all.
 	EventTypes []string
 	// Accepts reports whether the endpoint's filter accepts an event of
@@ -184,7 +187,7 @@ func (rs *Recoveries) recover(ctx context.Context, job *ledger.Recovery, target 
 			}
 			fresh = append(fresh, &ledger.Writing{
 				Event:      ledger.Event{ID: m.EventID, AppID: job.AppID, Type: m.Type, FannedOutAt: time.Now()},
-				Deliveries: []ledger.NewDelivery{{ID: ledger.NewDeliveryID(), EndpointID: job.EndpointID}},
+				Deliveries: []ledger.NewDelivery{{ID: ledger.NewDeliveryID(), EndpointID: job.EndpointID, FIFO: target.FIFO}},
 			})
 		}
 	}
@@ -205,14 +208,24 @@ func (rs *Recoveries) recover(ctx context.Context, job *ledger.Recovery, target 
 	if err := rs.ledger.WriteAll(ctx, fresh); err != nil {
 		return 0, fmt.Errorf("recovery %s: %w", job.ID, err)
 	}
-	var ps []tasks.DeliverPayload
+	// A delivery to a FIFO endpoint takes its place in the endpoint's
+	// queue, by its event's order, and the pump is told; any other gets
+	// its task.
+	var (
+		ps    []tasks.DeliverPayload
+		kicks []tasks.TaskRef
+	)
 	createdAt := make(map[string]time.Time, len(missed))
 	for _, m := range missed {
 		createdAt[m.EventID] = m.CreatedAt
 	}
 	for _, w := range fresh {
 		for _, d := range w.Written {
-			if d.Fresh && d.EndpointID == job.EndpointID && d.Status == ledger.StatusPending {
+			switch {
+			case !d.Fresh || d.EndpointID != job.EndpointID || d.Status != ledger.StatusPending:
+			case d.FIFO:
+				kicks = append(kicks, tasks.TaskRef{DeliveryID: d.ID, EndpointID: d.EndpointID})
+			default:
 				ps = append(ps, tasks.DeliverPayload{
 					DeliveryID: d.ID, EventID: w.Event.ID, EndpointID: d.EndpointID, AppID: job.AppID, CreatedAt: createdAt[w.Event.ID],
 				})
@@ -222,5 +235,11 @@ func (rs *Recoveries) recover(ctx context.Context, job *ledger.Recovery, target 
 	if _, err := rs.queue.EnqueueDeliveries(ctx, ps); err != nil {
 		return 0, fmt.Errorf("recovery %s: %w", job.ID, err)
 	}
-	return len(retried) + len(ps), nil
+	if len(kicks) > 0 {
+		// One kick starts the endpoint's pump if none is under way.
+		if err := rs.queue.Kick(ctx, kicks[:1], job.AppID); err != nil {
+			return 0, fmt.Errorf("recovery %s: %w", job.ID, err)
+		}
+	}
+	return len(retried) + len(ps) + len(kicks), nil
 }
