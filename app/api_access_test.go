@@ -513,7 +513,7 @@ func TestAppScopedKeys(t *testing.T) {
 	h := start(t, nil)
 	recv := newReceiver(t, nil)
 
-	type fixture struct{ app, endpoint, event, delivery string }
+	type fixture struct{ app, endpoint, event, delivery, recovery string }
 	setup := func(name string) fixture {
 		var f fixture
 		f.app = h.mustCreate("/v1/apps", map[string]any{"name": name}).ID
@@ -525,6 +525,12 @@ func TestAppScopedKeys(t *testing.T) {
 		if err := h.db.NewRaw(`SELECT id FROM deliveries WHERE event_id = ?`, f.event).Scan(t.Context(), &f.delivery); err != nil {
 			t.Fatal(err)
 		}
+		var rcv struct {
+			ID string `json:"id"`
+		}
+		accMust(t, h, http.MethodPost, "/v1/apps/"+f.app+"/endpoints/"+f.endpoint+"/recover", adminKey,
+			map[string]any{"since": time.Now().Add(-time.Hour), "dry_run": true}, http.StatusAccepted, &rcv)
+		f.recovery = rcv.ID
 		return f
 	}
 	a, b := setup("a"), setup("b")
@@ -546,7 +552,7 @@ func TestAppScopedKeys(t *testing.T) {
 	idsOf := func(f fixture) map[string]string {
 		return map[string]string{
 			"app_id": f.app, "endpoint_id": f.endpoint, "event_id": f.event, "delivery_id": f.delivery,
-			"key_id": other.ID, "name": "link.clicked", "job_id": job.ID,
+			"key_id": other.ID, "name": "link.clicked", "job_id": job.ID, "recovery_id": f.recovery,
 		}
 	}
 	// A minimal valid body for every operation that takes one.
@@ -563,6 +569,7 @@ func TestAppScopedKeys(t *testing.T) {
 		"POST /v1/event-types":                                         map[string]any{"name": "acc.sneaky"},
 		"PATCH /v1/event-types/{name}":                                 map[string]any{"description": "changed"},
 		"POST /v1/dead-letters/retry":                                  map[string]any{},
+		"POST /v1/apps/{app_id}/endpoints/{endpoint_id}/recover":       map[string]any{"since": time.Now().Add(-time.Hour), "dry_run": true},
 	}
 	ops := accOps(t, h)
 	bodyOf := func(op accOp) any {

@@ -380,7 +380,8 @@ func TestApplicationsCRUD(t *testing.T) {
 		{"TooManyMetadataKeys", "/v1/apps/" + a.ID, `{"metadata":` + resManyKeys("k", 51) + `}`, 422, "metadata"},
 		{"UnknownField", "/v1/apps/" + a.ID, `{"nmae":"x"}`, 422, "nmae"},
 		{"MissingApp", "/v1/apps/" + missingApp, `{"name":"x"}`, 404, ""},
-		{"MalformedID", "/v1/apps/app_nope", `{"name":"x"}`, 422, "app_id"},
+		{"MalformedID", "/v1/apps/app!nope", `{"name":"x"}`, 422, "app_id"},
+		{"UnknownUID", "/v1/apps/app_nope", `{"name":"x"}`, 404, ""},
 	} {
 		code, b, hdr := resDo(h, http.MethodPatch, tc.path, tc.body)
 		resCheckProblem(t, tc.name, code, b, hdr, tc.status, tc.field)

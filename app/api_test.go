@@ -87,7 +87,8 @@ func TestAPIRejectsBadInput(t *testing.T) {
 		{"BadEventType", "/v1/apps/" + appID + "/endpoints", "", `{"url":"http://127.0.0.1:9/","event_types":["a b"]}`, 422, "event_types"},
 		{"EndpointOfMissingApp", "/v1/apps/" + missingApp + "/endpoints", "", `{"url":"http://127.0.0.1:9/"}`, 404, ""},
 		{"LinkOfMissingApp", "/v1/apps/" + missingApp + "/links", "", `{"url":"https://example.com/"}`, 404, ""},
-		{"MalformedAppID", "/v1/apps/app_missing/endpoints", "", `{"url":"http://127.0.0.1:9/"}`, 422, "app_id"},
+		{"MalformedAppID", "/v1/apps/app!missing/endpoints", "", `{"url":"http://127.0.0.1:9/"}`, 422, "app_id"},
+		{"UnknownAppUID", "/v1/apps/app_missing/endpoints", "", `{"url":"http://127.0.0.1:9/"}`, 404, ""},
 		{"LinkBadCode", "/v1/apps/" + appID + "/links", "", `{"url":"https://example.com/","code":"a/b"}`, 422, "code"},
 		{"LinkBadURL", "/v1/apps/" + appID + "/links", "", `{"url":"javascript:alert(1)"}`, 422, "url"},
 		{"NULInName", "/v1/apps", "", `{"name":"a\u0000b"}`, 422, "name"},
@@ -120,10 +121,11 @@ func TestAPIRejectsBadInput(t *testing.T) {
 	if code, p, _ := h.raw(http.MethodPost, "/v1/apps/"+appID+"/links", auth, "", `{"url":"https://example.com","code":"taken"}`); code != http.StatusConflict {
 		t.Errorf("duplicate code = %d %v, want 409", code, p)
 	}
-	if code, p, _ := h.raw(http.MethodGet, "/v1/apps/app_missing", auth, "", ""); code != http.StatusUnprocessableEntity || p["field"] != "app_id" {
-		t.Errorf("GET /v1/apps/app_missing = %d %v, want 422 on app_id", code, p)
+	if code, p, _ := h.raw(http.MethodGet, "/v1/apps/app!missing", auth, "", ""); code != http.StatusUnprocessableEntity || p["field"] != "app_id" {
+		t.Errorf("GET /v1/apps/app!missing = %d %v, want 422 on app_id", code, p)
 	}
-	for _, path := range []string{"/v1/apps/" + missingApp, "/v1/apps/%00", "/r/%00", "/r/a%0Ab"} {
+	// app_missing is no app ID, but may be a uid: none has it.
+	for _, path := range []string{"/v1/apps/" + missingApp, "/v1/apps/app_missing", "/v1/apps/%00", "/r/%00", "/r/a%0Ab"} {
 		if code, _, _ := h.raw(http.MethodGet, path, auth, "", ""); code != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", path, code)
 		}

@@ -41,6 +41,7 @@ import (
 	"github.com/hookd/hookd/tasks/fanout"
 	"github.com/hookd/hookd/tasks/guard"
 	"github.com/hookd/hookd/tasks/ledger"
+	"github.com/hookd/hookd/tasks/recovery"
 	"github.com/hookd/hookd/tasks/repair"
 	"github.com/hookd/hookd/tasks/worker"
 )
@@ -264,6 +265,7 @@ func (a *App) Run(ctx context.Context) error {
 		Secrets:             a.cfg.SecretsKeys,
 	})
 	deadLetters := deadletter.New(store, queue, deadletter.NewMetrics(a.metrics))
+	recoveries := recovery.New(store, queue, deadLetters, reg.RecoveryTarget)
 	g, ctx := errgroup.WithContext(ctx)
 	checks := map[string]api.CheckFunc{
 		"postgres": a.db.PingContext,
@@ -289,6 +291,7 @@ func (a *App) Run(ctx context.Context) error {
 			MaxEventBytes: a.cfg.MaxEventBytes,
 			Version:       Version(),
 			Checks:        checks,
+			Recoveries:    recoveries,
 		})
 		if a.cfg.AdminAPIKey == "" {
 			a.log.WarnContext(ctx, "HOOKD_ADMIN_API_KEY is empty: every /v1 request will be refused")
@@ -357,6 +360,7 @@ func (a *App) Run(ctx context.Context) error {
 			Deliver:          deliverer,
 			FIFO:             asynq.HandlerFunc(deliverer.Pump),
 			RetryDeadLetters: deadLetters,
+			RecoverEndpoint:  recoveries,
 			DeadLettered:     deliverer.DeadLettered,
 		}, log, worker.Config{
 			Queue:                    queueCfg,

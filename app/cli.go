@@ -22,8 +22,10 @@ Usage:
   hookd dlq list [--app ID] [--endpoint ID] [--event-type T] [--since T] [--until T]
                           list dead letters (failed deliveries)
   hookd dlq retry DELIVERY_ID...
-  hookd dlq retry --all [filters]
+  hookd dlq retry --all [filters] [--dry-run] [--rate N]
                           deliver dead letters again, with a fresh retry schedule
+  hookd dlq recover --app ID_OR_UID --endpoint ID --since T [--until T] [--dry-run] [--rate N]
+                          send an endpoint the events of [since, until) it has not received
   hookd secrets rotate-key
                           re-encrypt every stored secret with the first key of
                           HOOKD_SECRETS_KEY (give the new key, then the old ones)

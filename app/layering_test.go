@@ -75,7 +75,7 @@ func TestLayering(t *testing.T) {
 
 // engineSQL matches SQL naming one of the delivery engine's tables, or its
 // mark on outbox events.
-var engineSQL = regexp.MustCompile(`(?i)(\b(from|into|update|join|table)\b\s*\(?\s*"?(deliveries|delivery_attempts|dead_letter_retries)\b)|fanned_out_at`)
+var engineSQL = regexp.MustCompile(`(?i)(\b(from|into|update|join|table)\b\s*\(?\s*"?(deliveries|delivery_attempts|dead_letter_retries|endpoint_recoveries)\b)|fanned_out_at`)
 
 // TestEngineTablesHaveOneOwner keeps the SQL of the delivery engine's
 // tables in tasks/ledger: every other package goes through its Store.

@@ -38,6 +38,10 @@ func migrations() ([]migration, error) {
 		{10, "retention", ledger.RetentionSchema()},
 		{13, "fifo", ledger.FIFOSchema()},
 	}
+	// The engine's schemas that belong to a file's version: one change of
+	// the registry's tables and the engine's, applied together, the
+	// engine's SQL after the file's.
+	withFile := map[int]string{16: ledger.ReplaySchema()}
 	files, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {
 		return nil, fmt.Errorf("list migrations: %w", err)
@@ -53,7 +57,15 @@ func migrations() ([]migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", f, err)
 		}
-		ms = append(ms, migration{v, name, string(b)})
+		sql := string(b)
+		if engine, ok := withFile[v]; ok {
+			sql += "\n" + engine
+			delete(withFile, v)
+		}
+		ms = append(ms, migration{v, name, sql})
+	}
+	for v := range withFile {
+		return nil, fmt.Errorf("migration %d: the engine's schema has no file to go with", v)
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
 	for i := 1; i < len(ms); i++ {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOpenAPIDocumentMatchesRoutes checks the served OpenAPI 3.1 document
@@ -28,6 +29,10 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 		ID string `json:"id"`
 	}
 	h.do(http.MethodPost, "/v1/dead-letters/retry", map[string]any{}, &job)
+	var recovery struct {
+		ID string `json:"id"`
+	}
+	h.do(http.MethodPost, "/v1/apps/"+appID+"/endpoints/"+ep.ID+"/recover", map[string]any{"since": time.Now().Add(-time.Hour), "dry_run": true}, &recovery)
 	var deliveryID string
 	waitFor(t, "the delivery row", func() bool {
 		return h.db.NewSelect().Table("deliveries").Column("id").Where("event_id = ?", ev.ID).Scan(t.Context(), &deliveryID) == nil
@@ -35,6 +40,7 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 	params := map[string]string{
 		"{app_id}": appID, "{endpoint_id}": ep.ID, "{event_id}": ev.ID, "{delivery_id}": deliveryID,
 		"{key_id}": key.ID, "{code}": link.Code, "{name}": "link.clicked", "{job_id}": job.ID,
+		"{recovery_id}": recovery.ID,
 	}
 
 	ops := h.doc.Operations()

@@ -119,8 +119,8 @@ const DefaultDeliverTimeout = 30 * time.Second
 // nothing again.
 const DefaultRetention = time.Minute
 
-// retryJobTimeout bounds one run of a bulk retry; a longer one continues,
-// from its saved position, in its next run.
+// retryJobTimeout bounds one run of a bulk retry or a recovery; a longer
+// one continues, from its saved position, in its next run.
 const retryJobTimeout = time.Hour
 
 // fanoutMaxRetry is high enough never to be reached in practice (a retry a
@@ -292,6 +292,20 @@ func (q *Queue) EnqueueRetryJob(ctx context.Context, jobID string) error {
 		asynq.MaxRetry(fanoutMaxRetry), asynq.Timeout(retryJobTimeout), asynq.Retention(q.cfg.Retention))
 	if _, err := q.enqueueAll(ctx, []idTask{{jobID, task}}); err != nil {
 		return fmt.Errorf("bulk retry %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// EnqueueRecovery enqueues the task that performs recovery id.
+func (q *Queue) EnqueueRecovery(ctx context.Context, id string) error {
+	payload, err := json.Marshal(RecoveryPayload{RecoveryID: id})
+	if err != nil {
+		return fmt.Errorf("encode recovery: %w", err)
+	}
+	task := asynq.NewTask(TypeRecoverEndpoint, payload, asynq.TaskID(id), asynq.Queue(q.cfg.Events),
+		asynq.MaxRetry(fanoutMaxRetry), asynq.Timeout(retryJobTimeout), asynq.Retention(q.cfg.Retention))
+	if _, err := q.enqueueAll(ctx, []idTask{{id, task}}); err != nil {
+		return fmt.Errorf("recovery %s: %w", id, err)
 	}
 	return nil
 }

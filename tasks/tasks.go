@@ -29,6 +29,9 @@ const (
 	// TypeRetryDeadLetters retries the dead letters a filter selects, in
 	// batches, recording its progress.
 	TypeRetryDeadLetters = "deadletters:retry"
+	// TypeRecoverEndpoint sends an endpoint the events of a time range it
+	// has not received, in batches, recording its progress.
+	TypeRecoverEndpoint = "endpoint:recover"
 )
 
 // Default queue names.
@@ -51,6 +54,12 @@ type FanoutPayload struct {
 // retry it performs, whose progress Postgres holds.
 type RetryJobPayload struct {
 	JobID string `json:"job_id"`
+}
+
+// RecoveryPayload is the payload of a TypeRecoverEndpoint task: the
+// recovery it performs, whose progress Postgres holds.
+type RecoveryPayload struct {
+	RecoveryID string `json:"recovery_id"`
 }
 
 // DeliverPayload is the payload of a TypeDeliver task: which event goes to

@@ -42,6 +42,9 @@ type Config struct {
 	Monitoring http.Handler
 	// Metrics registers the API's request metrics (optional).
 	Metrics prometheus.Registerer
+	// Recoveries serves the recovery of endpoints (optional: without it,
+	// the recovery routes are not served).
+	Recoveries EndpointRecoverer
 }
 
 // DefaultMaxEventBytes is the default bound of an event request body.
@@ -85,6 +88,9 @@ func (s *Server) Handler() http.Handler {
 	s.registerEvents(api)
 	s.registerDeliveries(api)
 	s.registerDeadLetters(api)
+	if s.cfg.Recoveries != nil {
+		s.registerRecoveries(api)
+	}
 	s.registerAPIKeys(api)
 	s.registerLinks(api)
 	documentProblem(api.OpenAPI())
@@ -205,18 +211,58 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 			_ = huma.WriteErr(api, ctx, http.StatusUnauthorized, "send a valid API key as Authorization: Bearer <key>")
 			return
 		}
+		// {app_id} may be the app's uid: resolved here, once for every
+		// route, before a scoped key is checked against it, so that a
+		// key is authorized against the ID of the app the uid names.
+		appID := ctx.Param("app_id")
+		if appID != "" {
+			id, err := s.registry.ResolveApp(ctx.Context(), appID)
+			if err != nil {
+				if !isNotFound(err) {
+					s.log.ErrorContext(ctx.Context(), "resolve app uid failed", slog.Any("err", err))
+					_ = huma.WriteErr(api, ctx, http.StatusInternalServerError, "internal error")
+					return
+				}
+				_ = huma.WriteErr(api, ctx, http.StatusNotFound, "no application has this ID or uid")
+				return
+			}
+			appID = id
+		}
 		if p.appID != "" {
 			if adminOnly, _ := op.Metadata[metaAdminOnly].(bool); adminOnly {
 				_ = huma.WriteErr(api, ctx, http.StatusForbidden, "this operation needs an admin API key")
 				return
 			}
-			if id := ctx.Param("app_id"); id != "" && id != p.appID {
+			if appID != "" && appID != p.appID {
 				_ = huma.WriteErr(api, ctx, http.StatusNotFound, "no such resource")
 				return
 			}
 		}
-		next(huma.WithValue(ctx, principalKey{}, p))
+		ctx = huma.WithValue(ctx, principalKey{}, p)
+		if appID != "" {
+			ctx = resolvedApp{humaContext: ctx, appID: appID}
+		}
+		next(ctx)
 	}
+}
+
+// resolvedApp is a request whose {app_id} names its application by ID,
+// whether the path gave its ID or its uid: the handlers read the ID.
+type resolvedApp struct {
+	humaContext
+	appID string
+}
+
+// humaContext lets resolvedApp embed a huma.Context, whose Context method
+// a field of that name would hide.
+type humaContext = huma.Context
+
+// Param implements huma.Context.
+func (c resolvedApp) Param(name string) string {
+	if name == "app_id" {
+		return c.appID
+	}
+	return c.humaContext.Param(name)
 }
 
 func (s *Server) principal(ctx huma.Context) (principal, bool) {

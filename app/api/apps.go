@@ -11,6 +11,7 @@ import (
 
 type createAppInput struct {
 	Body struct {
+		UID      string            `json:"uid,omitempty" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"Your own ID of the application, e.g. your customer ID: 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-', unique (409 when another application has it), and not shaped like a hookd app ID (app_ and 26 of 0-9, a-z). Every {app_id} accepts it in place of the ID."`
 		Name     string            `json:"name" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"A name for people: 1 to 200 characters, not blank, without control characters."`
 		Metadata map[string]string `json:"metadata,omitempty" doc:"Free-form string pairs for your own use (at most 50)."`
 	}
@@ -19,6 +20,7 @@ type createAppInput struct {
 type updateAppInput struct {
 	AppPath
 	Body struct {
+		UID      nullable[string]   `json:"uid,omitempty" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"Sets your own ID of the application (the rules of create-app apply); null removes it."`
 		Name     *string            `json:"name,omitempty" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"1 to 200 characters, not blank, without control characters."`
 		Metadata *map[string]string `json:"metadata,omitempty" doc:"Replaces the metadata."`
 	}
@@ -32,11 +34,13 @@ func (s *Server) registerApps(api huma.API) {
 	tags := []string{"Applications"}
 	huma.Register(api, withErrors(huma.Operation{
 		OperationID: "create-app", Method: http.MethodPost, Path: "/v1/apps", Tags: tags,
-		Summary: "Create an application", Description: "An application is a tenant: it owns endpoints and events.",
+		Summary: "Create an application",
+		Description: "An application is a tenant: it owns endpoints and events. Give it a uid, your own ID of it, to address it " +
+			"by that ID in every {app_id}.",
 		DefaultStatus: http.StatusCreated, Security: bearer(), MaxBodyBytes: maxBodyBytes,
 		Metadata: map[string]any{metaAdminOnly: true},
 	}), func(ctx context.Context, in *createAppInput) (*bodyOutput[registry.App], error) {
-		a, err := s.registry.CreateApp(ctx, registry.AppInput{Name: in.Body.Name, Metadata: in.Body.Metadata})
+		a, err := s.registry.CreateApp(ctx, registry.AppInput{UID: in.Body.UID, Name: in.Body.Name, Metadata: in.Body.Metadata})
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -68,7 +72,7 @@ func (s *Server) registerApps(api huma.API) {
 		Summary: "Update an application", Description: "Sets the fields given; leaves the others.",
 		Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *updateAppInput) (*bodyOutput[registry.App], error) {
-		a, err := s.registry.UpdateApp(ctx, in.AppID, registry.AppPatch{Name: in.Body.Name, Metadata: in.Body.Metadata})
+		a, err := s.registry.UpdateApp(ctx, in.AppID, registry.AppPatch{UID: in.Body.UID.or(""), Name: in.Body.Name, Metadata: in.Body.Metadata})
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}

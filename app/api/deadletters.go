@@ -16,7 +16,10 @@ import (
 // (tasks/deadletter).
 type DeadLetterRetrier interface {
 	Retry(ctx context.Context, ids []string) ([]string, error)
-	StartBulk(ctx context.Context, f ledger.DeadLetterFilter) (ledger.RetryJob, error)
+	StartBulk(ctx context.Context, f ledger.DeadLetterFilter, r ledger.Replay) (ledger.RetryJob, error)
+	CreateBulk(ctx context.Context, f ledger.DeadLetterFilter, r ledger.Replay) (ledger.RetryJob, error)
+	Run(ctx context.Context, job *ledger.RetryJob) error
+	Continue(ctx context.Context, job ledger.RetryJob) error
 	Job(ctx context.Context, id string) (ledger.RetryJob, error)
 }
 
@@ -45,6 +48,7 @@ type bulkRetryInput struct {
 		EventType  string    `json:"event_type,omitempty" maxLength:"128"`
 		Since      time.Time `json:"since,omitzero" doc:"Only deliveries that failed at or after this time."`
 		Until      time.Time `json:"until,omitzero" doc:"Only deliveries that failed before this time."`
+		ReplaySteering
 	}
 }
 
@@ -119,7 +123,9 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		OperationID: "retry-dead-letters", Method: http.MethodPost, Path: "/v1/dead-letters/retry", Tags: tags,
 		Summary: "Retry dead letters in bulk",
 		Description: "Starts a background job that retries every dead letter the filter selects (failed before now), " +
-			"in batches; follow it with GET /v1/dead-letters/retries/{job_id}.",
+			"in batches; follow it with GET /v1/dead-letters/retries/{job_id}. rate paces it (dead letters a second); " +
+			"dry_run counts what it would retry, in retried, and retries nothing: a dry run is answered completed " +
+			"unless counting takes more than a few seconds, when it goes on in the background.",
 		DefaultStatus: http.StatusAccepted, Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *bulkRetryInput) (*acceptedOutput[ledger.RetryJob], error) {
 		b := in.Body
@@ -130,7 +136,16 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
-		job, err := s.deadLetters.StartBulk(ctx, f)
+		var job ledger.RetryJob
+		if b.DryRun {
+			job, err = s.deadLetters.CreateBulk(ctx, f, b.replay())
+			if err == nil {
+				err = countNow(ctx, dryRunWait, func(ctx context.Context) error { return s.deadLetters.Run(ctx, &job) },
+					func(ctx context.Context) error { return s.deadLetters.Continue(ctx, job) })
+			}
+		} else {
+			job, err = s.deadLetters.StartBulk(ctx, f, b.replay())
+		}
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}

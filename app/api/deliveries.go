@@ -11,7 +11,7 @@ import (
 )
 
 type deliveryPath struct {
-	AppID      string `path:"app_id" pattern:"^app_[0-9a-z]{26}$" doc:"Application ID."`
+	AppID      string `path:"app_id" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"The application's ID (app_...) or its uid, your own ID of it."`
 	DeliveryID string `path:"delivery_id" pattern:"^dlv_[0-9a-z]{26}$" doc:"Delivery ID."`
 }
 

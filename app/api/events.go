@@ -30,7 +30,7 @@ type publishEventOutput struct {
 }
 
 type eventPath struct {
-	AppID   string `path:"app_id" pattern:"^app_[0-9a-z]{26}$" doc:"Application ID."`
+	AppID   string `path:"app_id" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"The application's ID (app_...) or its uid, your own ID of it."`
 	EventID string `path:"event_id" pattern:"^evt_[0-9a-z]{26}$" doc:"Event ID."`
 }
 

@@ -56,12 +56,12 @@ func body[T any](v T) *bodyOutput[T] { return &bodyOutput[T]{Body: v} }
 // any query runs.
 // AppPath names an application.
 type AppPath struct {
-	AppID string `path:"app_id" pattern:"^app_[0-9a-z]{26}$" doc:"Application ID."`
+	AppID string `path:"app_id" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"The application's ID (app_...) or its uid, your own ID of it."`
 }
 
 // EndpointPath names an endpoint of an application.
 type EndpointPath struct {
-	AppID      string `path:"app_id" pattern:"^app_[0-9a-z]{26}$" doc:"Application ID."`
+	AppID      string `path:"app_id" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"The application's ID (app_...) or its uid, your own ID of it."`
 	EndpointID string `path:"endpoint_id" pattern:"^ep_[0-9a-z]{26}$" doc:"Endpoint ID."`
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -103,7 +104,9 @@ func New(db *bun.DB, cfg Config) *Registry {
 type App struct {
 	bun.BaseModel `bun:"table:applications"`
 
-	ID        string            `bun:"id,pk" json:"id"`
+	ID string `bun:"id,pk" json:"id"`
+	// UID is the integrator's own ID of the application, nil for none.
+	UID       *string           `bun:"uid" json:"uid" doc:"Your own ID of the application (1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'; unique), usable wherever an app_id is; null for none."`
 	Name      string            `bun:"name,notnull" json:"name"`
 	Metadata  map[string]string `bun:"metadata,type:jsonb,notnull" json:"metadata"`
 	CreatedAt time.Time         `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
@@ -112,12 +115,16 @@ type App struct {
 
 // AppInput is what a caller sets on a new application.
 type AppInput struct {
+	// UID is the integrator's own ID of the application; empty for none.
+	UID      string
 	Name     string
 	Metadata map[string]string
 }
 
 // AppPatch changes the fields that are not nil.
 type AppPatch struct {
+	// UID sets the integrator's own ID; a pointer to "" removes it.
+	UID      *string
 	Name     *string
 	Metadata *map[string]string
 }
@@ -132,8 +139,14 @@ func (r *Registry) CreateApp(ctx context.Context, in AppInput) (App, error) {
 		return App{}, err
 	}
 	a := App{ID: outbox.NewID("app"), Name: name, Metadata: orEmpty(in.Metadata)}
+	if in.UID != "" {
+		if err := validUID(in.UID); err != nil {
+			return App{}, err
+		}
+		a.UID = &in.UID
+	}
 	if _, err := r.db.NewInsert().Model(&a).Returning("created_at, updated_at").Exec(ctx); err != nil {
-		return App{}, fmt.Errorf("create app: %w", err)
+		return App{}, fmt.Errorf("create app: %w", uidTaken(err, in.UID))
 	}
 	return a, nil
 }
@@ -184,9 +197,23 @@ func (r *Registry) UpdateApp(ctx context.Context, id string, p AppPatch) (App, e
 		}
 		upd.Set("metadata = ?", orEmpty(*p.Metadata))
 	}
+	if p.UID != nil {
+		if *p.UID == "" {
+			upd.Set("uid = NULL")
+		} else {
+			if err := validUID(*p.UID); err != nil {
+				return App{}, err
+			}
+			upd.Set("uid = ?", *p.UID)
+		}
+	}
 	var a App
 	if err := upd.Returning("*").Scan(ctx, &a); err != nil {
-		return App{}, fmt.Errorf("update app %s: %w", id, resource.NotFound(err))
+		uid := ""
+		if p.UID != nil {
+			uid = *p.UID
+		}
+		return App{}, fmt.Errorf("update app %s: %w", id, uidTaken(resource.NotFound(err), uid))
 	}
 	return a, nil
 }
@@ -209,6 +236,48 @@ func (r *Registry) DeleteApp(ctx context.Context, id string) error {
 		r.cfg.AppDeleted(id)
 	}
 	return err
+}
+
+// UIDs: an integrator's own ID of an application is 1 to 64 of
+// [A-Za-z0-9._-], and never has the shape of a hookd app ID, so that an
+// {app_id} names one application whichever it is.
+var (
+	uidPattern   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	appIDPattern = regexp.MustCompile(`^app_[0-9a-z]{26}$`)
+)
+
+func validUID(uid string) error {
+	switch {
+	case !uidPattern.MatchString(uid):
+		return resource.Invalid("uid", "must be 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-'")
+	case appIDPattern.MatchString(uid):
+		return resource.Invalid("uid", "must not have the shape of a hookd app ID (app_ and 26 of 0-9, a-z)")
+	}
+	return nil
+}
+
+// uidTaken turns the unique violation of uid into resource.ErrConflict.
+func uidTaken(err error, uid string) error {
+	if resource.SQLState(err) == "23505" {
+		return fmt.Errorf("uid %q is taken by another application: %w", uid, resource.ErrConflict)
+	}
+	return err
+}
+
+// ResolveApp returns the ID of the application that ref names: ref itself
+// when it has the shape of an app ID (whether or not such an app exists),
+// else the ID of the application whose uid is ref. A uid no application
+// has is an error wrapping resource.ErrNotFound; a ref that is neither is
+// returned as it is, for the caller's validation to refuse.
+func (r *Registry) ResolveApp(ctx context.Context, ref string) (string, error) {
+	if appIDPattern.MatchString(ref) || !uidPattern.MatchString(ref) {
+		return ref, nil
+	}
+	var id string
+	if err := r.db.NewSelect().Model((*App)(nil)).Column("id").Where("uid = ?", ref).Scan(ctx, &id); err != nil {
+		return "", fmt.Errorf("get app by uid %s: %w", ref, resource.NotFound(err))
+	}
+	return id, nil
 }
 
 func validName(name string) (string, error) {

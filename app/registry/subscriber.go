@@ -15,6 +15,7 @@ import (
 	"github.com/hookd/hookd/app/filter"
 	"github.com/hookd/hookd/tasks/delivery"
 	"github.com/hookd/hookd/tasks/fanout"
+	"github.com/hookd/hookd/tasks/recovery"
 	"github.com/hookd/hookd/tasks/signature"
 )
 
@@ -225,4 +226,34 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 		},
 		keys: keys,
 	}, nil
+}
+
+// RecoveryTarget returns endpoint id as a recovery sees it: its app,
+// creation, state, ordering, event types and filter. It is the recovery's
+// recovery.TargetFunc. A filter is matched as the fan-out matches it.
+func (r *Registry) RecoveryTarget(ctx context.Context, id string) (recovery.Target, error) {
+	var ep Endpoint
+	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "event_types", "filter", "disabled", "ordering", "created_at").Where("id = ?", id).Scan(ctx)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return recovery.Target{}, fmt.Errorf("endpoint %s: %w", id, recovery.ErrGone)
+		}
+		return recovery.Target{}, fmt.Errorf("get endpoint %s: %w", id, err)
+	}
+	t := recovery.Target{
+		AppID: ep.AppID, CreatedAt: ep.CreatedAt, Disabled: ep.Disabled, EventTypes: ep.EventTypes,
+		FIFO: ep.Ordering == OrderingFIFO,
+	}
+	if len(ep.Filter) > 0 && string(ep.Filter) != "null" {
+		f, err := filter.ParseStored(ep.Filter)
+		if err != nil {
+			r.log.WarnContext(ctx, "stored filter does not parse: the endpoint receives no events",
+				slog.String("app_id", ep.AppID), slog.String("endpoint_id", id), slog.Any("err", err))
+		}
+		sub := []subscription{{endpointID: id, filter: f}}
+		t.Accepts = func(ctx context.Context, eventType string, payload json.RawMessage) bool {
+			return f != nil && len(r.matching(ctx, ep.AppID, eventType, sub, payload)) == 1
+		}
+	}
+	return t, nil
 }

@@ -111,9 +111,9 @@ func (dl *DeadLetters) removeOldTasks(ctx context.Context, refs []tasks.TaskRef)
 }
 
 // StartBulk records a bulk retry of the dead letters f selects (those that
-// failed until now) and enqueues the task that performs it.
-func (dl *DeadLetters) StartBulk(ctx context.Context, f ledger.DeadLetterFilter) (ledger.RetryJob, error) {
-	job, err := dl.ledger.CreateJob(ctx, f)
+// failed until now), steered by r, and enqueues the task that performs it.
+func (dl *DeadLetters) StartBulk(ctx context.Context, f ledger.DeadLetterFilter, r ledger.Replay) (ledger.RetryJob, error) {
+	job, err := dl.ledger.CreateJob(ctx, f, r)
 	if err != nil {
 		return ledger.RetryJob{}, err
 	}
@@ -121,6 +121,19 @@ func (dl *DeadLetters) StartBulk(ctx context.Context, f ledger.DeadLetterFilter)
 		return ledger.RetryJob{}, err
 	}
 	return job, nil
+}
+
+// CreateBulk records a bulk retry as StartBulk does, without enqueuing its
+// task: the caller runs it (Run), or enqueues it (Continue) should it stop
+// short.
+func (dl *DeadLetters) CreateBulk(ctx context.Context, f ledger.DeadLetterFilter, r ledger.Replay) (ledger.RetryJob, error) {
+	return dl.ledger.CreateJob(ctx, f, r)
+}
+
+// Continue enqueues the task that performs bulk retry job, for a worker to
+// finish what a Run stopped short of.
+func (dl *DeadLetters) Continue(ctx context.Context, job ledger.RetryJob) error {
+	return dl.queue.EnqueueRetryJob(ctx, job.ID)
 }
 
 // Job returns bulk retry id, or an error wrapping ledger.ErrNotFound.
@@ -144,23 +157,39 @@ func (dl *DeadLetters) ProcessTask(ctx context.Context, t *asynq.Task) error {
 }
 
 // Run performs bulk retry job until no dead letter is left that it
-// selects, saving its progress in Postgres after each batch.
+// selects, saving its progress in Postgres after each batch. A dry run
+// counts them and retries none; a paced one retries at most its rate a
+// second.
 func (dl *DeadLetters) Run(ctx context.Context, job *ledger.RetryJob) error {
+	pacer := tasks.NewPacer(0)
+	if job.Rate != nil && !job.DryRun {
+		pacer = tasks.NewPacer(*job.Rate)
+	}
 	for job.Status == ledger.JobRunning {
-		ids, err := dl.ledger.NextDeadLetters(ctx, job, batch)
+		size := pacer.Batch(batch)
+		ids, err := dl.ledger.NextDeadLetters(ctx, job, size)
 		if err != nil {
 			return err
 		}
-		retried, err := dl.Retry(ctx, ids)
-		if err != nil {
-			return fmt.Errorf("bulk retry %s: %w", job.ID, err)
+		n := len(ids)
+		if !job.DryRun {
+			retried, err := dl.Retry(ctx, ids)
+			if err != nil {
+				return fmt.Errorf("bulk retry %s: %w", job.ID, err)
+			}
+			n = len(retried)
 		}
-		done, cursor := len(ids) < batch, ""
+		done, cursor := len(ids) < size, ""
 		if !done {
 			cursor = ids[len(ids)-1]
 		}
-		if err := dl.ledger.Advance(ctx, job, len(retried), cursor, done); err != nil {
+		if err := dl.ledger.Advance(ctx, job, n, cursor, done); err != nil {
 			return err
+		}
+		if !done {
+			if err := pacer.Sent(ctx, n); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

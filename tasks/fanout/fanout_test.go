@@ -46,7 +46,7 @@ func TestFanout(t *testing.T) {
 	setup := func(t *testing.T) (*fanout.Fanout, *testBundle) {
 		t.Helper()
 		db := outboxtest.DB(t)
-		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema(), ledger.FIFOSchema()} {
+		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema(), ledger.FIFOSchema(), ledger.ReplaySchema()} {
 			if _, err := db.ExecContext(t.Context(), sql); err != nil {
 				t.Fatalf("migrate: %v", err)
 			}

@@ -120,11 +120,16 @@ type RetryJob struct {
 
 	ID     string           `bun:"id,pk" json:"id"`
 	Filter DeadLetterFilter `bun:"filter,type:jsonb,notnull" json:"filter"`
-	Status string           `bun:"status,notnull" json:"status" enum:"running,completed"`
+	// DryRun counts the dead letters the filter selects and retries none.
+	DryRun bool `bun:"dry_run,notnull" json:"dry_run" doc:"A dry run counts the dead letters it would retry, in retried, and retries none."`
+	// Rate is how many dead letters a second the job retries at most; nil
+	// for no pace.
+	Rate   *int   `bun:"rate" json:"rate" doc:"At most this many dead letters retried a second; null for no pace."`
+	Status string `bun:"status,notnull" json:"status" enum:"running,completed"`
 	// Cutoff: only deliveries that failed before it are retried.
 	Cutoff     time.Time  `bun:"cutoff,notnull" json:"cutoff"`
 	Cursor     string     `bun:"cursor,notnull" json:"-"`
-	Retried    int        `bun:"retried,notnull" json:"retried"`
+	Retried    int        `bun:"retried,notnull" json:"retried" doc:"Dead letters retried so far (a dry run: that it would retry)."`
 	CreatedAt  time.Time  `bun:"created_at,nullzero,notnull,default:clock_timestamp()" json:"created_at"`
 	UpdatedAt  time.Time  `bun:"updated_at,nullzero,notnull,default:clock_timestamp()" json:"updated_at"`
 	FinishedAt *time.Time `bun:"finished_at" json:"finished_at"`
@@ -136,10 +141,27 @@ const (
 	JobCompleted = "completed"
 )
 
+// Replay steers a bulk retry or a recovery.
+type Replay struct {
+	// DryRun counts what the job would send, and sends nothing.
+	DryRun bool
+	// Rate is how many deliveries a second the job sends at most (0: no
+	// pace).
+	Rate int
+}
+
+// rate is r's rate as stored: nil for none.
+func (r Replay) rate() *int {
+	if r.Rate <= 0 {
+		return nil
+	}
+	return &r.Rate
+}
+
 // CreateJob records a bulk retry of the dead letters f selects that failed
-// until now.
-func (s *Store) CreateJob(ctx context.Context, f DeadLetterFilter) (RetryJob, error) {
-	job := RetryJob{ID: outbox.NewID("dlr"), Filter: f, Status: JobRunning}
+// until now, steered by r.
+func (s *Store) CreateJob(ctx context.Context, f DeadLetterFilter, r Replay) (RetryJob, error) {
+	job := RetryJob{ID: outbox.NewID("dlr"), Filter: f, DryRun: r.DryRun, Rate: r.rate(), Status: JobRunning}
 	if _, err := s.db.NewInsert().Model(&job).Value("cutoff", "clock_timestamp()").Returning("*").Exec(ctx); err != nil {
 		return RetryJob{}, fmt.Errorf("record bulk retry: %w", err)
 	}

@@ -1,6 +1,7 @@
 // Package ledger owns the delivery engine's tables and all of their SQL:
 // deliveries (one row per event and endpoint), delivery_attempts (one row
 // per HTTP request), dead_letter_retries (bulk retries and their progress),
+// endpoint_recoveries (recoveries of endpoints and their progress),
 // and the engine's mark on outbox events (fanned_out_at), which the
 // fan-out writes, the reconciler reads and retention deletes by. Every
 // other package reads and writes these rows through a Store, so a query
@@ -34,6 +35,9 @@ var retentionSchema string
 //go:embed fifo.sql
 var fifoSchema string
 
+//go:embed replay.sql
+var replaySchema string
+
 // Schema returns the SQL that creates the deliveries and delivery_attempts
 // tables in the current schema. Applications run it once, as one of their
 // migrations.
@@ -56,6 +60,11 @@ func RetentionSchema() string { return retentionSchema }
 // FIFOSchema returns the SQL that orders the deliveries of FIFO endpoints.
 // Applications run it once, after RetentionSchema.
 func FIFOSchema() string { return fifoSchema }
+
+// ReplaySchema returns the SQL that steers replays: dry runs and paces of
+// bulk retries, and the endpoint_recoveries table. Applications run it
+// once, after FIFOSchema.
+func ReplaySchema() string { return replaySchema }
 
 // Delivery states.
 const (

@@ -31,7 +31,7 @@ func TestStore(t *testing.T) {
 	setup := func(t *testing.T) (*ledger.Store, *testBundle) {
 		t.Helper()
 		db := outboxtest.DB(t)
-		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema(), ledger.FIFOSchema()} {
+		for _, sql := range []string{ledger.Schema(), ledger.EngineSchema(), ledger.ReconcileSchema(), ledger.RetentionSchema(), ledger.FIFOSchema(), ledger.ReplaySchema()} {
 			if _, err := db.ExecContext(t.Context(), sql); err != nil {
 				t.Fatalf("migrate: %v", err)
 			}
@@ -329,7 +329,7 @@ func TestStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		job, err := s.CreateJob(t.Context(), ledger.DeadLetterFilter{AppID: "app_a"})
+		job, err := s.CreateJob(t.Context(), ledger.DeadLetterFilter{AppID: "app_a"}, ledger.Replay{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -353,6 +353,88 @@ func TestStore(t *testing.T) {
 		}
 		if _, err := s.Job(t.Context(), "dlr_unknown"); !errors.Is(err, ledger.ErrNotFound) {
 			t.Errorf("Job(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+
+	// Recovery walks its app's fanned-out events of the types asked, in
+	// (commit time, ID) order across batches, ties included, each once,
+	// with the endpoint's delivery of each.
+	t.Run("Recovery", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		paid := outboxtest.Seed(t, b.db, "app_a", "order.paid", 6)
+		outboxtest.Seed(t, b.db, "app_a", "order.refunded", 2)
+		outboxtest.Seed(t, b.db, "app_b", "order.paid", 2)
+		// Four commit at one instant; the last is not fanned out yet.
+		_, err := b.db.ExecContext(t.Context(), `UPDATE outbox_events SET created_at = (SELECT min(created_at) FROM outbox_events WHERE id IN (?)) WHERE id IN (?)`,
+			bun.In(paid[:4]), bun.In(paid[:4]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.db.ExecContext(t.Context(), `UPDATE outbox_events SET fanned_out_at = clock_timestamp() WHERE id <> ?`, paid[5]); err != nil {
+			t.Fatal(err)
+		}
+		for i, status := range map[int]string{1: ledger.StatusSucceeded, 2: ledger.StatusFailed} {
+			ev := ledger.Event{ID: paid[i], AppID: "app_a", Type: "order.paid"}
+			w, err := writeOne(t.Context(), s, ev, []ledger.NewDelivery{{ID: ledger.NewDeliveryID(), EndpointID: "ep_r"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.db.ExecContext(t.Context(), `UPDATE deliveries SET status = ? WHERE id = ?`, status, w[0].ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		job, err := s.CreateRecovery(t.Context(), "app_a", "ep_r", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), ledger.Replay{DryRun: true, Rate: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.Until.After(time.Now()) || !job.DryRun || job.Rate == nil || *job.Rate != 5 {
+			t.Errorf("recovery = %+v, want until clamped to now, a dry run at 5/s", job)
+		}
+		var (
+			ids      []string
+			statuses = map[string]string{}
+		)
+		for job.Status == ledger.JobRunning {
+			ms, err := s.NextMissed(t.Context(), &job, time.Time{}, []string{"order.paid"}, true, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var last *ledger.Missed
+			for i, m := range ms {
+				if len(m.Payload) == 0 || m.Type != "order.paid" {
+					t.Errorf("missed %+v: want an order.paid with its payload", m)
+				}
+				ids = append(ids, m.EventID)
+				statuses[m.EventID] = m.Status
+				last = &ms[i]
+			}
+			if err := s.AdvanceRecovery(t.Context(), &job, len(ms), last, len(ms) < 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The four tied in ID order, then the fifth.
+		want := append(slices.Sorted(slices.Values(paid[:4])), paid[4])
+		if !slices.Equal(want, ids) {
+			t.Errorf("recovery walked %v, want %v", ids, want)
+		}
+		if statuses[paid[1]] != ledger.StatusSucceeded || statuses[paid[2]] != ledger.StatusFailed || statuses[paid[0]] != "" {
+			t.Errorf("statuses = %v", statuses)
+		}
+		if job.Recovered != 5 || job.FinishedAt == nil {
+			t.Errorf("recovery = %+v, want 5 counted, finished", job)
+		}
+		// The endpoint's creation bounds the range.
+		job, err = s.CreateRecovery(t.Context(), "app_a", "ep_r", time.Now().Add(-time.Hour), time.Time{}, ledger.Replay{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ms, err := s.NextMissed(t.Context(), &job, time.Now(), nil, false, 10); err != nil || len(ms) != 0 {
+			t.Errorf("NextMissed after the endpoint's creation = %v, %v; want none", ms, err)
+		}
+		if _, err := s.Recovery(t.Context(), "rcv_unknown"); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("Recovery(unknown) = %v, want ErrNotFound", err)
 		}
 	})
 }

@@ -106,13 +106,16 @@ func (s *Store) DeleteAttempts(ctx context.Context, cutoff time.Time, limit int)
 	return int(n), nil
 }
 
-// DeleteJobs deletes the bulk retries that finished before cutoff.
+// DeleteJobs deletes the bulk retries and the recoveries that finished
+// before cutoff.
 func (s *Store) DeleteJobs(ctx context.Context, cutoff time.Time) error {
-	_, err := s.db.NewDelete().TableExpr("dead_letter_retries").
-		Where("status = ? AND finished_at < ?", JobCompleted, cutoff).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("delete finished retry jobs: %w", err)
+	for _, table := range []string{"dead_letter_retries", "endpoint_recoveries"} {
+		_, err := s.db.NewDelete().TableExpr(table).
+			Where("status = ? AND finished_at < ?", JobCompleted, cutoff).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("delete finished %s: %w", table, err)
+		}
 	}
 	return nil
 }

@@ -81,6 +81,8 @@ type Handlers struct {
 	FIFO asynq.Handler
 	// RetryDeadLetters handles tasks.TypeRetryDeadLetters.
 	RetryDeadLetters asynq.Handler
+	// RecoverEndpoint handles tasks.TypeRecoverEndpoint.
+	RecoverEndpoint asynq.Handler
 	// DeadLettered mirrors in Postgres a delivery task asynq is about to
 	// archive, for the failure cause.
 	DeadLettered func(ctx context.Context, t *asynq.Task, cause error) error
@@ -132,6 +134,9 @@ func New(rdb redis.UniversalClient, h Handlers, log *slog.Logger, cfg Config) *W
 	w.mux.Handle(tasks.TypeDeliver, h.Deliver)
 	w.mux.Handle(tasks.TypeFIFO, h.FIFO)
 	w.mux.Handle(tasks.TypeRetryDeadLetters, h.RetryDeadLetters)
+	if h.RecoverEndpoint != nil {
+		w.mux.Handle(tasks.TypeRecoverEndpoint, h.RecoverEndpoint)
+	}
 	for i := range cfg.Pollers {
 		c := acfg
 		// Concurrency split as evenly as it goes: 50 over 4 is 13+13+12+12.
