@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hookd/hookd/app/listen"
+	"github.com/hookd/hookd/tasks/lru"
 )
 
 // publishChecksChannel is the channel the triggers on applications and
@@ -58,8 +59,8 @@ type PublishCache struct {
 	mu    sync.Mutex
 	live  bool
 	gen   uint64 // counts invalidations; a read that saw one is not kept
-	apps  *lru[cachedApp]
-	types *lru[cachedType]
+	apps  *lru.Cache[cachedApp]
+	types *lru.Cache[cachedType]
 }
 
 type cachedApp struct {
@@ -80,8 +81,8 @@ func (s *Store) NewPublishCache(log *slog.Logger, cfg PublishCacheConfig) *Publi
 	cfg.MaxEventTypes = cmp.Or(cfg.MaxEventTypes, DefaultPublishCacheEventTypes)
 	c := &PublishCache{
 		s: s, log: log, cfg: cfg,
-		apps:  newLRU[cachedApp](cfg.MaxApps),
-		types: newLRU[cachedType](cfg.MaxEventTypes),
+		apps:  lru.New[cachedApp](cfg.MaxApps),
+		types: lru.New[cachedType](cfg.MaxEventTypes),
 	}
 	s.cache = c
 	return c
@@ -92,8 +93,8 @@ func (s *Store) NewPublishCache(log *slog.Logger, cfg PublishCacheConfig) *Publi
 func (c *PublishCache) check(ctx context.Context, appID, name string) (bool, typeCheck, error) {
 	now := time.Now()
 	c.mu.Lock()
-	a, aok := c.apps.get(appID)
-	t, tok := c.types.get(name)
+	a, aok := c.apps.Get(appID)
+	t, tok := c.types.Get(name)
 	live, gen := c.live, c.gen
 	c.mu.Unlock()
 	if live && aok && now.Before(a.expires) && (!a.exists || tok && now.Before(t.expires)) {
@@ -106,10 +107,10 @@ func (c *PublishCache) check(ctx context.Context, appID, name string) (bool, typ
 	c.mu.Lock()
 	if c.live && c.gen == gen {
 		if exists {
-			c.apps.put(appID, cachedApp{exists: true, expires: now.Add(c.cfg.TTL)})
-			c.types.put(name, cachedType{check: tc, expires: now.Add(c.cfg.TTL)})
+			c.apps.Put(appID, cachedApp{exists: true, expires: now.Add(c.cfg.TTL)})
+			c.types.Put(name, cachedType{check: tc, expires: now.Add(c.cfg.TTL)})
 		} else {
-			c.apps.put(appID, cachedApp{expires: now.Add(min(c.cfg.TTL, missingAppTTL))})
+			c.apps.Put(appID, cachedApp{expires: now.Add(min(c.cfg.TTL, missingAppTTL))})
 		}
 	}
 	c.mu.Unlock()
@@ -132,8 +133,8 @@ func (c *PublishCache) setLive(live bool) {
 	defer c.mu.Unlock()
 	if !live && c.live {
 		c.gen++
-		c.apps.clear()
-		c.types.clear()
+		c.apps.Clear()
+		c.types.Clear()
 	}
 	c.live = live
 }
@@ -155,8 +156,8 @@ func (c *PublishCache) invalidate(schema, payload string) {
 // forgetApp and forgetEventType drop an entry at once: a change committed
 // by this process applies to its next publish without waiting for the
 // notification.
-func (c *PublishCache) forgetApp(appID string)      { c.forget(c.apps.remove, appID) }
-func (c *PublishCache) forgetEventType(name string) { c.forget(c.types.remove, name) }
+func (c *PublishCache) forgetApp(appID string)      { c.forget(c.apps.Remove, appID) }
+func (c *PublishCache) forgetEventType(name string) { c.forget(c.types.Remove, name) }
 
 func (c *PublishCache) forget(remove func(string), key string) {
 	c.mu.Lock()

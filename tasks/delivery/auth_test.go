@@ -247,7 +247,7 @@ func TestMutualTLS(t *testing.T) {
 		if a.ErrorClass != OutcomeSuccess {
 			t.Errorf("after the certificate changed: %s %q, want success", a.ErrorClass, outcomeDeref(a.Error))
 		}
-		if n := d.clients.lru.len(); n != 1 {
+		if n := d.clients.cache.Len(); n != 1 {
 			t.Errorf("%d clients kept for one endpoint, want 1", n)
 		}
 	})
@@ -260,7 +260,7 @@ func TestMutualTLS(t *testing.T) {
 				t.Fatalf("delivery %d: %s %q", i, a.ErrorClass, outcomeDeref(a.Error))
 			}
 		}
-		if n := d.clients.lru.len(); n != 2 {
+		if n := d.clients.cache.Len(); n != 2 {
 			t.Errorf("%d clients kept, want at most 2", n)
 		}
 	})

@@ -3,6 +3,8 @@ package delivery
 import (
 	"net/http"
 	"sync"
+
+	"github.com/hookd/hookd/tasks/lru"
 )
 
 // clients keeps the HTTP clients of the endpoints that have TLS material of
@@ -14,8 +16,8 @@ import (
 type clients struct {
 	proto *http.Client // the shared client, whose transport is cloned
 
-	mu  sync.Mutex
-	lru *lru[endpointClient]
+	mu    sync.Mutex
+	cache *lru.Cache[endpointClient]
 }
 
 type endpointClient struct {
@@ -24,21 +26,21 @@ type endpointClient struct {
 }
 
 func newClients(proto *http.Client, max int) *clients {
-	return &clients{proto: proto, lru: newLRU[endpointClient](max)}
+	return &clients{proto: proto, cache: lru.New[endpointClient](max)}
 }
 
 // get returns the client of endpoint endpointID with material t.
 func (c *clients) get(endpointID string, t *ClientTLS) *http.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ec, ok := c.lru.get(endpointID); ok && ec.version == t.version {
+	if ec, ok := c.cache.Get(endpointID); ok && ec.version == t.version {
 		return ec.client
 	}
 	transport := c.proto.Transport.(*http.Transport).Clone()
 	transport.TLSClientConfig = t.config()
 	client := *c.proto
 	client.Transport = transport
-	if old, ok := c.lru.put(endpointID, endpointClient{version: t.version, client: &client}); ok {
+	if old, ok := c.cache.Put(endpointID, endpointClient{version: t.version, client: &client}); ok {
 		// Requests in flight on it finish; their connections then idle
 		// until the transport's IdleConnTimeout.
 		old.client.CloseIdleConnections()

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/hookd/hookd/tasks/lru"
 )
 
 // tokenEarlyExpiry is how long before its expiry a cached token is fetched
@@ -31,12 +33,12 @@ const maxTokenErrorText = 200
 type tokens struct {
 	client *http.Client
 
-	mu  sync.Mutex
-	lru *lru[*tokenSource]
+	mu    sync.Mutex
+	cache *lru.Cache[*tokenSource]
 }
 
 func newTokens(client *http.Client, max int) *tokens {
-	return &tokens{client: client, lru: newLRU[*tokenSource](max)}
+	return &tokens{client: client, cache: lru.New[*tokenSource](max)}
 }
 
 // source returns the token source of endpoint endpointID with credentials
@@ -44,7 +46,7 @@ func newTokens(client *http.Client, max int) *tokens {
 func (t *tokens) source(endpointID string, o *OAuth) *tokenSource {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s, ok := t.lru.get(endpointID); ok && s.creds.equal(o) {
+	if s, ok := t.cache.Get(endpointID); ok && s.creds.equal(o) {
 		return s
 	}
 	creds := *o
@@ -58,7 +60,7 @@ func (t *tokens) source(endpointID string, o *OAuth) *tokenSource {
 	if o.Audience != "" {
 		s.conf.EndpointParams = url.Values{"audience": {o.Audience}}
 	}
-	t.lru.put(endpointID, s)
+	t.cache.Put(endpointID, s)
 	return s
 }
 
