@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/taskstest"
 )
 
 // BenchmarkSendAuth measures one delivery (signed POST, 1 KiB body, the
@@ -23,7 +24,7 @@ import (
 // per delivery (the receiver closes each), whose handshake mutual TLS makes
 // dearer. The receiver runs in the same process, so its work counts too.
 func BenchmarkSendAuth(b *testing.B) {
-	serverCA, clientCA := newTestCA(b, "server CA"), newTestCA(b, "client CA")
+	serverCA, clientCA := taskstest.NewCA(b, "server CA"), taskstest.NewCA(b, "client CA")
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
@@ -31,13 +32,13 @@ func BenchmarkSendAuth(b *testing.B) {
 	plain := httptest.NewServer(handler)
 	b.Cleanup(plain.Close)
 
-	certPEM, keyPEM := serverCA.issue(b, "receiver", true)
+	certPEM, keyPEM := serverCA.Issue(b, "receiver", true)
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		b.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(clientCA.cert)
+	pool.AddCert(clientCA.Cert)
 	startTLS := func(h http.Handler) *httptest.Server {
 		srv := httptest.NewUnstartedServer(h)
 		srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
@@ -53,9 +54,9 @@ func BenchmarkSendAuth(b *testing.B) {
 	}))
 
 	ts := newTokenServer(b)
-	clientCert, clientKey := clientCA.issue(b, "hookd-client", false)
-	caOnly := mustClientTLS(b, nil, nil, serverCA.pem)
-	mutual := mustClientTLS(b, clientCert, clientKey, serverCA.pem)
+	clientCert, clientKey := clientCA.Issue(b, "hookd-client", false)
+	caOnly := mustClientTLS(b, nil, nil, serverCA.PEM)
+	mutual := mustClientTLS(b, clientCert, clientKey, serverCA.PEM)
 
 	webhook := make([]byte, 1024)
 	for i := range webhook {

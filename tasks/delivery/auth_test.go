@@ -1,22 +1,16 @@
 package delivery
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,67 +22,11 @@ import (
 
 	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/ledger"
+	"github.com/hookd/hookd/tasks/taskstest"
 )
 
 // testSigningKey signs the deliveries of these tests.
 var testSigningKey = []byte("0123456789abcdef0123456789abcdef")
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a leaf certificate of ca and its key, in PEM: a server's
-// for 127.0.0.1 and localhost, or a client's.
-func (ca *testCA) issue(t testing.TB, name string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-}
 
 // mtlsReceiver is an HTTPS receiver whose certificate serverCA issued and
 // that requires a client certificate issued by clientCA. It checks each
@@ -102,7 +40,7 @@ type mtlsReceiver struct {
 	clients    []string // the common names of the client certificates
 }
 
-func newMTLSReceiver(t testing.TB, serverCA, clientCA *testCA) *mtlsReceiver {
+func newMTLSReceiver(t testing.TB, serverCA, clientCA *taskstest.CA) *mtlsReceiver {
 	t.Helper()
 	r := &mtlsReceiver{}
 	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -117,13 +55,13 @@ func newMTLSReceiver(t testing.TB, serverCA, clientCA *testCA) *mtlsReceiver {
 		r.mu.Unlock()
 		r.received.Add(1)
 	}))
-	certPEM, keyPEM := serverCA.issue(t, "receiver", true)
+	certPEM, keyPEM := serverCA.Issue(t, "receiver", true)
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(clientCA.cert)
+	pool.AddCert(clientCA.Cert)
 	r.srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
 		VerifyConnection: func(tls.ConnectionState) error { r.handshakes.Add(1); return nil },
@@ -164,10 +102,10 @@ func mustClientTLS(t testing.TB, cert, key, ca []byte) *ClientTLS {
 // effect at the next delivery.
 func TestMutualTLS(t *testing.T) {
 	t.Parallel()
-	serverCA, clientCA, otherCA := newTestCA(t, "server CA"), newTestCA(t, "client CA"), newTestCA(t, "other CA")
+	serverCA, clientCA, otherCA := taskstest.NewCA(t, "server CA"), taskstest.NewCA(t, "client CA"), taskstest.NewCA(t, "other CA")
 	recv := newMTLSReceiver(t, serverCA, clientCA)
-	goodCert, goodKey := clientCA.issue(t, "hookd-client", false)
-	wrongCert, wrongKey := otherCA.issue(t, "intruder", false)
+	goodCert, goodKey := clientCA.Issue(t, "hookd-client", false)
+	wrongCert, wrongKey := otherCA.Issue(t, "intruder", false)
 	newDeliverer := func(cfg Config) *Deliverer {
 		cfg.Timeout, cfg.AllowPrivateTargets = 5*time.Second, true
 		return New(Deps{}, slog.New(slog.DiscardHandler), cfg)
@@ -192,7 +130,7 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("RightCertificate", func(t *testing.T) {
 		d := newDeliverer(Config{})
 		before, got := recv.handshakes.Load(), recv.received.Load()
-		ep := endpoint("ep_right", mustClientTLS(t, goodCert, goodKey, serverCA.pem))
+		ep := endpoint("ep_right", mustClientTLS(t, goodCert, goodKey, serverCA.PEM))
 		for i := range 5 {
 			if a := sendOnce(t, d, ep, i); a.ErrorClass != OutcomeSuccess {
 				t.Fatalf("delivery %d: %s %q", i, a.ErrorClass, outcomeDeref(a.Error))
@@ -215,7 +153,7 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("WrongCertificate", func(t *testing.T) {
 		d := newDeliverer(Config{})
 		got := recv.received.Load()
-		a := sendOnce(t, d, endpoint("ep_wrong", mustClientTLS(t, wrongCert, wrongKey, serverCA.pem)), 1)
+		a := sendOnce(t, d, endpoint("ep_wrong", mustClientTLS(t, wrongCert, wrongKey, serverCA.PEM)), 1)
 		failed(t, a, OutcomeTLSError, "tls")
 		if strings.Contains(outcomeDeref(a.Error), "127.0.0.1") {
 			t.Errorf("attempt error %q names an address", *a.Error)
@@ -227,7 +165,7 @@ func TestMutualTLS(t *testing.T) {
 
 	t.Run("NoCertificate", func(t *testing.T) {
 		d := newDeliverer(Config{})
-		a := sendOnce(t, d, endpoint("ep_none", mustClientTLS(t, nil, nil, serverCA.pem)), 1)
+		a := sendOnce(t, d, endpoint("ep_none", mustClientTLS(t, nil, nil, serverCA.PEM)), 1)
 		failed(t, a, OutcomeTLSError, "tls", "certificate")
 	})
 
@@ -235,15 +173,15 @@ func TestMutualTLS(t *testing.T) {
 		d := newDeliverer(Config{})
 		a := sendOnce(t, d, endpoint("ep_noca", mustClientTLS(t, goodCert, goodKey, nil)), 1)
 		failed(t, a, OutcomeTLSError, "certificate signed by unknown authority")
-		a = sendOnce(t, d, endpoint("ep_wrongca", mustClientTLS(t, goodCert, goodKey, otherCA.pem)), 2)
+		a = sendOnce(t, d, endpoint("ep_wrongca", mustClientTLS(t, goodCert, goodKey, otherCA.PEM)), 2)
 		failed(t, a, OutcomeTLSError, "certificate signed by unknown authority")
 	})
 
 	t.Run("ChangeTakesEffect", func(t *testing.T) {
 		d := newDeliverer(Config{})
-		a := sendOnce(t, d, endpoint("ep_change", mustClientTLS(t, wrongCert, wrongKey, serverCA.pem)), 1)
+		a := sendOnce(t, d, endpoint("ep_change", mustClientTLS(t, wrongCert, wrongKey, serverCA.PEM)), 1)
 		failed(t, a, OutcomeTLSError)
-		a = sendOnce(t, d, endpoint("ep_change", mustClientTLS(t, goodCert, goodKey, serverCA.pem)), 2)
+		a = sendOnce(t, d, endpoint("ep_change", mustClientTLS(t, goodCert, goodKey, serverCA.PEM)), 2)
 		if a.ErrorClass != OutcomeSuccess {
 			t.Errorf("after the certificate changed: %s %q, want success", a.ErrorClass, outcomeDeref(a.Error))
 		}
@@ -254,7 +192,7 @@ func TestMutualTLS(t *testing.T) {
 
 	t.Run("ClientsBounded", func(t *testing.T) {
 		d := newDeliverer(Config{TLSClients: 2})
-		c := mustClientTLS(t, goodCert, goodKey, serverCA.pem)
+		c := mustClientTLS(t, goodCert, goodKey, serverCA.PEM)
 		for i := range 4 {
 			if a := sendOnce(t, d, endpoint(fmt.Sprintf("ep_%d", i), c), i); a.ErrorClass != OutcomeSuccess {
 				t.Fatalf("delivery %d: %s %q", i, a.ErrorClass, outcomeDeref(a.Error))
