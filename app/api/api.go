@@ -17,6 +17,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd/app/docs"
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
 	"github.com/hookd/hookd/app/registry"
@@ -63,6 +64,7 @@ type Server struct {
 	cfg         Config
 	adminKey    [32]byte
 	metrics     *httpMetrics
+	docs        *docs.Docs
 }
 
 // New returns a Server.
@@ -70,7 +72,12 @@ func New(reg *registry.Registry, evs *events.Store, ls *links.Service, dl DeadLe
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = DefaultMaxEventBytes
 	}
-	return &Server{registry: reg, events: evs, links: ls, deadLetters: dl, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey)), metrics: newHTTPMetrics(cfg.Metrics)}
+	page, err := docs.New("/openapi.json", "hookd API")
+	if err != nil {
+		// The assets are embedded and checked by the tests: a bug.
+		panic(err)
+	}
+	return &Server{registry: reg, events: evs, links: ls, deadLetters: dl, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey)), metrics: newHTTPMetrics(cfg.Metrics), docs: page}
 }
 
 // Handler returns the routes: every operation is registered through huma,
@@ -97,6 +104,12 @@ func (s *Server) Handler() http.Handler {
 	documentStoredJSON(api.OpenAPI())
 	dropPatternDescriptions(api.OpenAPI())
 
+	mux.HandleFunc("GET /docs", s.docs.ServePage)
+	mux.HandleFunc(docs.AssetsPath, func(w http.ResponseWriter, r *http.Request) {
+		if !s.docs.ServeAsset(w, r) {
+			writeProblem(w, newProblem(http.StatusNotFound, "not-found", "no such asset"))
+		}
+	})
 	if s.cfg.Monitoring != nil {
 		mux.Handle("/monitoring/", s.monitoring(s.cfg.Monitoring))
 		mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
@@ -112,7 +125,7 @@ func (s *Server) humaConfig() huma.Config {
 	cfg.Info.Description = "hookd delivers webhooks reliably: applications publish events, " +
 		"hookd signs them per Standard Webhooks and POSTs them to subscribed endpoints, retrying with backoff."
 	cfg.OpenAPIPath = "/openapi"
-	cfg.DocsPath = "/docs"
+	cfg.DocsPath = "" // served by Handler, from embedded assets (app/docs)
 	cfg.SchemasPath = ""
 	cfg.CreateHooks = nil // no $schema fields or Link headers in responses
 	cfg.Transformers = []huma.Transformer{s.problemTransformer}
