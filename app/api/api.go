@@ -20,6 +20,7 @@ import (
 	"github.com/hookd/hookd/app/docs"
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
+	"github.com/hookd/hookd/app/portal"
 	"github.com/hookd/hookd/app/registry"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	// Recoveries serves the recovery of endpoints (optional: without it,
 	// the recovery routes are not served).
 	Recoveries EndpointRecoverer
+	// Portal, when set, is served at /portal/ (the consumer portal, which
+	// authenticates its own sessions), and PortalSessions opens them.
+	Portal         http.Handler
+	PortalSessions PortalSessions
 }
 
 // DefaultMaxEventBytes is the default bound of an event request body.
@@ -100,6 +105,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.registerAPIKeys(api)
 	s.registerLinks(api)
+	if s.cfg.PortalSessions != nil {
+		s.registerPortalSessions(api)
+	}
 	documentProblem(api.OpenAPI())
 	documentStoredJSON(api.OpenAPI())
 	dropPatternDescriptions(api.OpenAPI())
@@ -110,6 +118,10 @@ func (s *Server) Handler() http.Handler {
 			writeProblem(w, newProblem(http.StatusNotFound, "not-found", "no such asset"))
 		}
 	})
+	if s.cfg.Portal != nil {
+		mux.Handle(portal.Path, s.cfg.Portal)
+		mux.Handle("GET /portal", http.RedirectHandler(portal.Path, http.StatusMovedPermanently))
+	}
 	if s.cfg.Monitoring != nil {
 		mux.Handle("/monitoring/", s.monitoring(s.cfg.Monitoring))
 		mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
@@ -142,6 +154,7 @@ func (s *Server) humaConfig() huma.Config {
 		{Name: "Deliveries", Description: "One delivery per event and endpoint, with its attempts."},
 		{Name: "Dead letters", Description: "Deliveries that failed for good, and retrying them."},
 		{Name: "API keys", Description: "Keys for the /v1 API: admin keys, or keys scoped to one application."},
+		{Name: "Portal", Description: "Links to the consumer portal, where an application's customer manages its endpoints and follows its deliveries."},
 		{Name: "Links", Description: "The example business module: short links whose clicks publish link.clicked."},
 		{Name: "Health", Description: "Liveness and readiness probes, without authentication."},
 	}
