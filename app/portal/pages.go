@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -260,6 +261,7 @@ func (p *Portal) endpointPage(w http.ResponseWriter, r *http.Request, sess Sessi
 	}
 	v := p.view(r, sess, ep.URL, "endpoints", map[string]any{
 		"Endpoint": ep, "Form": newEndpointForm(cat, &ep), "Secret": secret, "Deliveries": dl.Items,
+		"TestTypes": testTypes(ep, cat),
 	})
 	switch {
 	case notice != "":
@@ -272,6 +274,18 @@ func (p *Portal) endpointPage(w http.ResponseWriter, r *http.Request, sess Sessi
 		v.Notice = "Test event " + q.Get("sent") + " published."
 	}
 	p.render(w, r, http.StatusOK, "endpoint", v)
+}
+
+// testTypes lists the event types a test event to ep may have: those it
+// subscribes to first, then the rest of the catalog.
+func testTypes(ep registry.Endpoint, catalog []events.EventType) []string {
+	out := slices.Clone(ep.EventTypes)
+	for _, et := range catalog {
+		if !slices.Contains(out, et.Name) {
+			out = append(out, et.Name)
+		}
+	}
+	return out
 }
 
 func (p *Portal) updateEndpoint(w http.ResponseWriter, r *http.Request, sess Session) {
