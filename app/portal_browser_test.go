@@ -2,8 +2,10 @@ package app_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +26,20 @@ func TestPortalInChromium(t *testing.T) {
 	browserPath := chromium(t)
 
 	h := start(t, map[string]string{"HOOKD_RETRY_SCHEDULE": "10ms"})
-	recv, ok := switchable(t) // fails until ok
+	// The receiver fails, with a body the portal shows, until ok.
+	var ok atomic.Bool
+	recv := newReceiver(t, nil)
+	recv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		recv.mu.Lock()
+		recv.requests = append(recv.requests, received{header: r.Header.Clone(), body: body})
+		recv.mu.Unlock()
+		if !ok.Load() {
+			http.Error(w, "upstream database unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	appID := h.mustCreate("/v1/apps", map[string]any{"name": "Acme Shop"}).ID
 	h.mustCreate("/v1/event-types", map[string]any{
 		"name": "order.paid", "description": "An order was paid.",
@@ -106,7 +121,8 @@ func TestPortalInChromium(t *testing.T) {
 	step("open the failed delivery",
 		chromedp.Click(failedRow+`/td[1]/a`),
 		chromedp.WaitVisible(`#retry`),
-		chromedp.WaitVisible(`//section[contains(@class,"attempt")]//span[normalize-space(.)="HTTP 500"]`))
+		chromedp.WaitVisible(`//section[contains(@class,"attempt")]//span[normalize-space(.)="HTTP 503"]`),
+		chromedp.WaitVisible(`//section[contains(@class,"attempt")]//pre[contains(., "upstream database unavailable")]`))
 	saveScreenshot(t, ctx, "portal-delivery-failed.png")
 
 	ok.Store(true) // the endpoint is fixed
