@@ -315,3 +315,71 @@ func TestPortalSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestPortalFraming checks the headers that let a portal be embedded, or
+// not: by default no page may frame it and its cookie is SameSite=Lax; with
+// HOOKD_PORTAL_FRAME_ANCESTORS and an https HOOKD_PUBLIC_URL the CSP names
+// the ancestors and the cookie is SameSite=None, Secure and Partitioned,
+// which a frame on another site needs.
+func TestPortalFraming(t *testing.T) {
+	t.Parallel()
+	loginHeaders := func(h *harness) http.Header {
+		t.Helper()
+		appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+		l := h.openPortal(appID, nil)
+		u, err := url.Parse(l.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.base+u.RequestURI(), nil)
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/portal/endpoints" {
+			t.Fatalf("GET the link = %d to %q, want 303 to /portal/endpoints", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		return resp.Header
+	}
+
+	t.Run("Default", func(t *testing.T) {
+		t.Parallel()
+		h := start(t, nil)
+		hdr := loginHeaders(h)
+		cookie := hdr.Get("Set-Cookie")
+		for _, want := range []string{"hookd_portal=hkp_", "Path=/portal/", "HttpOnly", "SameSite=Lax"} {
+			if !strings.Contains(cookie, want) {
+				t.Errorf("Set-Cookie %q lacks %q", cookie, want)
+			}
+		}
+		if strings.Contains(cookie, "Secure") {
+			t.Errorf("Set-Cookie %q: Secure over plain HTTP would not be kept", cookie)
+		}
+		if csp := hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || hdr.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("CSP %q, X-Frame-Options %q: want no framing", csp, hdr.Get("X-Frame-Options"))
+		}
+	})
+	t.Run("Embedded", func(t *testing.T) {
+		t.Parallel()
+		h := start(t, map[string]string{
+			"HOOKD_PUBLIC_URL":             "https://127.0.0.1:8443",
+			"HOOKD_PORTAL_FRAME_ANCESTORS": "'self' https://127.0.0.1:3000",
+		})
+		appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+		if l := h.openPortal(appID, nil); !strings.HasPrefix(l.URL, "https://127.0.0.1:8443/portal/login?token=") {
+			t.Errorf("url = %q, want it under HOOKD_PUBLIC_URL", l.URL)
+		}
+		hdr := loginHeaders(h)
+		cookie := hdr.Get("Set-Cookie")
+		for _, want := range []string{"HttpOnly", "Secure", "SameSite=None", "Partitioned"} {
+			if !strings.Contains(cookie, want) {
+				t.Errorf("Set-Cookie %q lacks %q", cookie, want)
+			}
+		}
+		if csp := hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'self' https://127.0.0.1:3000;") || hdr.Get("X-Frame-Options") != "" {
+			t.Errorf("CSP %q, X-Frame-Options %q: want frame-ancestors from HOOKD_PORTAL_FRAME_ANCESTORS", csp, hdr.Get("X-Frame-Options"))
+		}
+	})
+}
