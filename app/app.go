@@ -414,6 +414,7 @@ func (a *App) Run(ctx context.Context) error {
 			Interval: a.cfg.ReconcileInterval,
 			Expiries: map[string]repair.Expiry{
 				"idempotency keys": func(ctx context.Context) (int, error) { return eventStore.DeleteExpiredKeys(ctx, 500) },
+				"portal sessions":  func(ctx context.Context) (int, error) { return portal.NewSessions(a.db, "").DeleteEnded(ctx, 500) },
 			},
 		})
 		g.Go(func() error { return ret.Run(ctx) })

@@ -383,3 +383,31 @@ func TestPortalFraming(t *testing.T) {
 		}
 	})
 }
+
+// TestRetentionDeletesEndedPortalSessions: the reconciler deletes portal
+// sessions a day after they ended, expired or revoked, and keeps the
+// others.
+func TestRetentionDeletesEndedPortalSessions(t *testing.T) {
+	t.Parallel()
+	h := start(t, reconcileFast)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	ids := map[string]string{}
+	for _, name := range []string{"expired", "revoked", "recentlyExpired", "live"} {
+		ids[name] = h.openPortal(appID, nil).ID
+	}
+	for name, set := range map[string]string{
+		"expired":         "expires_at = clock_timestamp() - interval '25 hours'",
+		"revoked":         "revoked_at = clock_timestamp() - interval '25 hours'",
+		"recentlyExpired": "expires_at = clock_timestamp() - interval '23 hours'",
+	} {
+		if _, err := h.db.ExecContext(t.Context(), "UPDATE portal_sessions SET "+set+" WHERE id = ?", ids[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the sessions ended a day ago to go", func() bool {
+		return h.count(`SELECT count(*) FROM portal_sessions WHERE id IN (?, ?)`, ids["expired"], ids["revoked"]) == 0
+	})
+	if n := h.count(`SELECT count(*) FROM portal_sessions WHERE id IN (?, ?)`, ids["recentlyExpired"], ids["live"]); n != 2 {
+		t.Errorf("%d of the recently ended and the live session left, want 2", n)
+	}
+}

@@ -11,4 +11,5 @@ CREATE TABLE portal_sessions (
 );
 
 CREATE INDEX portal_sessions_app ON portal_sessions (app_id);
+-- The reconciler deletes sessions a day after they end (expired or revoked).
 CREATE INDEX portal_sessions_expires ON portal_sessions (expires_at);

@@ -147,3 +147,30 @@ func (s *Sessions) live(ctx context.Context, token string) (Session, error) {
 	}
 	return sess, nil
 }
+
+// endedKeep is how long an ended (expired or revoked) session is kept
+// before DeleteEnded deletes it: long enough to tell, in the table, why a
+// link stopped working.
+const endedKeep = 24 * time.Hour
+
+// DeleteEnded deletes the sessions that ended more than endedKeep ago, at
+// most batch per statement, and returns how many it deleted.
+func (s *Sessions) DeleteEnded(ctx context.Context, batch int) (int, error) {
+	keep := fmt.Sprintf("%d seconds", int(endedKeep.Seconds()))
+	total := 0
+	for {
+		res, err := s.db.NewRaw(`DELETE FROM portal_sessions WHERE id IN (
+				SELECT id FROM portal_sessions
+				WHERE expires_at < clock_timestamp() - ?::interval OR revoked_at < clock_timestamp() - ?::interval
+				LIMIT ? FOR UPDATE SKIP LOCKED)`,
+			keep, keep, batch).Exec(ctx)
+		if err != nil {
+			return total, fmt.Errorf("delete ended portal sessions: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+		if int(n) < batch {
+			return total, nil
+		}
+	}
+}
