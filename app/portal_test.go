@@ -251,6 +251,27 @@ func TestPortalSessions(t *testing.T) {
 		}
 	})
 
+	t.Run("TestEventBodyBounds", func(t *testing.T) {
+		var epA string
+		if err := h.db.NewSelect().Table("endpoints").Column("id").Where("app_id = ?", appA).Scan(t.Context(), &epA); err != nil {
+			t.Fatal(err)
+		}
+		big := `{"s":"` + strings.Repeat("x", 100<<10) + `"}` // more than other forms take
+		if code, _ := pc.post("/portal/endpoints/"+epA+"/test", url.Values{"type": {"order.paid"}, "payload": {big}}, nil); code != http.StatusSeeOther {
+			t.Errorf("a 100 KiB test event = %d, want 303", code)
+		}
+		huge := `{"s":"` + strings.Repeat("x", 300<<10) + `"}` // past HOOKD_MAX_EVENT_BYTES
+		if code, _ := pc.post("/portal/endpoints/"+epA+"/test", url.Values{"type": {"order.paid"}, "payload": {huge}}, map[string]string{"X-CSRF-Token": pc.csrf}); code != http.StatusRequestEntityTooLarge {
+			t.Errorf("a 300 KiB test event = %d, want 413", code)
+		}
+		if code, _ := pc.post("/portal/endpoints", url.Values{"url": {recv.URL}, "description": {big}}, map[string]string{"X-CSRF-Token": pc.csrf}); code != http.StatusRequestEntityTooLarge {
+			t.Errorf("a 100 KiB endpoint form = %d, want 413", code)
+		}
+		if code, _ := pc.post("/portal/endpoints/"+epA+"/test", url.Values{"type": {"order.paid"}, "payload": {"[1]"}}, nil); code != http.StatusUnprocessableEntity {
+			t.Errorf("a test event whose payload is no object = %d, want 422", code)
+		}
+	})
+
 	t.Run("RevokedAndExpiredSessionsOpenNothing", func(t *testing.T) {
 		other := h.openPortal(appA, nil)
 		pc2, resp, _ := login(t, h.base, other.URL)

@@ -183,7 +183,7 @@ func (p *Portal) Handler() http.Handler {
 		}
 	})
 	in := func(pattern string, h func(http.ResponseWriter, *http.Request, Session)) {
-		mux.Handle(pattern, p.authenticated(h))
+		mux.Handle(pattern, p.authenticated(maxFormBytes, h))
 	}
 	in("GET "+Path+"{$}", func(w http.ResponseWriter, r *http.Request, _ Session) {
 		http.Redirect(w, r, Path+"endpoints", http.StatusSeeOther)
@@ -196,7 +196,7 @@ func (p *Portal) Handler() http.Handler {
 	in("POST "+Path+"endpoints/{id}/enable", p.enableEndpoint)
 	in("POST "+Path+"endpoints/{id}/delete", p.deleteEndpoint)
 	in("POST "+Path+"endpoints/{id}/secret/rotate", p.rotateSecret)
-	in("POST "+Path+"endpoints/{id}/test", p.sendTestEvent)
+	mux.Handle("POST "+Path+"endpoints/{id}/test", p.authenticated(p.cfg.MaxEventBytes, p.sendTestEvent))
 	in("GET "+Path+"event-types", p.listEventTypes)
 	in("GET "+Path+"deliveries", p.listDeliveries)
 	in("GET "+Path+"deliveries/{id}", p.showDelivery)
@@ -238,8 +238,9 @@ type sessionCtx struct {
 }
 
 // authenticated runs h with the session of the request's cookie, and, for
-// any method but GET and HEAD, only with the session's CSRF token.
-func (p *Portal) authenticated(h func(http.ResponseWriter, *http.Request, Session)) http.Handler {
+// any method but GET and HEAD, only with the session's CSRF token: in the
+// X-CSRF-Token header, or in a form field of a body of at most limit bytes.
+func (p *Portal) authenticated(limit int64, h func(http.ResponseWriter, *http.Request, Session)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie(cookieName)
 		if err != nil {
@@ -260,7 +261,7 @@ func (p *Portal) authenticated(h func(http.ResponseWriter, *http.Request, Sessio
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			got := r.Header.Get(csrfHeader)
 			if got == "" {
-				r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+				r.Body = http.MaxBytesReader(w, r.Body, limit)
 				got = r.PostFormValue(csrfField)
 			}
 			if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
