@@ -45,7 +45,7 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 		"{app_id}": appID, "{endpoint_id}": ep.ID, "{event_id}": ev.ID, "{delivery_id}": deliveryID,
 		"{key_id}": key.ID, "{code}": link.Code, "{name}": "link.clicked", "{job_id}": job.ID,
 		"{recovery_id}": recovery.ID,
-		"{session_id}": session.ID,
+		"{session_id}":  session.ID,
 	}
 
 	ops := h.doc.Operations()
