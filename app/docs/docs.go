@@ -11,7 +11,6 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"strings"
 
 	"github.com/hookd/hookd/app/webasset"
 )
@@ -26,17 +25,8 @@ const AssetsPath = "/docs/assets/"
 // contentSecurityPolicy lets the page load its script and styles from this
 // origin only, and fetch only from it (the document, "try it"). Elements
 // sets inline styles, hence 'unsafe-inline' for styles (never scripts).
-var contentSecurityPolicy = strings.Join([]string{
-	"default-src 'none'",
-	"base-uri 'none'",
-	"connect-src 'self'",
-	"font-src 'self' data:",
-	"form-action 'none'",
-	"frame-ancestors 'none'",
-	"img-src 'self' data:",
-	"script-src 'self'",
-	"style-src 'self' 'unsafe-inline'",
-}, "; ")
+const contentSecurityPolicy = "default-src 'none'; base-uri 'none'; connect-src 'self'; font-src 'self' data:; " +
+	"form-action 'none'; frame-ancestors 'none'; img-src 'self' data:; script-src 'self'; style-src 'self' 'unsafe-inline'"
 
 var pageTemplate = template.Must(template.New("docs").Parse(`<!doctype html>
 <html lang="en">

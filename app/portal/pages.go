@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -27,12 +28,11 @@ const catalogSize = 100
 // pages holds each page's template, parsed with the layout.
 type pages map[string]*template.Template
 
-var funcs = template.FuncMap{
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"inc":  func(i int) int { return i + 1 },
-}
-
 func parsePages() (pages, error) {
+	funcs := template.FuncMap{
+		"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"inc":  func(i int) int { return i + 1 },
+	}
 	ps := pages{}
 	for _, name := range []string{"error", "endpoints", "endpoint", "eventtypes", "deliveries", "delivery"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(embedded, "templates/layout.html", "templates/"+name+".html")
@@ -77,7 +77,7 @@ func (p *Portal) view(r *http.Request, sess Session, title, nav string, data any
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
 	var b bytes.Buffer
 	if err := p.pages[page].ExecuteTemplate(&b, "layout", v); err != nil {
-		p.log.ErrorContext(r.Context(), "render portal page", "page", page, "err", err)
+		p.log.ErrorContext(r.Context(), "render portal page failed", slog.String("page", page), slog.Any("err", err))
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
