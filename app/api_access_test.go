@@ -242,7 +242,8 @@ func accState(t *testing.T, h *harness) string {
 		'links', (SELECT json_agg(l ORDER BY id) FROM links l),
 		'keys', (SELECT json_agg(json_build_object('id', id, 'name', name, 'app_id', app_id, 'revoked_at', revoked_at) ORDER BY id) FROM api_keys),
 		'event_types', (SELECT json_agg(et ORDER BY name) FROM event_types et),
-		'idempotency', (SELECT json_agg(i ORDER BY app_id, key) FROM event_idempotency i)
+		'idempotency', (SELECT json_agg(i ORDER BY app_id, key) FROM event_idempotency i),
+		'portal_sessions', (SELECT json_agg(json_build_object('id', id, 'app_id', app_id, 'revoked_at', revoked_at) ORDER BY id) FROM portal_sessions)
 	)::text`).Scan(t.Context(), &s)
 	if err != nil {
 		t.Fatalf("snapshot: %v", err)
@@ -513,7 +514,7 @@ func TestAppScopedKeys(t *testing.T) {
 	h := start(t, nil)
 	recv := newReceiver(t, nil)
 
-	type fixture struct{ app, endpoint, event, delivery, recovery string }
+	type fixture struct{ app, endpoint, event, delivery, recovery, session string }
 	setup := func(name string) fixture {
 		var f fixture
 		f.app = h.mustCreate("/v1/apps", map[string]any{"name": name}).ID
@@ -531,6 +532,7 @@ func TestAppScopedKeys(t *testing.T) {
 		accMust(t, h, http.MethodPost, "/v1/apps/"+f.app+"/endpoints/"+f.endpoint+"/recover", adminKey,
 			map[string]any{"since": time.Now().Add(-time.Hour), "dry_run": true}, http.StatusAccepted, &rcv)
 		f.recovery = rcv.ID
+		f.session = h.openPortal(f.app, nil).ID
 		return f
 	}
 	a, b := setup("a"), setup("b")
@@ -553,6 +555,7 @@ func TestAppScopedKeys(t *testing.T) {
 		return map[string]string{
 			"app_id": f.app, "endpoint_id": f.endpoint, "event_id": f.event, "delivery_id": f.delivery,
 			"key_id": other.ID, "name": "link.clicked", "job_id": job.ID, "recovery_id": f.recovery,
+			"session_id": f.session,
 		}
 	}
 	// A minimal valid body for every operation that takes one.
@@ -570,6 +573,7 @@ func TestAppScopedKeys(t *testing.T) {
 		"PATCH /v1/event-types/{name}":                                 map[string]any{"description": "changed"},
 		"POST /v1/dead-letters/retry":                                  map[string]any{},
 		"POST /v1/apps/{app_id}/endpoints/{endpoint_id}/recover":       map[string]any{"since": time.Now().Add(-time.Hour), "dry_run": true},
+		"POST /v1/apps/{app_id}/portal-sessions":                       map[string]any{"expires_in_seconds": 600},
 	}
 	ops := accOps(t, h)
 	bodyOf := func(op accOp) any {

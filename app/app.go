@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -31,6 +32,7 @@ import (
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
 	"github.com/hookd/hookd/app/operational"
+	"github.com/hookd/hookd/app/portal"
 	"github.com/hookd/hookd/app/redisconn"
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/outbox"
@@ -184,6 +186,23 @@ func (a *App) HTTPAddr() string {
 	return a.apiLn.Addr().String()
 }
 
+// publicURL is the base of the links hookd hands out: HOOKD_PUBLIC_URL, or
+// http:// and the API listener's address (loopback when it listens on
+// every address).
+func (a *App) publicURL() string {
+	if a.cfg.PublicURL != "" {
+		return a.cfg.PublicURL
+	}
+	host, port, err := net.SplitHostPort(a.HTTPAddr())
+	if err != nil {
+		return "http://" + a.HTTPAddr()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 // Gatherer returns the registry /metrics serves.
 func (a *App) Gatherer() prometheus.Gatherer { return a.metrics }
 
@@ -282,16 +301,27 @@ func (a *App) Run(ctx context.Context) error {
 		// What a publish checks, its app and event type, comes from
 		// memory, kept current by Postgres notifications (and at once
 		// for the changes this process makes).
+		sessions := portal.NewSessions(a.db, a.publicURL())
+		consumerPortal, err := portal.New(sessions, reg, eventStore, deadLetters, a.log.With(slog.String("role", RoleAPI)), portal.Config{
+			FrameAncestors: a.cfg.PortalFrameAncestors,
+			Secure:         strings.HasPrefix(a.publicURL(), "https://"),
+			MaxEventBytes:  a.cfg.MaxEventBytes,
+		})
+		if err != nil {
+			return err
+		}
 		publishCache := eventStore.NewPublishCache(a.log.With(slog.String("role", RoleAPI)), events.PublishCacheConfig{})
 		g.Go(func() error { return publishCache.Run(ctx) })
 		srv := api.New(reg, eventStore, links.NewService(a.db), deadLetters, a.log, api.Config{
-			Monitoring:    monitor,
-			Metrics:       a.metrics,
-			AdminAPIKey:   a.cfg.AdminAPIKey,
-			MaxEventBytes: a.cfg.MaxEventBytes,
-			Version:       Version(),
-			Checks:        checks,
-			Recoveries:    recoveries,
+			Monitoring:     monitor,
+			Portal:         consumerPortal.Handler(),
+			PortalSessions: sessions,
+			Metrics:        a.metrics,
+			AdminAPIKey:    a.cfg.AdminAPIKey,
+			MaxEventBytes:  a.cfg.MaxEventBytes,
+			Version:        Version(),
+			Checks:         checks,
+			Recoveries:     recoveries,
 		})
 		if a.cfg.AdminAPIKey == "" {
 			a.log.WarnContext(ctx, "HOOKD_ADMIN_API_KEY is empty: every /v1 request will be refused")
@@ -384,6 +414,7 @@ func (a *App) Run(ctx context.Context) error {
 			Interval: a.cfg.ReconcileInterval,
 			Expiries: map[string]repair.Expiry{
 				"idempotency keys": func(ctx context.Context) (int, error) { return eventStore.DeleteExpiredKeys(ctx, 500) },
+				"portal sessions":  func(ctx context.Context) (int, error) { return portal.NewSessions(a.db, "").DeleteEnded(ctx, 500) },
 			},
 		})
 		g.Go(func() error { return ret.Run(ctx) })

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookd/hookd/app/portal"
 	"github.com/hookd/hookd/app/redisconn"
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/app/secretbox"
@@ -73,7 +74,14 @@ type Config struct {
 	OverflowBacklog     int
 	MonitoringReadOnly  bool
 	PrometheusURL       string
-	Pprof               bool
+	// PublicURL is the base URL of the API as its users reach it
+	// (HOOKD_PUBLIC_URL), for the links hookd hands out; empty derives it
+	// from the API listener's address.
+	PublicURL string
+	// PortalFrameAncestors is the CSP frame-ancestors of the consumer
+	// portal (HOOKD_PORTAL_FRAME_ANCESTORS).
+	PortalFrameAncestors string
+	Pprof                bool
 	// SecretsKeys seals the secrets hookd stores (HOOKD_SECRETS_KEY); nil
 	// stores them plain.
 	SecretsKeys *secretbox.Ring
@@ -307,6 +315,27 @@ func settings() []setting {
 				c.PrometheusURL = v
 				return nil
 			}},
+		{"HOOKD_PUBLIC_URL", "public-url", "",
+			"base URL of the API as its users reach it (https://hooks.example.com), for the consumer portal links; empty: http:// and the API's listen address", func(c *Config, v string) error {
+				if v != "" {
+					u, err := url.Parse(v)
+					if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+						(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+						return errors.New("want an http(s) URL of a host, without path, query or credentials")
+					}
+					v = strings.TrimSuffix(v, "/")
+				}
+				c.PublicURL = v
+				return nil
+			}},
+		{"HOOKD_PORTAL_FRAME_ANCESTORS", "portal-frame-ancestors", portal.DefaultFrameAncestors,
+			"CSP frame-ancestors of the consumer portal: the origins whose pages may embed it in an iframe ('self', https://app.example.com ...); 'none' forbids it", func(c *Config, v string) error {
+				if err := portal.CheckFrameAncestors(v); err != nil {
+					return err
+				}
+				c.PortalFrameAncestors = v
+				return nil
+			}},
 		{"HOOKD_PPROF", "pprof", strconv.FormatBool(defaultPprof),
 			"serve Go's profiles at /debug/pprof/ on HOOKD_METRICS_ADDR, which asks for no key: keep that address internal", func(c *Config, v string) error {
 				return setBool(&c.Pprof, v)
@@ -506,6 +535,7 @@ func (c Config) masked() []any {
 		"roles", strings.Join(c.Roles, ","), "retry_schedule", fmt.Sprint(c.RetrySchedule),
 		"delivery_timeout", c.DeliveryTimeout.String(), "worker_concurrency", c.Concurrency, "worker_pollers", c.Pollers,
 		"max_endpoints_per_app", c.MaxEndpointsPerApp, "pprof", c.Pprof,
+		"public_url", c.PublicURL, "portal_frame_ancestors", c.PortalFrameAncestors,
 		"secrets_key_ids", strings.Join(c.SecretsKeys.IDs(), ","), "operational_app", c.OperationalApp,
 	}, redisAttrs...)
 }

@@ -289,3 +289,30 @@ func TestParseConfigSecretsKey(t *testing.T) {
 		t.Errorf("required and given: %v", err)
 	}
 }
+
+func TestParseConfigPortal(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.ParseConfig(env(nil))
+	if err != nil || cfg.PublicURL != "" || cfg.PortalFrameAncestors != "'none'" {
+		t.Errorf("defaults: public URL %q, frame ancestors %q, %v; want empty (derived) and 'none'", cfg.PublicURL, cfg.PortalFrameAncestors, err)
+	}
+	cfg, err = app.ParseConfig(env(map[string]string{
+		"HOOKD_PUBLIC_URL":             "https://hooks.example.com/",
+		"HOOKD_PORTAL_FRAME_ANCESTORS": "'self' https://app.example.com",
+	}))
+	if err != nil || cfg.PublicURL != "https://hooks.example.com" || cfg.PortalFrameAncestors != "'self' https://app.example.com" {
+		t.Errorf("set: %q, %q, %v", cfg.PublicURL, cfg.PortalFrameAncestors, err)
+	}
+	for name, values := range map[string][]string{
+		"HOOKD_PUBLIC_URL": {"ftp://hooks.example.com", "hooks.example.com", "https://hooks.example.com/hookd",
+			"https://u:p@hooks.example.com", "https://hooks.example.com?x=1", "https://hooks.example.com#top"},
+		"HOOKD_PORTAL_FRAME_ANCESTORS": {" ", "https://a.example; script-src *", "'none' https://a.example",
+			"https://a.example,https://b.example", "'unsafe-inline'", "https://a.example\x00"},
+	} {
+		for _, v := range values {
+			if _, err := app.ParseConfig(env(map[string]string{name: v})); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%q: error %v does not name the variable", name, v, err)
+			}
+		}
+	}
+}

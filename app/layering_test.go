@@ -38,6 +38,9 @@ func TestLayering(t *testing.T) {
 		mod + "app/operational":  {mod + "app/api", mod + "app/links", "github.com/hibiken/asynq"},
 		mod + "app/resource":     {mod + "app/api", mod + "app/registry", mod + "app/events", mod + "app/links"},
 		mod + "app/secretbox":    {mod + "app", mod + "tasks", mod + "outbox", "github.com/uptrace/bun"},
+		mod + "app/portal":       {mod + "app/api", mod + "app/links", "github.com/hibiken/asynq"},
+		mod + "app/docs":         {mod + "app/api", mod + "app/registry", mod + "app/events", mod + "tasks", mod + "outbox"},
+		mod + "app/webasset":     {mod + "app", mod + "tasks", mod + "outbox", "github.com/uptrace/bun"},
 	}
 	seen := 0
 	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {

@@ -197,8 +197,8 @@ func chromium(t *testing.T) string {
 }
 
 // newBrowser starts a headless Chromium whose first tab lives at most
-// timeout, and closes it when the test ends.
-func newBrowser(t *testing.T, path string, timeout time.Duration) context.Context {
+// timeout, and closes it when the test ends; extra adds options.
+func newBrowser(t *testing.T, path string, timeout time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -206,6 +206,7 @@ func newBrowser(t *testing.T, path string, timeout time.Duration) context.Contex
 		chromedp.NoSandbox, // tests run as root, where Chromium's sandbox refuses to start
 		chromedp.WindowSize(1600, 1000),
 	)
+	opts = append(opts, extra...)
 	ctx, cancelTimeout := context.WithTimeout(context.Background(), timeout)
 	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	ctx, cancelTab := chromedp.NewContext(ctx)

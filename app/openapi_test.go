@@ -33,6 +33,10 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 		ID string `json:"id"`
 	}
 	h.do(http.MethodPost, "/v1/apps/"+appID+"/endpoints/"+ep.ID+"/recover", map[string]any{"since": time.Now().Add(-time.Hour), "dry_run": true}, &recovery)
+	var session struct {
+		ID string `json:"id"`
+	}
+	h.do(http.MethodPost, "/v1/apps/"+appID+"/portal-sessions", nil, &session)
 	var deliveryID string
 	waitFor(t, "the delivery row", func() bool {
 		return h.db.NewSelect().Table("deliveries").Column("id").Where("event_id = ?", ev.ID).Scan(t.Context(), &deliveryID) == nil
@@ -41,6 +45,7 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 		"{app_id}": appID, "{endpoint_id}": ep.ID, "{event_id}": ev.ID, "{delivery_id}": deliveryID,
 		"{key_id}": key.ID, "{code}": link.Code, "{name}": "link.clicked", "{job_id}": job.ID,
 		"{recovery_id}": recovery.ID,
+		"{session_id}":  session.ID,
 	}
 
 	ops := h.doc.Operations()

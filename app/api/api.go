@@ -17,8 +17,10 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd/app/docs"
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/links"
+	"github.com/hookd/hookd/app/portal"
 	"github.com/hookd/hookd/app/registry"
 )
 
@@ -45,6 +47,10 @@ type Config struct {
 	// Recoveries serves the recovery of endpoints (optional: without it,
 	// the recovery routes are not served).
 	Recoveries EndpointRecoverer
+	// Portal, when set, is served at /portal/ (the consumer portal, which
+	// authenticates its own sessions), and PortalSessions opens them.
+	Portal         http.Handler
+	PortalSessions PortalSessions
 }
 
 // DefaultMaxEventBytes is the default bound of an event request body.
@@ -63,6 +69,7 @@ type Server struct {
 	cfg         Config
 	adminKey    [32]byte
 	metrics     *httpMetrics
+	docs        *docs.Docs
 }
 
 // New returns a Server.
@@ -70,7 +77,12 @@ func New(reg *registry.Registry, evs *events.Store, ls *links.Service, dl DeadLe
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = DefaultMaxEventBytes
 	}
-	return &Server{registry: reg, events: evs, links: ls, deadLetters: dl, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey)), metrics: newHTTPMetrics(cfg.Metrics)}
+	page, err := docs.New("/openapi.json", "hookd API")
+	if err != nil {
+		// The assets are embedded and checked by the tests: a bug.
+		panic(err)
+	}
+	return &Server{registry: reg, events: evs, links: ls, deadLetters: dl, log: log, cfg: cfg, adminKey: sha256.Sum256([]byte(cfg.AdminAPIKey)), metrics: newHTTPMetrics(cfg.Metrics), docs: page}
 }
 
 // Handler returns the routes: every operation is registered through huma,
@@ -93,10 +105,23 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.registerAPIKeys(api)
 	s.registerLinks(api)
+	if s.cfg.PortalSessions != nil {
+		s.registerPortalSessions(api)
+	}
 	documentProblem(api.OpenAPI())
 	documentStoredJSON(api.OpenAPI())
 	dropPatternDescriptions(api.OpenAPI())
 
+	mux.HandleFunc("GET /docs", s.docs.ServePage)
+	mux.HandleFunc(docs.AssetsPath, func(w http.ResponseWriter, r *http.Request) {
+		if !s.docs.ServeAsset(w, r) {
+			writeProblem(w, newProblem(http.StatusNotFound, "not-found", "no such asset"))
+		}
+	})
+	if s.cfg.Portal != nil {
+		mux.Handle(portal.Path, s.cfg.Portal)
+		mux.Handle("GET /portal", http.RedirectHandler(portal.Path, http.StatusMovedPermanently))
+	}
 	if s.cfg.Monitoring != nil {
 		mux.Handle("/monitoring/", s.monitoring(s.cfg.Monitoring))
 		mux.Handle("GET /monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
@@ -112,7 +137,7 @@ func (s *Server) humaConfig() huma.Config {
 	cfg.Info.Description = "hookd delivers webhooks reliably: applications publish events, " +
 		"hookd signs them per Standard Webhooks and POSTs them to subscribed endpoints, retrying with backoff."
 	cfg.OpenAPIPath = "/openapi"
-	cfg.DocsPath = "/docs"
+	cfg.DocsPath = "" // served by Handler, from embedded assets (app/docs)
 	cfg.SchemasPath = ""
 	cfg.CreateHooks = nil // no $schema fields or Link headers in responses
 	cfg.Transformers = []huma.Transformer{s.problemTransformer}
@@ -129,6 +154,7 @@ func (s *Server) humaConfig() huma.Config {
 		{Name: "Deliveries", Description: "One delivery per event and endpoint, with its attempts."},
 		{Name: "Dead letters", Description: "Deliveries that failed for good, and retrying them."},
 		{Name: "API keys", Description: "Keys for the /v1 API: admin keys, or keys scoped to one application."},
+		{Name: "Portal", Description: "Links to the consumer portal, where an application's customer manages its endpoints and follows its deliveries."},
 		{Name: "Links", Description: "The example business module: short links whose clicks publish link.clicked."},
 		{Name: "Health", Description: "Liveness and readiness probes, without authentication."},
 	}
