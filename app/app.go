@@ -302,7 +302,7 @@ func (a *App) Run(ctx context.Context) error {
 		// memory, kept current by Postgres notifications (and at once
 		// for the changes this process makes).
 		sessions := portal.NewSessions(a.db, a.publicURL())
-		consumerPortal, err := portal.New(sessions, reg, eventStore, deadLetters, a.log.With(slog.String("role", RoleAPI)), portal.Config{
+		consumerPortal, err := portal.New(sessions, reg, eventStore, deadLetters, recoveries, a.log.With(slog.String("role", RoleAPI)), portal.Config{
 			FrameAncestors: a.cfg.PortalFrameAncestors,
 			Secure:         strings.HasPrefix(a.publicURL(), "https://"),
 			MaxEventBytes:  a.cfg.MaxEventBytes,

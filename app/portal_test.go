@@ -432,3 +432,58 @@ func TestRetentionDeletesEndedPortalSessions(t *testing.T) {
 		t.Errorf("%d of the recently ended and the live session left, want 2", n)
 	}
 }
+
+// TestPortalRecover: the portal's recover form counts (dry run) and sends
+// an endpoint the events it missed while disabled, within the session's
+// app only, and refuses a bad form with a 422 naming the field.
+func TestPortalRecover(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	recv := newReceiver(t, nil)
+	appA := h.mustCreate("/v1/apps", map[string]any{"name": "alpha"}).ID
+	appB := h.mustCreate("/v1/apps", map[string]any{"name": "beta"}).ID
+	ep := h.mustCreate("/v1/apps/"+appA+"/endpoints", map[string]any{"url": recv.URL}).ID
+	epB := h.mustCreate("/v1/apps/"+appB+"/endpoints", map[string]any{"url": recv.URL}).ID
+	since := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	if code := h.do(http.MethodPost, "/v1/apps/"+appA+"/endpoints/"+ep+"/disable", nil, nil); code != http.StatusOK {
+		t.Fatalf("disable = %d", code)
+	}
+	for n := range 3 {
+		h.mustCreate("/v1/apps/"+appA+"/events", map[string]any{"type": "order.paid", "payload": map[string]any{"n": n}})
+	}
+	pc, _, _ := login(t, h.base, h.openPortal(appA, nil).URL)
+	path := "/portal/endpoints/" + ep + "/recover"
+
+	if code, page := pc.post(path, url.Values{"since": {since}}, nil); code != http.StatusConflict {
+		t.Errorf("recover a disabled endpoint = %d, want 409:\n%.500s", code, page)
+	}
+	if code, page := pc.post(path, url.Values{"since": {since}, "dry_run": {"1"}}, nil); code != http.StatusOK || !strings.Contains(page, "Dry run: 3 missed events would be sent") {
+		t.Errorf("dry run = %d, want 200 counting 3:\n%.3000s", code, page)
+	}
+	if code := h.do(http.MethodPost, "/v1/apps/"+appA+"/endpoints/"+ep+"/enable", nil, nil); code != http.StatusOK {
+		t.Fatalf("enable = %d", code)
+	}
+	for _, bad := range []struct {
+		form  url.Values
+		field string
+	}{
+		{url.Values{}, "since"},
+		{url.Values{"since": {"yesterday"}}, "since"},
+		{url.Values{"since": {since}, "until": {"2000-01-01T00:00"}}, "until"},
+		{url.Values{"since": {since}, "rate": {"0"}}, "rate"},
+	} {
+		if code, page := pc.post(path, bad.form, nil); code != http.StatusUnprocessableEntity || !strings.Contains(page, bad.field+":") {
+			t.Errorf("recover %v = %d, want 422 on %s:\n%.500s", bad.form, code, bad.field, page)
+		}
+	}
+	if code, _ := pc.post("/portal/endpoints/"+epB+"/recover", url.Values{"since": {since}}, nil); code != http.StatusNotFound {
+		t.Errorf("recover another app's endpoint = %d, want 404", code)
+	}
+	if n := len(recv.got()); n != 0 {
+		t.Fatalf("%d deliveries before the recovery, want 0", n)
+	}
+	if code, page := pc.post(path, url.Values{"since": {strings.TrimSuffix(since, "Z")[:16]}, "rate": {"50"}}, nil); code != http.StatusOK || !strings.Contains(page, "started") {
+		t.Fatalf("recover = %d, want 200 started:\n%.3000s", code, page)
+	}
+	waitFor(t, "the 3 missed events", func() bool { return len(recv.got()) == 3 })
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/ledger"
 )
 
@@ -140,7 +141,7 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		if b.DryRun {
 			job, err = s.deadLetters.CreateBulk(ctx, f, b.replay())
 			if err == nil {
-				err = countNow(ctx, dryRunWait, func(ctx context.Context) error { return s.deadLetters.Run(ctx, &job) },
+				err = tasks.CountNow(ctx, tasks.DryRunWait, func(ctx context.Context) error { return s.deadLetters.Run(ctx, &job) },
 					func(ctx context.Context) error { return s.deadLetters.Continue(ctx, job) })
 			}
 		} else {

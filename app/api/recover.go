@@ -9,6 +9,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/tasks"
 	"github.com/hookd/hookd/tasks/ledger"
 )
 
@@ -70,7 +71,7 @@ func (s *Server) registerRecoveries(api huma.API) {
 		if b.DryRun {
 			job, err = s.cfg.Recoveries.Create(ctx, in.AppID, in.EndpointID, b.Since, b.Until, b.replay())
 			if err == nil {
-				err = countNow(ctx, dryRunWait, func(ctx context.Context) error { return s.cfg.Recoveries.Run(ctx, &job) },
+				err = tasks.CountNow(ctx, tasks.DryRunWait, func(ctx context.Context) error { return s.cfg.Recoveries.Run(ctx, &job) },
 					func(ctx context.Context) error { return s.cfg.Recoveries.Continue(ctx, job) })
 			}
 		} else {

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +11,15 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hookd/hookd/app/events"
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/app/resource"
+	"github.com/hookd/hookd/tasks"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // pageSize is how many items a list page shows.
@@ -472,4 +476,103 @@ func (p *Portal) retryDelivery(w http.ResponseWriter, r *http.Request, sess Sess
 		return
 	}
 	http.Redirect(w, r, Path+"deliveries/"+url.PathEscape(d.ID)+"?retried=1", http.StatusSeeOther)
+}
+
+// Bounds of a recovery's rate, as the API's.
+const (
+	minRecoverRate = 1
+	maxRecoverRate = 10_000
+)
+
+// recoverEndpoint starts a recovery of the endpoint's missed events (or,
+// with dry_run, counts them) from the form's since to its until.
+func (p *Portal) recoverEndpoint(w http.ResponseWriter, r *http.Request, sess Session) {
+	id := r.PathValue("id")
+	ep, err := p.endpoints.Endpoint(r.Context(), sess.AppID, id)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	since, until, replay, err := parseRecoverForm(r)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	if ep.Disabled && !replay.DryRun {
+		p.renderError(w, r, http.StatusConflict, "The endpoint is disabled: enable it, then recover it.")
+		return
+	}
+	var notice string
+	if replay.DryRun {
+		job, err := p.recoverer.Create(r.Context(), sess.AppID, id, since, until, replay)
+		if err == nil {
+			err = tasks.CountNow(r.Context(), tasks.DryRunWait,
+				func(ctx context.Context) error { return p.recoverer.Run(ctx, &job) },
+				func(ctx context.Context) error { return p.recoverer.Continue(ctx, job) })
+		}
+		if err != nil {
+			p.fail(w, r, err)
+			return
+		}
+		notice = fmt.Sprintf("Dry run: %d missed events would be sent. Nothing was sent.", job.Recovered)
+		if job.Status != ledger.JobCompleted {
+			notice = fmt.Sprintf("Dry run %s: %d missed events counted so far; the count goes on in the background.", job.ID, job.Recovered)
+		}
+	} else {
+		job, err := p.recoverer.Start(r.Context(), sess.AppID, id, since, until, replay)
+		if err != nil {
+			p.fail(w, r, err)
+			return
+		}
+		notice = "Recovery " + job.ID + " started: the events the endpoint missed since " + since.Format(time.RFC3339) + " are on their way"
+		if replay.Rate > 0 {
+			notice += fmt.Sprintf(", at most %d a second", replay.Rate)
+		}
+		notice += "."
+	}
+	p.endpointPage(w, r, sess, nil, notice)
+}
+
+// parseRecoverForm reads a recover form: since (required) and until, as
+// RFC 3339 or as a browser's datetime-local (UTC), dry_run and rate.
+func parseRecoverForm(r *http.Request) (since, until time.Time, replay ledger.Replay, err error) {
+	if err := r.ParseForm(); err != nil {
+		return since, until, replay, err
+	}
+	if since, err = formTime(r, "since"); err != nil {
+		return since, until, replay, err
+	}
+	if since.IsZero() {
+		return since, until, replay, resource.Invalid("since", "is required")
+	}
+	if until, err = formTime(r, "until"); err != nil {
+		return since, until, replay, err
+	}
+	if !until.IsZero() && !until.After(since) {
+		return since, until, replay, resource.Invalid("until", "must be later than since")
+	}
+	replay.DryRun = r.PostFormValue("dry_run") != ""
+	if v := strings.TrimSpace(r.PostFormValue("rate")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < minRecoverRate || n > maxRecoverRate {
+			return since, until, replay, resource.Invalid("rate", "must be a whole number from %d to %d", minRecoverRate, maxRecoverRate)
+		}
+		replay.Rate = n
+	}
+	return since, until, replay, nil
+}
+
+// formTime reads form field name as a time: RFC 3339, or a browser's
+// datetime-local taken as UTC; empty is the zero time.
+func formTime(r *http.Request, name string) (time.Time, error) {
+	v := strings.TrimSpace(r.PostFormValue(name))
+	if v == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02T15:04"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, resource.FilterTime(name, t)
+		}
+	}
+	return time.Time{}, resource.Invalid(name, "must be a date and time, such as 2026-01-31T09:30 (UTC)")
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/app/resource"
 	"github.com/hookd/hookd/app/webasset"
+	"github.com/hookd/hookd/tasks/ledger"
 )
 
 // Path is where the portal is served.
@@ -81,6 +82,16 @@ type DeadLetterRetrier interface {
 	Retry(ctx context.Context, ids []string) ([]string, error)
 }
 
+// Recoverer sends an endpoint the events it missed (tasks/recovery), as
+// the API's recover does: Start starts a recovery, Create, Run and
+// Continue make a dry run that counts in the request.
+type Recoverer interface {
+	Start(ctx context.Context, appID, endpointID string, since, until time.Time, r ledger.Replay) (ledger.Recovery, error)
+	Create(ctx context.Context, appID, endpointID string, since, until time.Time, r ledger.Replay) (ledger.Recovery, error)
+	Run(ctx context.Context, job *ledger.Recovery) error
+	Continue(ctx context.Context, job ledger.Recovery) error
+}
+
 // Config configures the portal.
 type Config struct {
 	// FrameAncestors is the CSP frame-ancestors source list: who may
@@ -103,6 +114,7 @@ type Portal struct {
 	endpoints Endpoints
 	events    Events
 	retrier   DeadLetterRetrier
+	recoverer Recoverer
 	log       *slog.Logger
 	cfg       Config
 	htmx      *webasset.Set
@@ -114,7 +126,7 @@ type Portal struct {
 var embedded embed.FS
 
 // New returns the portal.
-func New(sessions *Sessions, eps Endpoints, evs Events, dl DeadLetterRetrier, log *slog.Logger, cfg Config) (*Portal, error) {
+func New(sessions *Sessions, eps Endpoints, evs Events, dl DeadLetterRetrier, rec Recoverer, log *slog.Logger, cfg Config) (*Portal, error) {
 	if cfg.FrameAncestors == "" {
 		cfg.FrameAncestors = DefaultFrameAncestors
 	}
@@ -132,7 +144,7 @@ func New(sessions *Sessions, eps Endpoints, evs Events, dl DeadLetterRetrier, lo
 	if err != nil {
 		return nil, fmt.Errorf("portal assets: %w", err)
 	}
-	p := &Portal{sessions: sessions, endpoints: eps, events: evs, retrier: dl, log: log, cfg: cfg, htmx: htmx}
+	p := &Portal{sessions: sessions, endpoints: eps, events: evs, retrier: dl, recoverer: rec, log: log, cfg: cfg, htmx: htmx}
 	if p.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
@@ -196,6 +208,7 @@ func (p *Portal) Handler() http.Handler {
 	in("POST "+Path+"endpoints/{id}/enable", p.enableEndpoint)
 	in("POST "+Path+"endpoints/{id}/delete", p.deleteEndpoint)
 	in("POST "+Path+"endpoints/{id}/secret/rotate", p.rotateSecret)
+	in("POST "+Path+"endpoints/{id}/recover", p.recoverEndpoint)
 	mux.Handle("POST "+Path+"endpoints/{id}/test", p.authenticated(p.cfg.MaxEventBytes, p.sendTestEvent))
 	in("GET "+Path+"event-types", p.listEventTypes)
 	in("GET "+Path+"deliveries", p.listDeliveries)

@@ -31,7 +31,7 @@ func TestCheckFrameAncestors(t *testing.T) {
 // with its security headers, and serves its assets to anyone.
 func TestHandlerWithoutSession(t *testing.T) {
 	t.Parallel()
-	p, err := portal.New(portal.NewSessions(nil, "http://127.0.0.1:8080"), nil, nil, nil, slog.New(slog.DiscardHandler), portal.Config{FrameAncestors: "https://app.example.com"})
+	p, err := portal.New(portal.NewSessions(nil, "http://127.0.0.1:8080"), nil, nil, nil, nil, slog.New(slog.DiscardHandler), portal.Config{FrameAncestors: "https://app.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}

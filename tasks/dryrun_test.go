@@ -1,10 +1,12 @@
-package api
+package tasks_test
 
 import (
 	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/hookd/hookd/tasks"
 )
 
 // TestCountNow: a dry run that counts within the wait is answered as it
@@ -34,22 +36,22 @@ func TestCountNow(t *testing.T) {
 			conts++
 			return nil
 		}
-		err := countNow(t.Context(), 20*time.Millisecond, tc.run, cont)
+		err := tasks.CountNow(t.Context(), 20*time.Millisecond, tc.run, cont)
 		if !errors.Is(err, tc.wantErr) || conts != tc.wantConts {
-			t.Errorf("%s: countNow = %v with %d hand-overs, want %v with %d", tc.name, err, conts, tc.wantErr, tc.wantConts)
+			t.Errorf("%s: CountNow = %v with %d hand-overs, want %v with %d", tc.name, err, conts, tc.wantErr, tc.wantConts)
 		}
 	}
 	// A request gone leaves its job to a worker.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	conts := 0
-	err := countNow(ctx, time.Second, slow, func(ctx context.Context) error {
+	err := tasks.CountNow(ctx, time.Second, slow, func(ctx context.Context) error {
 		if ctx.Err() == nil {
 			conts++
 		}
 		return nil
 	})
 	if !errors.Is(err, context.Canceled) || conts != 1 {
-		t.Errorf("countNow of a cancelled request = %v with %d live hand-overs, want canceled and 1", err, conts)
+		t.Errorf("CountNow of a cancelled request = %v with %d live hand-overs, want canceled and 1", err, conts)
 	}
 }
