@@ -21,15 +21,20 @@ import (
 //
 //   - "gen" numbers the pumps: the pump whose number it holds is the one
 //     that may send; any other (a duplicate, one handed over from) stops
-//     at once. The pump of generation g is task fifo:<endpoint>:<g>.
-//   - "kicks" counts the fan-outs that wrote deliveries for the endpoint
-//     since the hash was made. The fan-out that makes the hash (the first
-//     kick) starts a pump; the others leave it to the pump under way.
+//     at once. The pump of generation g is task fifo:<endpoint>:<g>. It
+//     only grows (from the time the hash was made, in milliseconds), so
+//     no pump's task ID is ever used twice: a new pump never collides
+//     with an old one that asynq still holds.
+//   - "running" is 1 while a pump is under way.
+//   - "kicks" counts the fan-outs that wrote deliveries for the endpoint.
+//     A kick that finds no pump running starts one; the others leave the
+//     work to the pump under way.
 //
-// A pump that finds no head releases the hash, only if no kick came since
+// A pump that finds no head stops (running 0) only if no kick came since
 // it last looked: a delivery written meanwhile is seen by its next look.
-// Should Redis lose the hash or the pump's task, the reconciler starts
-// the pump again (Queue.RestartPump).
+// A stopped pump's hash expires after fifoIdleTTL. Should Redis lose the
+// hash or the pump's task, or the pump's worker die, the reconciler starts
+// a pump again (Queue.RestartPump).
 
 // TypeFIFO sends the deliveries of one FIFO endpoint, in order.
 const TypeFIFO = "webhook:fifo"
@@ -59,21 +64,27 @@ func fifoTaskID(endpointID string, gen int64) string {
 	return "fifo:" + endpointID + ":" + strconv.FormatInt(gen, 10)
 }
 
-// kickScript counts a kick and starts a generation on the first.
-// KEYS: the hash. Returns the new generation, or 0 when a pump is under
-// way.
+// kickScript counts a kick and starts a generation when no pump runs.
+// KEYS: the hash. ARGV: the time in milliseconds (the first generation of
+// a new hash), the idle TTL. Returns the new generation, or 0 when a pump
+// is under way.
 const kickScript = `
-if redis.call('HINCRBY', KEYS[1], 'kicks', 1) > 1 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'kicks', 1)
+if redis.call('HGET', KEYS[1], 'running') == '1' then return 0 end
+redis.call('PERSIST', KEYS[1])
+redis.call('HSET', KEYS[1], 'running', 1)
+if redis.call('HSETNX', KEYS[1], 'gen', ARGV[1]) == 1 then return tonumber(ARGV[1]) end
 return redis.call('HINCRBY', KEYS[1], 'gen', 1)
 `
 
-// releaseScript deletes the hash if the pump is current and saw every
-// kick. KEYS: the hash. ARGV: the generation, the kicks seen. Returns 1
-// when released.
+// releaseScript stops the pumps if the pump is current and saw every
+// kick. KEYS: the hash. ARGV: the generation, the kicks seen, the idle
+// TTL in seconds. Returns 1 when stopped.
 const releaseScript = `
 local h = redis.call('HMGET', KEYS[1], 'gen', 'kicks')
-if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[1])
+if h[1] ~= ARGV[1] or (h[2] or '0') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'running', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 `
 
@@ -82,8 +93,13 @@ return 1
 // generation, or 0.
 const handOverScript = `
 if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'running', 1)
 return redis.call('HINCRBY', KEYS[1], 'gen', 1)
 `
+
+// fifoIdleTTL is how long the hash of an endpoint whose pump stopped is
+// kept: its generation goes on from where it was if a kick comes sooner.
+const fifoIdleTTL = 24 * time.Hour
 
 // fifoScripts are the pump's scripts, loaded once per Queue.
 type fifoScripts struct {
@@ -105,7 +121,7 @@ func (q *Queue) pumpQueue(endpointID string) string {
 func (q *Queue) Kick(ctx context.Context, refs []TaskRef, appID string) error {
 	return inParallel(ctx, len(refs), func(ctx context.Context, i int) error {
 		ep := refs[i].EndpointID
-		gen, err := q.fifo.kick.Run(ctx, q.rdb, []string{fifoKey(ep)}).Int64()
+		gen, err := q.fifo.kick.Run(ctx, q.rdb, []string{fifoKey(ep)}, time.Now().UnixMilli()).Int64()
 		if err != nil {
 			return fmt.Errorf("kick fifo pump of %s: %w", ep, err)
 		}
@@ -150,20 +166,21 @@ func FIFOPumpTimeout(deliverTimeout time.Duration) time.Duration {
 // LookPump reads p's endpoint's hash: whether p is current, and the kicks
 // so far.
 func (q *Queue) LookPump(ctx context.Context, p FIFOPayload) (Pump, error) {
-	h, err := q.rdb.HMGet(ctx, fifoKey(p.EndpointID), "gen", "kicks").Result()
+	h, err := q.rdb.HMGet(ctx, fifoKey(p.EndpointID), "gen", "kicks", "running").Result()
 	if err != nil {
 		return Pump{}, fmt.Errorf("read fifo pump of %s: %w", p.EndpointID, err)
 	}
 	gen, _ := h[0].(string)
 	kicks, _ := h[1].(string)
+	running, _ := h[2].(string)
 	n, _ := strconv.ParseInt(kicks, 10, 64)
-	return Pump{Current: gen == strconv.FormatInt(p.Gen, 10), Kicks: n}, nil
+	return Pump{Current: gen == strconv.FormatInt(p.Gen, 10) && running == "1", Kicks: n}, nil
 }
 
-// ReleasePump ends p's endpoint's pumps if p is current and no kick came
+// ReleasePump stops p's endpoint's pumps if p is current and no kick came
 // since it saw seen; it reports whether it did. Otherwise p looks again.
 func (q *Queue) ReleasePump(ctx context.Context, p FIFOPayload, seen int64) (bool, error) {
-	n, err := q.fifo.release.Run(ctx, q.rdb, []string{fifoKey(p.EndpointID)}, p.Gen, seen).Int()
+	n, err := q.fifo.release.Run(ctx, q.rdb, []string{fifoKey(p.EndpointID)}, p.Gen, seen, int(fifoIdleTTL.Seconds())).Int()
 	if err != nil {
 		return false, fmt.Errorf("release fifo pump of %s: %w", p.EndpointID, err)
 	}
@@ -188,18 +205,22 @@ func (q *Queue) HandOver(ctx context.Context, p FIFOPayload, pause time.Duration
 }
 
 // RestartPump makes sure the FIFO endpoint endpointID of app appID has a
-// pump: it kicks it when Redis holds no hash for it, and enqueues the
-// current generation's task again when Redis lost that (a task Redis still
-// holds is left alone, unless it was running on a worker that died). The
-// reconciler calls it for the FIFO endpoints with deliveries waiting; it
-// reports whether a pump was started.
+// pump: it kicks it when Redis holds no running pump for it (the hash
+// lost, or a kick lost), enqueues the current generation's task again
+// when Redis lost that, and hands over to a successor when the current
+// pump's worker died (its lease expired) or an operator archived its
+// task. The reconciler calls it for the FIFO endpoints with deliveries
+// waiting; it reports whether a pump was started.
 func (q *Queue) RestartPump(ctx context.Context, endpointID, appID string) (bool, error) {
-	gen, err := q.rdb.HGet(ctx, fifoKey(endpointID), "gen").Int64()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return true, q.Kick(ctx, []TaskRef{{EndpointID: endpointID}}, appID)
-	case err != nil:
+	h, err := q.rdb.HMGet(ctx, fifoKey(endpointID), "gen", "running").Result()
+	if err != nil {
 		return false, fmt.Errorf("read fifo pump of %s: %w", endpointID, err)
+	}
+	genText, _ := h[0].(string)
+	running, _ := h[1].(string)
+	gen, err := strconv.ParseInt(genText, 10, 64)
+	if err != nil || running != "1" {
+		return true, q.Kick(ctx, []TaskRef{{EndpointID: endpointID}}, appID)
 	}
 	queue := q.pumpQueue(endpointID)
 	id := fifoTaskID(endpointID, gen)
@@ -219,8 +240,10 @@ func (q *Queue) RestartPump(ctx context.Context, endpointID, appID string) (bool
 			return false, err
 		}
 		return true, q.HandOver(ctx, p, 0)
+	case state == "archived":
+		return true, q.HandOver(ctx, p, 0)
 	case state != "":
-		return false, nil // waiting, or archived by an operator
+		return false, nil // due, scheduled or retrying
 	}
 	return true, q.enqueuePump(ctx, p, 0)
 }

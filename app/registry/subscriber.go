@@ -175,7 +175,7 @@ func (e deliveryEndpoint) at(now time.Time) delivery.Endpoint {
 
 func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEndpoint, error) {
 	var ep Endpoint
-	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "url", "headers", "disabled", "rate_limit", "failing_since",
+	err := r.db.NewSelect().Model(&ep).Column("id", "app_id", "url", "headers", "disabled", "rate_limit", "failing_since", "event_types",
 		"tls_client_certificate", colClientKey, "tls_ca_bundle",
 		"oauth_token_url", "oauth_client_id", colClientSecret, "oauth_scopes", "oauth_audience").
 		Where("id = ?", id).Scan(ctx)
@@ -222,7 +222,7 @@ func (r *Registry) deliveryEndpoint(ctx context.Context, id string) (deliveryEnd
 	return deliveryEndpoint{
 		ep: delivery.Endpoint{
 			ID: ep.ID, AppID: ep.AppID, URL: ep.URL, Headers: ep.Headers, Disabled: ep.Disabled, RateLimit: rate,
-			Failing: ep.FailingSince != nil, TLS: clientTLS, OAuth: oauth,
+			Failing: ep.FailingSince != nil, TLS: clientTLS, OAuth: oauth, EventTypes: ep.EventTypes,
 		},
 		keys: keys,
 	}, nil

@@ -26,6 +26,9 @@ type Endpoint struct {
 	// Failing tells that the endpoint's failing streak runs: a success
 	// must end it (EndpointHealth.Succeeded).
 	Failing bool
+	// EventTypes are the types the endpoint subscribes to (none: every
+	// type): a FIFO head waits only for earlier events of these.
+	EventTypes []string
 	// TLS, when set, is the endpoint's client certificate and CAs: its
 	// deliveries go through a client of its own.
 	TLS *ClientTLS

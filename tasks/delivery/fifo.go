@@ -18,11 +18,15 @@ import (
 
 // A head that waits for an earlier event of its app to fan out (a matter
 // of milliseconds, as a rule) is looked at again every fifoPoll, for up to
-// fifoWaitInPlace; the pump hands over after that. A pause up to
-// fifoWaitInPlace before a retry is waited out in place too.
+// fifoWaitInPlace; then the pump hands over to a successor due after
+// fifoWaitingPause. A pause up to fifoWaitInPlace before a retry (a short
+// retry schedule's, a rate limit's) is waited out in place too: asynq
+// schedules to the whole second. Longer waits hand over, so that a pump
+// holds a worker only while it sends.
 const (
-	fifoPoll        = 20 * time.Millisecond
-	fifoWaitInPlace = time.Second
+	fifoPoll         = 20 * time.Millisecond
+	fifoWaitInPlace  = maxRateHold
+	fifoWaitingPause = time.Second
 )
 
 // Pump handles TypeFIFO tasks: it sends a FIFO endpoint's deliveries one
@@ -51,7 +55,17 @@ func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 		case !pump.Current:
 			return nil // another pump took over
 		}
-		h, err := d.ledger.FIFOHead(ctx, p.EndpointID)
+		ep, err := d.endpoint(ctx, p.EndpointID)
+		exists := true
+		switch {
+		case errors.Is(err, ErrEndpointGone):
+			// Its deliveries went with it; a row a racing fan-out wrote
+			// is closed.
+			ep, exists = Endpoint{ID: p.EndpointID, AppID: p.AppID}, false
+		case err != nil:
+			return fmt.Errorf("read endpoint %s: %w", p.EndpointID, err)
+		}
+		h, err := d.ledger.FIFOHead(ctx, p.EndpointID, ep.EventTypes)
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
 			released, err := d.queue.ReleasePump(ctx, p, pump.Kicks)
@@ -72,7 +86,7 @@ func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 				waitedSince = time.Now()
 			}
 			if time.Since(waitedSince) >= fifoWaitInPlace {
-				return d.queue.HandOver(ctx, p, 0)
+				return d.queue.HandOver(ctx, p, fifoWaitingPause)
 			}
 			select {
 			case <-time.After(fifoPoll):
@@ -82,15 +96,13 @@ func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 			continue
 		}
 		waitedSince = time.Time{}
-		pause, err := d.sendHead(ctx, h)
+		pause, err := d.sendHead(ctx, ep, exists, h)
 		switch {
 		case err != nil:
 			return err
 		case pause > fifoWaitInPlace:
 			return d.queue.HandOver(ctx, p, pause)
 		case pause > 0:
-			// asynq schedules to the whole second: a short pause (a rate
-			// limit's, a short retry schedule's) is waited out here.
 			select {
 			case <-time.After(pause):
 			case <-ctx.Done():
@@ -100,19 +112,16 @@ func (d *Deliverer) Pump(ctx context.Context, t *asynq.Task) error {
 	}
 }
 
-// sendHead makes an attempt of h, the head of its endpoint's queue, and
-// returns how long the queue must pause before the next attempt (of h
-// again): none once h succeeded or failed for good.
-func (d *Deliverer) sendHead(ctx context.Context, h ledger.Head) (time.Duration, error) {
+// sendHead makes an attempt of h, the head of the queue of endpoint ep
+// (which no longer exists unless exists), and returns how long the queue
+// must pause before the next attempt (of h again): none once h succeeded
+// or failed for good.
+func (d *Deliverer) sendHead(ctx context.Context, ep Endpoint, exists bool, h ledger.Head) (time.Duration, error) {
 	p := h.Payload()
 	p.Attempts = h.Attempts
-	ep, err := d.endpoint(ctx, h.EndpointID)
 	switch {
-	case errors.Is(err, ErrEndpointGone):
-		// Its deliveries go with it; a row a racing fan-out wrote is closed.
+	case !exists:
 		return 0, d.ledger.MarkFailed(ctx, h.ID, "endpoint deleted")
-	case err != nil:
-		return 0, fmt.Errorf("read endpoint %s: %w", h.EndpointID, err)
 	case ep.Disabled:
 		return 0, d.deadLetterHead(ctx, p, "endpoint disabled")
 	case ep.signingKeys().Len() == 0:

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -125,6 +126,13 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// of the event; the others load it from the outbox.
 	webhook, err := body.Encode(ev.Type, ev.CreatedAt, ev.Data)
 	if err != nil {
+		// No retry can deliver it: it is marked fanned out, with no
+		// delivery, so that it holds back neither the reconciler nor the
+		// FIFO endpoints of its app (whose heads wait for every earlier
+		// event to fan out).
+		if markErr := f.ledger.MarkFannedOut(ctx, ev.EventID); markErr != nil {
+			return fmt.Errorf("event %s: %w (and not marked: %w)", ev.EventID, err, markErr)
+		}
 		return fmt.Errorf("event %s: %w: %w", ev.EventID, err, asynq.SkipRetry)
 	}
 	f.bodies.Put(ev.EventID, webhook)
@@ -138,8 +146,12 @@ func (f *Fanout) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// indexed read, shared by the fan-outs of the moment, tells it; their
 	// writes after the attempts share one statement and one commit too.
 	entry := ledger.Event{ID: ev.EventID, AppID: ev.AppID, Type: ev.Type, FannedOutAt: time.Now()}
-	if f.deliverer == nil {
+	if f.deliverer == nil || slices.ContainsFunc(subs, func(s Subscriber) bool { return s.FIFO }) {
 		// No first attempts: every delivery is a task, as on a run again.
+		// An event with a FIFO endpoint makes none either: its rows are
+		// written at once, since the FIFO endpoints' heads behind it wait
+		// for them, which first attempts (up to a delivery timeout) would
+		// hold up.
 		return f.again(ctx, ev, entry, subs)
 	}
 	first, err := f.firstRun(ctx, ev.EventID)

@@ -122,11 +122,11 @@ func (r *Reconciler) Pass(ctx context.Context) (fanouts, deliveries int, err err
 	return fanouts, deliveries + pumps, err
 }
 
-// pumps makes sure that each FIFO endpoint with a delivery waiting for
-// After has its pump, and starts those Redis lost (with their hash, or
-// their task). It returns how many it started.
+// pumps makes sure that each FIFO endpoint with a delivery waiting has its
+// pump, and starts those Redis lost (with their hash, or their task) or
+// whose worker died. It returns how many it started.
 func (r *Reconciler) pumps(ctx context.Context) (int, error) {
-	qs, err := r.ledger.FIFOQueues(ctx, r.cfg.After, r.fifoCursor, r.cfg.Batch)
+	qs, err := r.ledger.FIFOQueues(ctx, r.fifoCursor, r.cfg.Batch)
 	if err != nil {
 		return 0, err
 	}
