@@ -383,6 +383,15 @@ func TestEndpointAuth(t *testing.T) {
 		if n := ts.requests.Load() - before; n != 1 {
 			t.Errorf("%d token requests after the scopes changed, want 1", n)
 		}
+		// Another token URL or client ID with the secret left out: refused,
+		// so that the stored secret cannot be sent to another server.
+		for name, o := range map[string]map[string]any{
+			"OtherTokenURL": {"token_url": ts.URL + "/elsewhere", "client_id": "hookd"},
+			"OtherClientID": {"token_url": ts.URL + "/token", "client_id": "someone-else"},
+		} {
+			accCheckProblem(t, name, accDo(t, h, http.MethodPatch, eps+"/"+oep.ID, adminKey, map[string]any{"oauth": o}),
+				http.StatusUnprocessableEntity, "oauth.client_secret")
+		}
 
 		// The token server refuses the secret: failed attempts that say so.
 		ts.expect("another-secret", "webhooks:write orders")

@@ -163,13 +163,14 @@ func (r *Registry) setTLS(ep *Endpoint, in *TLSInput, currentKey string) error {
 
 // patchAuth validates the TLS and OAuth parts of patch p of endpoint id of
 // app appID and adds them to upd. A client key or client secret p leaves
-// out is kept: it is read, opened, and checked against the rest.
+// out is kept: it is read, opened, and checked against the rest; a client
+// secret only while the token URL and client ID stay the same.
 func (r *Registry) patchAuth(ctx context.Context, appID, id string, p EndpointPatch, upd *bun.UpdateQuery) error {
 	var cur Endpoint
 	keepKey := p.TLS != nil && p.TLS.ClientKey == "" && p.TLS.ClientCertificate != ""
 	keepSecret := p.OAuth != nil && p.OAuth.ClientSecret == "" && p.OAuth.TokenURL != ""
 	if keepKey || keepSecret {
-		err := r.db.NewSelect().Model(&cur).Column("id", colClientKey, colClientSecret).
+		err := r.db.NewSelect().Model(&cur).Column("id", colClientKey, colClientSecret, "oauth_token_url", "oauth_client_id").
 			Where("app_id = ? AND id = ?", appID, id).Scan(ctx)
 		if err != nil {
 			return fmt.Errorf("get endpoint %s: %w", id, resource.NotFound(err))
@@ -189,6 +190,13 @@ func (r *Registry) patchAuth(ctx context.Context, appID, id string, p EndpointPa
 			Set("tls_ca_bundle = ?", next.TLSCABundle)
 	}
 	if p.OAuth != nil {
+		// The stored secret is kept only for the token server and client
+		// it was given for: sent to another token URL, it would go to
+		// whoever holds that URL.
+		if keepSecret && (cur.OAuthTokenURL == nil || *cur.OAuthTokenURL != p.OAuth.TokenURL ||
+			cur.OAuthClientID == nil || *cur.OAuthClientID != p.OAuth.ClientID) {
+			return resource.Invalid("oauth.client_secret", "is required when token_url or client_id changes: the stored secret goes only to the token server and client it was given for")
+		}
 		secret, err := r.openColumn(id, colClientSecret, cur.OAuthClientSecret)
 		if err != nil {
 			return err
