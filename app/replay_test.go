@@ -501,6 +501,8 @@ func TestAppUID(t *testing.T) {
 		{"TooLong", strings.Repeat("x", 65), http.StatusUnprocessableEntity},
 		{"ShapedLikeAnAppID", "app_0123456789abcdefghijklmnop", http.StatusUnprocessableEntity},
 		{"NonASCII", "cüst", http.StatusUnprocessableEntity},
+		{"Dot", ".", http.StatusUnprocessableEntity},
+		{"DotDot", "..", http.StatusUnprocessableEntity},
 	} {
 		body := fmt.Sprintf(`{"name":"x","uid":%q}`, tc.uid)
 		field := "uid"
@@ -553,6 +555,10 @@ func TestAppUID(t *testing.T) {
 	}
 	accCheckProblem(t, "a's key publishing to b by uid",
 		accDo(t, h, http.MethodPost, "/v1/apps/cust-b/events", keyA.Key, map[string]any{"type": "order.paid", "payload": map[string]any{}}), http.StatusNotFound, "")
+	// An app key cannot tell another app's uid from one nobody has.
+	if other, none := accDo(t, h, http.MethodGet, "/v1/apps/cust-b/endpoints", keyA.Key, nil), accDo(t, h, http.MethodGet, "/v1/apps/cust-nobody/endpoints", keyA.Key, nil); other.code != none.code || !bytes.Equal(other.body, none.body) {
+		t.Errorf("a's key: b's uid answers %s, an unknown uid %s; want the same", other, none)
+	}
 
 	// PATCH changes and clears the uid.
 	var patched struct {

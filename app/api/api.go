@@ -249,7 +249,13 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 					_ = huma.WriteErr(api, ctx, http.StatusInternalServerError, "internal error")
 					return
 				}
-				_ = huma.WriteErr(api, ctx, http.StatusNotFound, "no application has this ID or uid")
+				// An app key is told no more of another app's uid than
+				// of its ID: that it names nothing it may reach.
+				msg := "no application has this ID or uid"
+				if p.appID != "" {
+					msg = "no such resource"
+				}
+				_ = huma.WriteErr(api, ctx, http.StatusNotFound, msg)
 				return
 			}
 			appID = id

@@ -11,7 +11,7 @@ import (
 
 type createAppInput struct {
 	Body struct {
-		UID      string            `json:"uid,omitempty" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"Your own ID of the application, e.g. your customer ID: 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-', unique (409 when another application has it), and not shaped like a hookd app ID (app_ and 26 of 0-9, a-z). Every {app_id} accepts it in place of the ID."`
+		UID      string            `json:"uid,omitempty" pattern:"^[A-Za-z0-9._-]{1,64}$" doc:"Your own ID of the application, e.g. your customer ID: 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-', unique (409 when another application has it), not shaped like a hookd app ID (app_ and 26 of 0-9, a-z), and not dots alone. Every {app_id} accepts it in place of the ID."`
 		Name     string            `json:"name" minLength:"1" maxLength:"200" pattern:"\\S" patternDescription:"not blank" doc:"A name for people: 1 to 200 characters, not blank, without control characters."`
 		Metadata map[string]string `json:"metadata,omitempty" doc:"Free-form string pairs for your own use (at most 50)."`
 	}

@@ -272,9 +272,9 @@ func (p *Portal) authenticated(limit int64, h func(http.ResponseWriter, *http.Re
 		}
 		want := csrfToken(c.Value)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 			got := r.Header.Get(csrfHeader)
 			if got == "" {
-				r.Body = http.MaxBytesReader(w, r.Body, limit)
 				got = r.PostFormValue(csrfField)
 			}
 			if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {

@@ -252,6 +252,9 @@ func validUID(uid string) error {
 		return resource.Invalid("uid", "must be 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-'")
 	case appIDPattern.MatchString(uid):
 		return resource.Invalid("uid", "must not have the shape of a hookd app ID (app_ and 26 of 0-9, a-z)")
+	case strings.Trim(uid, ".") == "":
+		// "." and ".." would be path segments: a URL cleans them away.
+		return resource.Invalid("uid", "must not be dots alone")
 	}
 	return nil
 }
