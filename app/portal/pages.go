@@ -478,12 +478,6 @@ func (p *Portal) retryDelivery(w http.ResponseWriter, r *http.Request, sess Sess
 	http.Redirect(w, r, Path+"deliveries/"+url.PathEscape(d.ID)+"?retried=1", http.StatusSeeOther)
 }
 
-// Bounds of a recovery's rate, as the API's.
-const (
-	minRecoverRate = 1
-	maxRecoverRate = 10_000
-)
-
 // recoverEndpoint starts a recovery of the endpoint's missed events (or,
 // with dry_run, counts them) from the form's since to its until.
 func (p *Portal) recoverEndpoint(w http.ResponseWriter, r *http.Request, sess Session) {
@@ -554,8 +548,8 @@ func parseRecoverForm(r *http.Request) (since, until time.Time, replay ledger.Re
 	replay.DryRun = r.PostFormValue("dry_run") != ""
 	if v := strings.TrimSpace(r.PostFormValue("rate")); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < minRecoverRate || n > maxRecoverRate {
-			return since, until, replay, resource.Invalid("rate", "must be a whole number from %d to %d", minRecoverRate, maxRecoverRate)
+		if err != nil || n < 1 || n > tasks.MaxReplayRate {
+			return since, until, replay, resource.Invalid("rate", "must be a whole number from 1 to %d", tasks.MaxReplayRate)
 		}
 		replay.Rate = n
 	}

@@ -3,6 +3,7 @@ package delivery
 import (
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hookd/hookd/tasks/lru"
 )
@@ -19,6 +20,10 @@ type clients struct {
 	mu    sync.Mutex
 	cache *lru.Cache[endpointClient]
 }
+
+// endpointIdleConnTimeout bounds how long an endpoint's own client keeps
+// an idle connection.
+const endpointIdleConnTimeout = 10 * time.Second
 
 type endpointClient struct {
 	version string
@@ -38,11 +43,15 @@ func (c *clients) get(endpointID string, t *ClientTLS) *http.Client {
 	}
 	transport := c.proto.Transport.(*http.Transport).Clone()
 	transport.TLSClientConfig = t.config()
+	// Its own transport keeps idle connections a short while: a dropped
+	// client's connections, in flight when it was dropped, close soon
+	// after, so that many such endpoints do not pile them up.
+	transport.IdleConnTimeout = endpointIdleConnTimeout
 	client := *c.proto
 	client.Transport = transport
 	if old, ok := c.cache.Put(endpointID, endpointClient{version: t.version, client: &client}); ok {
 		// Requests in flight on it finish; their connections then idle
-		// until the transport's IdleConnTimeout.
+		// for endpointIdleConnTimeout.
 		old.client.CloseIdleConnections()
 	}
 	return &client

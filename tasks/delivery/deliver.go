@@ -149,7 +149,7 @@ func New(deps Deps, log *slog.Logger, cfg Config) *Deliverer {
 	d := &Deliverer{
 		ledger: deps.Ledger, endpoint: deps.Endpoint, health: deps.Health, limiter: deps.Limiter, gate: deps.Gate,
 		queue: deps.Queue, bodies: deps.Bodies, retry: deps.Retry, client: client, cfg: cfg,
-		clients: newClients(client, cfg.TLSClients), tokens: newTokens(client, cfg.OAuthTokens),
+		clients: newClients(client, cfg.TLSClients), tokens: newTokens(cfg.OAuthTokens),
 		metrics: deps.Metrics, log: log, firsts: make(chan struct{}, cfg.FirstAttempts),
 	}
 	// Concurrent attempts record together, in one statement and one commit.

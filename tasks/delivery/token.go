@@ -28,17 +28,16 @@ const maxTokenErrorText = 200
 
 // tokens keeps the OAuth 2.0 access token of each endpoint with client
 // credentials, until it expires, at most max endpoints' (the least recently
-// used go first). Token requests go through client (the guarded dialer:
-// the token URL obeys the target rules of endpoint URLs).
+// used go first). Token requests go through the client their caller gives
+// (the shared one, whose guarded dialer makes the token URL obey the
+// target rules of endpoint URLs).
 type tokens struct {
-	client *http.Client
-
 	mu    sync.Mutex
 	cache *lru.Cache[*tokenSource]
 }
 
-func newTokens(client *http.Client, max int) *tokens {
-	return &tokens{client: client, cache: lru.New[*tokenSource](max)}
+func newTokens(max int) *tokens {
+	return &tokens{cache: lru.New[*tokenSource](max)}
 }
 
 // source returns the token source of endpoint endpointID with credentials
