@@ -678,3 +678,44 @@ func TestEndpointRecoverFIFO(t *testing.T) {
 		t.Errorf("FIFO endpoint received %v, want %v in order", got, want)
 	}
 }
+
+// TestReplaysBoundedPerApp: an app has at most 4 bulk retries and
+// recoveries running at once; the fifth is a 409 that records nothing,
+// while another app and the admin's retries of every app are not held
+// back.
+func TestReplaysBoundedPerApp(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	appID := h.mustCreate("/v1/apps", map[string]any{"name": "acme"}).ID
+	other := h.mustCreate("/v1/apps", map[string]any{"name": "other"}).ID
+	ep := h.mustCreate("/v1/apps/"+appID+"/endpoints", map[string]any{"url": "http://127.0.0.1:9/"}).ID
+	otherEP := h.mustCreate("/v1/apps/"+other+"/endpoints", map[string]any{"url": "http://127.0.0.1:9/"}).ID
+	// Paced jobs over an hour of events, still running when the fifth
+	// comes; recorded directly so that no worker finishes them first.
+	if _, err := h.db.ExecContext(t.Context(), `INSERT INTO endpoint_recoveries (id, app_id, endpoint_id, since, until, status)
+		SELECT 'rcv_held' || i, ?, ?, now() - interval '1 hour', now(), 'running' FROM generate_series(1, 3) AS i`, appID, ep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.ExecContext(t.Context(), `INSERT INTO dead_letter_retries (id, filter, status, cutoff)
+		VALUES ('dlr_held', jsonb_build_object('app_id', ?::text), 'running', now())`, appID); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().Add(-time.Hour)
+	recoverPath := func(app, ep string) string { return "/v1/apps/" + app + "/endpoints/" + ep + "/recover" }
+	var p map[string]any
+	if code := h.do(http.MethodPost, recoverPath(appID, ep), map[string]any{"since": since}, &p); code != http.StatusConflict {
+		t.Errorf("a fifth recovery = %d %v, want 409", code, p)
+	}
+	if code := h.do(http.MethodPost, "/v1/dead-letters/retry", map[string]any{"app_id": appID}, &p); code != http.StatusConflict {
+		t.Errorf("a fifth bulk retry = %d %v, want 409", code, p)
+	}
+	if n := h.count(`SELECT count(*) FROM endpoint_recoveries WHERE app_id = ?`, appID) + h.count(`SELECT count(*) FROM dead_letter_retries`); n != 4 {
+		t.Errorf("%d jobs recorded, want the 4 held", n)
+	}
+	if code := h.do(http.MethodPost, recoverPath(other, otherEP), map[string]any{"since": since}, nil); code != http.StatusAccepted {
+		t.Errorf("another app's recovery = %d, want 202", code)
+	}
+	if code := h.do(http.MethodPost, "/v1/dead-letters/retry", map[string]any{}, nil); code != http.StatusAccepted {
+		t.Errorf("the admin's bulk retry of every app = %d, want 202", code)
+	}
+}

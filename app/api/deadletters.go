@@ -126,7 +126,8 @@ func (s *Server) registerDeadLetters(api huma.API) {
 		Description: "Starts a background job that retries every dead letter the filter selects (failed before now), " +
 			"in batches; follow it with GET /v1/dead-letters/retries/{job_id}. rate paces it (dead letters a second); " +
 			"dry_run counts what it would retry, in retried, and retries nothing: a dry run is answered completed " +
-			"unless counting takes more than a few seconds, when it goes on in the background.",
+			"unless counting takes more than a few seconds, when it goes on in the background. 409 when 4 bulk retries and " +
+			"recoveries of the filter's app are running.",
 		DefaultStatus: http.StatusAccepted, Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *bulkRetryInput) (*acceptedOutput[ledger.RetryJob], error) {
 		b := in.Body

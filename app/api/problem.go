@@ -148,6 +148,8 @@ func (s *Server) fail(ctx context.Context, err error) error {
 		return newProblem(http.StatusNotFound, "not-found", "no such resource")
 	case errors.Is(err, resource.ErrConflict):
 		return newProblem(http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, ledger.ErrBusy):
+		return newProblem(http.StatusConflict, "conflict", ledger.ErrBusy.Error())
 	}
 	s.log.ErrorContext(ctx, "request failed", slog.Any("err", err))
 	return newProblem(http.StatusInternalServerError, "internal", "internal error")

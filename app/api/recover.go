@@ -48,7 +48,7 @@ func (s *Server) registerRecoveries(api huma.API) {
 			"delivered; events it received, or whose delivery is still pending, are not sent again. Follow the job with " +
 			"GET .../recoveries/{recovery_id}. rate paces it (events a second); dry_run counts what it would send, in " +
 			"recovered, and sends nothing: a dry run is answered completed unless counting takes more than a few seconds. " +
-			"409 when the endpoint is disabled (enable it first; a dry run is allowed). Events older than HOOKD_EVENT_RETENTION " +
+			"409 when the endpoint is disabled (enable it first; a dry run is allowed), or when 4 bulk retries and recoveries of the app are running. Events older than HOOKD_EVENT_RETENTION " +
 			"are deleted, and cannot be recovered.",
 		DefaultStatus: http.StatusAccepted, Security: bearer(), MaxBodyBytes: maxBodyBytes,
 	}), func(ctx context.Context, in *recoverInput) (*acceptedOutput[ledger.Recovery], error) {

@@ -335,6 +335,8 @@ func (p *Portal) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p.renderError(w, r, http.StatusUnprocessableEntity, invalid.Field+": "+invalid.Reason)
 	case errors.As(err, &quota):
 		p.renderError(w, r, http.StatusUnprocessableEntity, quota.Detail)
+	case errors.Is(err, ledger.ErrBusy):
+		p.renderError(w, r, http.StatusConflict, "Too many recoveries of this application are running: wait for one to complete.")
 	case errors.As(err, &tooBig):
 		p.renderError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is larger than %d bytes.", tooBig.Limit))
 	default:

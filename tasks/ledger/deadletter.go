@@ -162,10 +162,49 @@ func (r Replay) rate() *int {
 // until now, steered by r.
 func (s *Store) CreateJob(ctx context.Context, f DeadLetterFilter, r Replay) (RetryJob, error) {
 	job := RetryJob{ID: outbox.NewID("dlr"), Filter: f, DryRun: r.DryRun, Rate: r.rate(), Status: JobRunning}
-	if _, err := s.db.NewInsert().Model(&job).Value("cutoff", "clock_timestamp()").Returning("*").Exec(ctx); err != nil {
+	err := s.replayOf(ctx, f.AppID, func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.NewInsert().Model(&job).Value("cutoff", "clock_timestamp()").Returning("*").Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return RetryJob{}, fmt.Errorf("record bulk retry: %w", err)
 	}
 	return job, nil
+}
+
+// MaxRunningReplays bounds the bulk retries and recoveries of one app
+// running at once: each holds a worker of the fan-out queue while it runs
+// (a paced one for as long as its pace makes it).
+const MaxRunningReplays = 4
+
+// ErrBusy is returned for a bulk retry or recovery of an app that has
+// MaxRunningReplays of them running.
+var ErrBusy = fmt.Errorf("%d bulk retries and recoveries of the app are running: wait for one to complete", MaxRunningReplays)
+
+// replayOf runs create, which records a bulk retry or recovery of app
+// appID, in a transaction, once it has checked that the app has fewer than
+// MaxRunningReplays running (or returned ErrBusy). Creations of one app
+// queue on a lock, so that racing ones cannot pass the bound together. A
+// job of no app (an admin's bulk retry of every app) is not bounded.
+func (s *Store) replayOf(ctx context.Context, appID string, create func(ctx context.Context, tx bun.Tx) error) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if appID != "" {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('hookd.replays.' || ?))`, appID); err != nil {
+				return fmt.Errorf("lock the replays of %s: %w", appID, err)
+			}
+			var running int
+			err := tx.NewRaw(`SELECT (SELECT count(*) FROM endpoint_recoveries WHERE app_id = ? AND status = ?)
+				+ (SELECT count(*) FROM dead_letter_retries WHERE filter->>'app_id' = ? AND status = ?)`,
+				appID, JobRunning, appID, JobRunning).Scan(ctx, &running)
+			if err != nil {
+				return fmt.Errorf("count the replays of %s: %w", appID, err)
+			}
+			if running >= MaxRunningReplays {
+				return ErrBusy
+			}
+		}
+		return create(ctx, tx)
+	})
 }
 
 // Job returns bulk retry id, or an error wrapping ErrNotFound.

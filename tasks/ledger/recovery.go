@@ -42,13 +42,17 @@ type Recovery struct {
 // ones are the fan-out's), steered by r.
 func (s *Store) CreateRecovery(ctx context.Context, appID, endpointID string, since, until time.Time, r Replay) (Recovery, error) {
 	job := Recovery{ID: outbox.NewID("rcv"), AppID: appID, EndpointID: endpointID, Since: since, DryRun: r.DryRun, Rate: r.rate(), Status: JobRunning}
-	ins := s.db.NewInsert().Model(&job)
-	if until.IsZero() {
-		ins.Value("until", "clock_timestamp()")
-	} else {
-		ins.Value("until", "least(?::timestamptz, clock_timestamp())", until)
-	}
-	if _, err := ins.Returning("*").Exec(ctx); err != nil {
+	err := s.replayOf(ctx, appID, func(ctx context.Context, tx bun.Tx) error {
+		ins := tx.NewInsert().Model(&job)
+		if until.IsZero() {
+			ins.Value("until", "clock_timestamp()")
+		} else {
+			ins.Value("until", "least(?::timestamptz, clock_timestamp())", until)
+		}
+		_, err := ins.Returning("*").Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return Recovery{}, fmt.Errorf("record recovery of %s: %w", endpointID, err)
 	}
 	return job, nil
