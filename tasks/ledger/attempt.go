@@ -23,8 +23,9 @@ type Record struct {
 // Record stores attempts and moves their deliveries on, in one statement:
 // every attempt is inserted and its delivery updated, or none. Succeeded
 // deliveries get succeeded_at; failed ones failed_at, which anything else
-// clears (a dead letter run again from Asynqmon). Deliveries failed for
-// good are told to WithDeadLetters' function in the same transaction.
+// clears (a dead letter run again from Asynqmon); a FIFO delivery moves on
+// from pending only. Deliveries failed for good are told to
+// WithDeadLetters' function in the same transaction.
 func (s *Store) Record(ctx context.Context, rs []Record) error {
 	var (
 		ids, classes, statuses []string
@@ -79,7 +80,11 @@ const recordSQL = `WITH v AS (
 			updated_at = clock_timestamp(),
 			succeeded_at = CASE WHEN v.status = ? THEN clock_timestamp() ELSE d.succeeded_at END,
 			failed_at = CASE WHEN v.status = ? THEN clock_timestamp() END
-		FROM v WHERE d.id = v.delivery_id`
+		FROM v WHERE d.id = v.delivery_id
+			-- A FIFO delivery moves on only from pending: a late record of
+			-- a pump taken over must not put a finished head back in its
+			-- queue, behind what has gone since.
+			AND (d.seq IS NULL OR d.status = 'pending')`
 
 // Status returns the status of delivery id, or an error wrapping
 // ErrNotFound when its row is gone (with its endpoint or app).

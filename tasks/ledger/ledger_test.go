@@ -228,6 +228,31 @@ func TestStore(t *testing.T) {
 		}
 	})
 
+	t.Run("FIFODeliveryMovesOnFromPendingOnly", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		w, err := writeOne(t.Context(), s, b.event, []ledger.NewDelivery{{ID: ledger.NewDeliveryID(), EndpointID: "ep_fifo", FIFO: true}})
+		if err != nil || len(w) != 1 || !w[0].FIFO {
+			t.Fatalf("write a FIFO delivery = %+v, %v", w, err)
+		}
+		id := w[0].ID
+		record := func(status string, code int) {
+			t.Helper()
+			a := &ledger.Attempt{DeliveryID: id, AttemptedAt: time.Now(), StatusCode: &code, ErrorClass: "x"}
+			if err := s.Record(t.Context(), []ledger.Record{{Attempt: a, Status: status}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		record(ledger.StatusSucceeded, 200)
+		record(ledger.StatusPending, 503) // a pump taken over, recording late
+		if st, err := s.Status(t.Context(), id); err != nil || st != ledger.StatusSucceeded {
+			t.Errorf("a FIFO head after a late pending record = %s, %v; want succeeded", st, err)
+		}
+		if _, err := s.FIFOHead(t.Context(), "ep_fifo", nil); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("FIFOHead after the late record = %v, want none", err)
+		}
+	})
+
 	t.Run("ReviveOnlyFailed", func(t *testing.T) {
 		t.Parallel()
 		s, b := setup(t)
