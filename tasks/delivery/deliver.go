@@ -246,6 +246,19 @@ type result struct {
 	asked      bool
 }
 
+// pauseAfter returns the wait before the retry of a delivery still pending
+// after attempt r, retries being how many retries it had before r: the
+// policy's delay, and at least what the receiver asked with Retry-After.
+// Retry-After is in seconds: a second more keeps the retry from coming
+// early (as RetryDelay does).
+func (d *Deliverer) pauseAfter(r result, retries int) time.Duration {
+	pause := d.retry.Delay(retries)
+	if r.asked {
+		pause = max(pause, r.retryAfter+time.Second)
+	}
+	return pause
+}
+
 // record is the attempt and what it makes of its delivery, to store.
 func (r result) record() *ledger.Record {
 	lastErr := r.a.Error

@@ -167,13 +167,7 @@ func (d *Deliverer) sendHead(ctx context.Context, ep Endpoint, exists bool, h le
 		d.countDeadLetter(ctx, p, describe(r.a))
 		return 0, nil
 	}
-	pause := d.retry.Delay(h.Attempts)
-	if r.asked {
-		// Retry-After is in seconds: a second more keeps the retry from
-		// coming early (as RetryDelay does).
-		pause = max(pause, r.retryAfter+time.Second)
-	}
-	return pause, nil
+	return d.pauseAfter(r, h.Attempts), nil
 }
 
 // deadLetterHead fails the head p for a reason no retry can change, and

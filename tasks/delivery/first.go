@@ -82,12 +82,7 @@ func (d *Deliverer) firstAttempt(ctx context.Context, p tasks.DeliverPayload, we
 	f := First{Payload: p, Record: r.record()}
 	if r.next == ledger.StatusPending {
 		f.Payload.Attempts = 1
-		f.Pause = d.retry.Delay(0)
-		if r.asked {
-			// Retry-After is in seconds: a second more keeps the retry from
-			// coming early (as RetryDelay does).
-			f.Pause = max(f.Pause, r.retryAfter+time.Second)
-		}
+		f.Pause = d.pauseAfter(r, 0)
 	}
 	return f
 }
