@@ -115,12 +115,12 @@ func (q *Queue) pumpQueue(endpointID string) string {
 	return q.cfg.DeliveryQueue(q.cfg.Shard(endpointID), false)
 }
 
-// Kick tells the pumps of the FIFO endpoints of refs that deliveries were
-// written for them, and starts those not under way. The fan-out kicks
-// after its deliveries are committed.
-func (q *Queue) Kick(ctx context.Context, refs []TaskRef, appID string) error {
-	return inParallel(ctx, len(refs), func(ctx context.Context, i int) error {
-		ep := refs[i].EndpointID
+// Kick tells the pumps of the FIFO endpoints endpointIDs of app appID
+// that deliveries were written for them, and starts those not under way.
+// The fan-out kicks after its deliveries are committed.
+func (q *Queue) Kick(ctx context.Context, endpointIDs []string, appID string) error {
+	return inParallel(ctx, len(endpointIDs), func(ctx context.Context, i int) error {
+		ep := endpointIDs[i]
 		gen, err := q.fifo.kick.Run(ctx, q.rdb, []string{fifoKey(ep)}, time.Now().UnixMilli()).Int64()
 		if err != nil {
 			return fmt.Errorf("kick fifo pump of %s: %w", ep, err)
@@ -220,7 +220,7 @@ func (q *Queue) RestartPump(ctx context.Context, endpointID, appID string) (bool
 	running, _ := h[1].(string)
 	gen, err := strconv.ParseInt(genText, 10, 64)
 	if err != nil || running != "1" {
-		return true, q.Kick(ctx, []TaskRef{{EndpointID: endpointID}}, appID)
+		return true, q.Kick(ctx, []string{endpointID}, appID)
 	}
 	queue := q.pumpQueue(endpointID)
 	id := fifoTaskID(endpointID, gen)

@@ -31,7 +31,7 @@ func TestPumpTakesTurns(t *testing.T) {
 	ctx := t.Context()
 	kick := func() {
 		t.Helper()
-		if err := q.Kick(ctx, []tasks.TaskRef{{EndpointID: ep}}, "app_"+prefix); err != nil {
+		if err := q.Kick(ctx, []string{ep}, "app_"+prefix); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -264,16 +264,16 @@ func (f *Fanout) again(ctx context.Context, ev tasks.FanoutPayload, entry ledger
 // kick tells the pumps of the FIFO endpoints with a pending delivery of ev
 // (written now or by an earlier run) that it waits in their queue.
 func (f *Fanout) kick(ctx context.Context, ev tasks.FanoutPayload, written []ledger.Written) error {
-	var refs []tasks.TaskRef
+	var endpoints []string
 	for _, d := range written {
 		if d.FIFO && d.Status == ledger.StatusPending {
-			refs = append(refs, tasks.TaskRef{DeliveryID: d.ID, EndpointID: d.EndpointID})
+			endpoints = append(endpoints, d.EndpointID)
 		}
 	}
-	if len(refs) == 0 {
+	if len(endpoints) == 0 {
 		return nil
 	}
-	if err := f.queue.Kick(ctx, refs, ev.AppID); err != nil {
+	if err := f.queue.Kick(ctx, endpoints, ev.AppID); err != nil {
 		return fmt.Errorf("fan out %s: %w", ev.EventID, err)
 	}
 	return nil

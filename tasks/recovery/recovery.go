@@ -212,8 +212,8 @@ func (rs *Recoveries) recover(ctx context.Context, job *ledger.Recovery, target 
 	// queue, by its event's order, and the pump is told; any other gets
 	// its task.
 	var (
-		ps    []tasks.DeliverPayload
-		kicks []tasks.TaskRef
+		ps     []tasks.DeliverPayload
+		queued int // deliveries that took their place in the endpoint's FIFO queue
 	)
 	createdAt := make(map[string]time.Time, len(missed))
 	for _, m := range missed {
@@ -224,7 +224,7 @@ func (rs *Recoveries) recover(ctx context.Context, job *ledger.Recovery, target 
 			switch {
 			case !d.Fresh || d.EndpointID != job.EndpointID || d.Status != ledger.StatusPending:
 			case d.FIFO:
-				kicks = append(kicks, tasks.TaskRef{DeliveryID: d.ID, EndpointID: d.EndpointID})
+				queued++
 			default:
 				ps = append(ps, tasks.DeliverPayload{
 					DeliveryID: d.ID, EventID: w.Event.ID, EndpointID: d.EndpointID, AppID: job.AppID, CreatedAt: createdAt[w.Event.ID],
@@ -235,11 +235,11 @@ func (rs *Recoveries) recover(ctx context.Context, job *ledger.Recovery, target 
 	if _, err := rs.queue.EnqueueDeliveries(ctx, ps); err != nil {
 		return 0, fmt.Errorf("recovery %s: %w", job.ID, err)
 	}
-	if len(kicks) > 0 {
+	if queued > 0 {
 		// One kick starts the endpoint's pump if none is under way.
-		if err := rs.queue.Kick(ctx, kicks[:1], job.AppID); err != nil {
+		if err := rs.queue.Kick(ctx, []string{job.EndpointID}, job.AppID); err != nil {
 			return 0, fmt.Errorf("recovery %s: %w", job.ID, err)
 		}
 	}
-	return len(retried) + len(ps) + len(kicks), nil
+	return len(retried) + len(ps) + queued, nil
 }
