@@ -203,7 +203,7 @@ func settings() []setting {
 		{"HOOKD_OPERATIONAL_APP", "operational-app", "",
 			"ID of the application (app_...) that receives hookd's operational webhooks (hookd.endpoint.*, hookd.delivery.exhausted); it must exist when hookd starts; empty publishes none",
 			func(c *Config, v string) error {
-				if v != "" && !appRef.MatchString(v) {
+				if v != "" && !registry.IsAppID(v) {
 					return errors.New("want an application ID: app_ and 26 lower-case letters or digits")
 				}
 				c.OperationalApp = v

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 
 	"github.com/uptrace/bun"
 
@@ -14,9 +13,6 @@ import (
 	"github.com/hookd/hookd/app/registry"
 	"github.com/hookd/hookd/app/resource"
 )
-
-// appRef is what HOOKD_OPERATIONAL_APP accepts: an application ID.
-var appRef = regexp.MustCompile(`^app_[0-9a-z]{26}$`)
 
 // setUpOperational returns the ID of the application HOOKD_OPERATIONAL_APP
 // names ("" when unset), and registers the event types of the operational

@@ -246,6 +246,9 @@ var (
 	appIDPattern = regexp.MustCompile(`^app_[0-9a-z]{26}$`)
 )
 
+// IsAppID reports whether s has the shape of a hookd application ID.
+func IsAppID(s string) bool { return appIDPattern.MatchString(s) }
+
 func validUID(uid string) error {
 	switch {
 	case !uidPattern.MatchString(uid):
