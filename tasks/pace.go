@@ -22,9 +22,13 @@ type Pacer struct {
 	sent  int
 }
 
-// NewPacer returns a Pacer of rate deliveries a second (0: no pace).
-func NewPacer(rate int) *Pacer {
-	return &Pacer{rate: rate}
+// NewPacer returns the Pacer of a replay job: rate deliveries a second
+// (nil: no pace), none for a dry run, which sends nothing.
+func NewPacer(rate *int, dryRun bool) *Pacer {
+	if rate == nil || dryRun {
+		return &Pacer{}
+	}
+	return &Pacer{rate: *rate}
 }
 
 // Batch returns how many deliveries the next batch may hold, at most

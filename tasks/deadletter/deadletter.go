@@ -113,11 +113,11 @@ func (dl *DeadLetters) removeOldTasks(ctx context.Context, refs []tasks.TaskRef)
 // StartBulk records a bulk retry of the dead letters f selects (those that
 // failed until now), steered by r, and enqueues the task that performs it.
 func (dl *DeadLetters) StartBulk(ctx context.Context, f ledger.DeadLetterFilter, r ledger.Replay) (ledger.RetryJob, error) {
-	job, err := dl.ledger.CreateJob(ctx, f, r)
+	job, err := dl.CreateBulk(ctx, f, r)
 	if err != nil {
 		return ledger.RetryJob{}, err
 	}
-	if err := dl.queue.EnqueueRetryJob(ctx, job.ID); err != nil {
+	if err := dl.Continue(ctx, job); err != nil {
 		return ledger.RetryJob{}, err
 	}
 	return job, nil
@@ -161,10 +161,7 @@ func (dl *DeadLetters) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // counts them and retries none; a paced one retries at most its rate a
 // second.
 func (dl *DeadLetters) Run(ctx context.Context, job *ledger.RetryJob) error {
-	pacer := tasks.NewPacer(0)
-	if job.Rate != nil && !job.DryRun {
-		pacer = tasks.NewPacer(*job.Rate)
-	}
+	pacer := tasks.NewPacer(job.Rate, job.DryRun)
 	for job.Status == ledger.JobRunning {
 		size := pacer.Batch(batch)
 		ids, err := dl.ledger.NextDeadLetters(ctx, job, size)

@@ -125,10 +125,7 @@ func (rs *Recoveries) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // completed, when the endpoint is deleted, or disabled (but for a dry
 // run): what it would send would fail.
 func (rs *Recoveries) Run(ctx context.Context, job *ledger.Recovery) error {
-	pacer := tasks.NewPacer(0)
-	if job.Rate != nil && !job.DryRun {
-		pacer = tasks.NewPacer(*job.Rate)
-	}
+	pacer := tasks.NewPacer(job.Rate, job.DryRun)
 	for job.Status == ledger.JobRunning {
 		target, err := rs.target(ctx, job.EndpointID)
 		switch {
