@@ -116,12 +116,10 @@ type endpointWithSecret struct {
 
 // oauthPatch returns what a PATCH's oauth field asks for: nil to leave the
 // credentials, an empty input to remove them.
+// The two shapes differ only in their tags, so a patch converts to an
+// input.
 func oauthPatch(n nullable[endpointOAuthPatch]) *registry.OAuthInput {
-	o := n.or(endpointOAuthPatch{})
-	if o == nil {
-		return nil
-	}
-	return &registry.OAuthInput{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes, Audience: o.Audience}
+	return (*endpointOAuthInput)(n.or(endpointOAuthPatch{})).input()
 }
 
 // maxEndpointBodyBytes bounds the body of an endpoint's creation or
